@@ -1,0 +1,203 @@
+"""The `sousuo` command: build, search, eval, sql, versions, publish and rollback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from .config import Settings
+from .index_store import IndexStoreError
+
+
+def _date(value: str) -> datetime:
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"not an ISO date: {value!r}") from error
+
+
+def cmd_build(args, settings: Settings) -> int:
+    from .build import build_index
+
+    manifest, ingested = build_index(args.corpus, args.index, settings, show_progress=not args.quiet)
+    summary = ingested.summary()
+    print(
+        f"indexed {manifest.doc_count} documents, {manifest.term_count} terms; "
+        f"quarantined {summary['quarantined']}, identical duplicates dropped "
+        f"{summary['identical_duplicates_dropped']}; stages {manifest.stages}",
+        file=sys.stderr,
+    )
+    if ingested.quarantine.num_rows:
+        reasons = ingested.quarantine.group_by("reason").aggregate([("reason", "count")]).to_pylist()
+        for row in reasons:
+            print(f"  quarantine: {row['reason']}: {row['reason_count']}", file=sys.stderr)
+    print(manifest.version)
+    return 0
+
+
+def cmd_search(args, settings: Settings) -> int:
+    from .search import Filters, Searcher
+
+    searcher = Searcher.open(args.index, settings)
+    filters = Filters(
+        sources=tuple(args.source or ()),
+        langs=tuple(args.lang or ()),
+        tags=tuple(args.tag or ()),
+        since=args.since,
+        until=args.until,
+    )
+    response = searcher.search(args.query, k=args.k, filters=filters)
+    if args.json:
+        print(json.dumps({"mode": args.mode, **response.to_json()}, ensure_ascii=False))
+        return 0
+    print(f"{response.total_matches} matches in {response.took_ms:.1f} ms")
+    for rank, hit in enumerate(response.hits, 1):
+        snippet = hit.snippet.replace("<mark>", "\033[1m").replace("</mark>", "\033[0m")
+        print(f"{rank:>3}. [{hit.score:.3f}] {hit.title or hit.doc_id}  ({hit.doc_id}, {hit.source}, {hit.lang})")
+        print(f"     {snippet}")
+    return 0
+
+
+def cmd_eval(args, settings: Settings) -> int:
+    from .evaluation import evaluate
+
+    summary = evaluate(args.dataset, args.method, args.split, settings, show_progress=not args.quiet)
+    if not args.json:
+        for key, value in summary.items():
+            print(f"{key:>12}: {value}", file=sys.stderr)
+    # The last stdout line is the machine-readable result, whatever else was printed.
+    print(json.dumps(summary, ensure_ascii=False))
+    return 0
+
+
+def cmd_sql(args, settings: Settings) -> int:
+    from .sql import SqlSession
+
+    with SqlSession(args.index, settings.cache_dir, writable=args.writable) as session:
+        if args.command:
+            relation = session.query(args.command)
+            if relation is not None:
+                if args.json:
+                    columns, rows = relation.columns, relation.fetchall()
+                    print(json.dumps([dict(zip(columns, row)) for row in rows], ensure_ascii=False, default=str))
+                else:
+                    relation.show(max_rows=args.max_rows)
+            return 0
+        print(f"views: {', '.join(session.views)}. End statements with ';', quit with Ctrl-D.", file=sys.stderr)
+        buffer = ""
+        for line in sys.stdin:
+            buffer += line
+            if buffer.rstrip().endswith(";"):
+                try:
+                    relation = session.query(buffer)
+                    if relation is not None:
+                        relation.show(max_rows=args.max_rows)
+                except Exception as error:  # an interactive shell reports and carries on
+                    print(f"error: {error}", file=sys.stderr)
+                buffer = ""
+    return 0
+
+
+def cmd_versions(args, settings: Settings) -> int:
+    from .index_store import Manifest, current_version, list_versions, versions_dir
+
+    current = current_version(args.index)
+    for version in list_versions(args.index):
+        manifest = Manifest.read(versions_dir(args.index) / version)
+        marker = "*" if version == current else " "
+        print(f"{marker} {version}  docs={manifest.doc_count}  terms={manifest.term_count}  {manifest.created_at}")
+    return 0
+
+
+def cmd_publish(args, settings: Settings) -> int:
+    from .index_store import publish
+
+    publish(args.index, args.version)
+    print(args.version)
+    return 0
+
+
+def cmd_rollback(args, settings: Settings) -> int:
+    from .index_store import current_version, list_versions, publish
+
+    versions = list_versions(args.index)
+    current = current_version(args.index)
+    older = [v for v in versions if current is None or v < current]
+    if not older:
+        print("no older version to roll back to", file=sys.stderr)
+        return 1
+    publish(args.index, older[-1])
+    print(older[-1])
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sousuo", description="搜索: Chinese/English search as data workflows.")
+    sub = parser.add_subparsers(dest="subcommand", required=True)
+
+    build = sub.add_parser("build", help="ingest corpora and build a new index version, then publish it")
+    build.add_argument("--corpus", nargs="+", required=True, type=Path,
+                       help="JSONL, CSV or Parquet files, BEIR folders, or folders of Markdown/text/HTML")
+    build.add_argument("--index", required=True, type=Path, help="index folder (versions live inside)")
+    build.add_argument("--quiet", action="store_true", help="no progress bars")
+    build.set_defaults(func=cmd_build)
+
+    search = sub.add_parser("search", help="search an index", description=(
+        'Query syntax: words, "quoted phrases", AND, OR, NOT, +required, -excluded, (groups).'))
+    search.add_argument("query")
+    search.add_argument("--index", required=True, type=Path)
+    search.add_argument("--mode", choices=["bm25"], default="bm25")
+    search.add_argument("-k", type=int, default=10, help="number of results")
+    search.add_argument("--source", action="append", help="keep documents from this source (repeatable)")
+    search.add_argument("--lang", action="append", help="keep documents in this language (repeatable)")
+    search.add_argument("--tag", action="append", help="keep documents with this tag (repeatable)")
+    search.add_argument("--since", type=_date, help="published on or after this ISO date")
+    search.add_argument("--until", type=_date, help="published on or before this ISO date")
+    search.add_argument("--json", action="store_true", help="print one JSON object")
+    search.set_defaults(func=cmd_search)
+
+    evaluate = sub.add_parser("eval", help="evaluate a method on a BEIR-layout dataset folder")
+    evaluate.add_argument("dataset", type=Path, help="folder with corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv")
+    evaluate.add_argument("--method", default="bm25", choices=["bm25"])
+    evaluate.add_argument("--split", default="test")
+    evaluate.add_argument("--json", action="store_true", help="print only the JSON summary")
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
+    evaluate.set_defaults(func=cmd_eval)
+
+    sql = sub.add_parser("sql", help="DuckDB with views over every artifact (read-only by default)")
+    sql.add_argument("--index", type=Path, help="index folder; its published version is opened")
+    sql.add_argument("-c", "--command", help="run one SQL statement and exit")
+    sql.add_argument("--json", action="store_true", help="with -c: print rows as JSON")
+    sql.add_argument("--writable", action="store_true", help="allow statements that write")
+    sql.add_argument("--max-rows", type=int, default=40)
+    sql.set_defaults(func=cmd_sql)
+
+    versions = sub.add_parser("versions", help="list index versions; * marks the published one")
+    versions.add_argument("--index", required=True, type=Path)
+    versions.set_defaults(func=cmd_versions)
+
+    publish = sub.add_parser("publish", help="publish a version atomically")
+    publish.add_argument("version")
+    publish.add_argument("--index", required=True, type=Path)
+    publish.set_defaults(func=cmd_publish)
+
+    rollback = sub.add_parser("rollback", help="publish the version before the current one")
+    rollback.add_argument("--index", required=True, type=Path)
+    rollback.set_defaults(func=cmd_rollback)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args, Settings())
+    except (IndexStoreError, FileNotFoundError, ValueError, PermissionError) as error:
+        print(f"sousuo {args.subcommand}: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""Typed configuration for every stage, read from `sousuo.toml` and `SOUSUO_*` environment variables."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+
+class AnalyzerConfig(BaseModel):
+    """Everything that changes which tokens a text yields; recorded in every index manifest."""
+
+    model_config = {"frozen": True}
+
+    nfkc: bool = True
+    casefold: bool = True
+    traditional_to_simplified: bool = True
+    segmenter: Literal["rjieba", "jieba"] = "rjieba"
+    stem_english: bool = True
+    remove_stopwords: bool = True
+    # Split snake_case identifiers into their parts as extra tokens, so `max_length` also matches "length".
+    split_identifiers: bool = True
+
+    def fingerprint(self) -> str:
+        canonical = json.dumps(self.model_dump(), sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+class IngestConfig(BaseModel):
+    max_doc_chars: int = 2_000_000
+    markdown_suffixes: tuple[str, ...] = (".md", ".markdown", ".txt")
+    html_suffixes: tuple[str, ...] = (".html", ".htm")
+
+
+class BM25Config(BaseModel):
+    k1: float = Field(1.2, ge=0)
+    b: float = Field(0.75, ge=0, le=1)
+    # Boost per field. `text` is the catch-all field (title then body, like Pyserini's `contents`),
+    # which ranks better than summing separate title and body scores on SciFact.
+    field_boosts: dict[str, float] = {"text": 1.0}
+
+
+class SnippetConfig(BaseModel):
+    width_chars: int = 160
+    max_fragments: int = 2
+
+
+class Settings(BaseSettings):
+    """All of sousuo's knobs. Override with `sousuo.toml` in the working directory or `SOUSUO_<SECTION>__<KEY>`."""
+
+    model_config = SettingsConfigDict(env_prefix="SOUSUO_", env_nested_delimiter="__", toml_file="sousuo.toml")
+
+    cache_dir: Path = Path("data/cache")
+    analyzer: AnalyzerConfig = AnalyzerConfig()
+    ingest: IngestConfig = IngestConfig()
+    bm25: BM25Config = BM25Config()
+    snippet: SnippetConfig = SnippetConfig()
+    keep_versions: int = 5
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))

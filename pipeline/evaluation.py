@@ -1,0 +1,164 @@
+"""Evaluation on BEIR-layout folders: cached indexes, TREC run files, per-query metrics via ir-measures."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import ir_measures
+import pyarrow as pa
+import pyarrow.parquet as pq
+from ir_measures import AP, RR, R, nDCG
+from tqdm import tqdm
+
+from . import schemas
+from .build import build_index
+from .config import Settings
+from .index_store import current_version
+from .search import Searcher
+
+# Names in the JSON contract → ir-measures measures.
+MEASURES = {"ndcg@10": nDCG @ 10, "recall@100": R @ 100, "mrr@10": RR @ 10, "map": AP}
+RUN_DEPTH = 1000
+
+Run = dict[str, dict[str, float]]
+Qrels = dict[str, dict[str, int]]
+
+
+@dataclass
+class BeirDataset:
+    path: Path
+    queries: dict[str, str]
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @classmethod
+    def load(cls, path: Path | str) -> BeirDataset:
+        path = Path(path)
+        if not (path / "corpus.jsonl").is_file():
+            raise FileNotFoundError(f"{path} is not a BEIR folder: corpus.jsonl is missing")
+        queries = {}
+        with open(path / "queries.jsonl", encoding="utf-8") as handle:
+            for line in handle:
+                if line.strip():
+                    record = json.loads(line)
+                    queries[str(record["_id"])] = record["text"]
+        return cls(path, queries)
+
+    def splits(self) -> list[str]:
+        return sorted(p.stem for p in (self.path / "qrels").glob("*.tsv"))
+
+    def qrels(self, split: str) -> Qrels:
+        path = self.path / "qrels" / f"{split}.tsv"
+        if not path.is_file():
+            raise FileNotFoundError(f"{self.name} has no split {split!r}; it has {self.splits()}")
+        qrels: Qrels = {}
+        with open(path, encoding="utf-8") as handle:
+            for row in csv.reader(handle, delimiter="\t"):
+                if not row or row[0] == "query-id":
+                    continue
+                qrels.setdefault(row[0], {})[row[1]] = int(float(row[2]))
+        return qrels
+
+    def fingerprint(self) -> str:
+        corpus = self.path / "corpus.jsonl"
+        stat = corpus.stat()
+        return hashlib.sha256(f"{corpus.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:10]
+
+
+def cached_index(dataset: BeirDataset, settings: Settings, show_progress: bool = False) -> Path:
+    """The index of a dataset's corpus under the cache folder, built on first use."""
+    key = f"{dataset.name}-{dataset.fingerprint()}-{settings.analyzer.fingerprint()}"
+    index_dir = settings.cache_dir / "indexes" / key
+    if current_version(index_dir) is None:
+        build_index([dataset.path], index_dir, settings, show_progress=show_progress)
+    return index_dir
+
+
+def score_run(run: Run, qrels: Qrels) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """Mean and per-query values of MEASURES; a judged query missing from the run scores 0."""
+    per_query = {qid: dict.fromkeys(MEASURES, 0.0) for qid in qrels}
+    names = {str(measure): name for name, measure in MEASURES.items()}
+    for metric in ir_measures.iter_calc(list(MEASURES.values()), qrels, run):
+        if metric.query_id in per_query:
+            per_query[metric.query_id][names[str(metric.measure)]] = float(metric.value)
+    means = {name: sum(q[name] for q in per_query.values()) / max(len(per_query), 1) for name in MEASURES}
+    return means, per_query
+
+
+def write_trec_run(path: Path, run: Run, tag: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        for qid, scores in run.items():
+            ranked = sorted(scores.items(), key=lambda item: (-item[1], item[0]))
+            for rank, (doc_id, score) in enumerate(ranked, 1):
+                handle.write(f"{qid} Q0 {doc_id} {rank} {score:.6f} {tag}\n")
+
+
+def run_table(run: Run, method: str) -> pa.Table:
+    rows = []
+    for qid, scores in run.items():
+        ranked = sorted(scores.items(), key=lambda item: (-item[1], item[0]))
+        rows.extend(
+            {"query_id": qid, "doc_id": d, "rank": r, "score": s, "method": method}
+            for r, (d, s) in enumerate(ranked, 1)
+        )
+    return pa.Table.from_pylist(rows, schema=schemas.RUN)
+
+
+def bm25_run(searcher: Searcher, queries: dict[str, str], depth: int, show_progress: bool = False) -> Run:
+    run: Run = {}
+    for qid, text in tqdm(queries.items(), desc="bm25", unit="q", disable=not show_progress):
+        response = searcher.search(text, k=depth, syntax=False, with_snippets=False)
+        run[qid] = {hit.doc_id: hit.score for hit in response.hits}
+    return run
+
+
+RunMethod = Callable[[Searcher, dict[str, str], int, bool], Run]
+METHODS: dict[str, RunMethod] = {"bm25": bm25_run}
+
+
+def evaluate(
+    dataset_dir: Path | str,
+    method: str = "bm25",
+    split: str = "test",
+    settings: Settings | None = None,
+    show_progress: bool = False,
+) -> dict:
+    """Run `method` on a split's judged queries; write the TREC run and metrics Parquet; return the summary."""
+    settings = settings or Settings()
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {sorted(METHODS)}")
+    dataset = BeirDataset.load(dataset_dir)
+    qrels = dataset.qrels(split)
+    queries = {qid: dataset.queries[qid] for qid in qrels if qid in dataset.queries}
+    searcher = Searcher.open(cached_index(dataset, settings, show_progress), settings)
+    run = METHODS[method](searcher, queries, RUN_DEPTH, show_progress)
+    means, per_query = score_run(run, {qid: qrels[qid] for qid in queries})
+    stem = f"{dataset.name}.{method}.{split}"
+    runs_dir = settings.cache_dir / "runs"
+    write_trec_run(runs_dir / f"{stem}.trec", run, f"sousuo-{method}")
+    pq.write_table(run_table(run, method), runs_dir / f"{stem}.run.parquet")
+    now = datetime.now(UTC)
+    metric_rows = [
+        {"dataset": dataset.name, "method": method, "split": split, "query_id": qid, "measure": name,
+         "value": value, "evaluated_at": now}
+        for qid, values in per_query.items()
+        for name, value in values.items()
+    ] + [
+        {"dataset": dataset.name, "method": method, "split": split, "query_id": "all", "measure": name,
+         "value": value, "evaluated_at": now}
+        for name, value in means.items()
+    ]
+    (settings.cache_dir / "metrics").mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(metric_rows, schema=schemas.METRICS),
+                   settings.cache_dir / "metrics" / f"{stem}.parquet")
+    return {"dataset": dataset.name, "method": method, "split": split, "queries": len(queries),
+            **{name: round(value, 4) for name, value in means.items()}}

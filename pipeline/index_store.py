@@ -1,0 +1,156 @@
+"""The index folder: immutable version folders, their manifests, and the atomically swapped `CURRENT` pointer."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .config import AnalyzerConfig
+from .forward_index import ForwardIndex, Vocabulary
+from .inverted_index import InvertedIndex
+
+FORMAT_VERSION = 1
+CURRENT_POINTER = "CURRENT"
+VERSIONS_DIR = "versions"
+
+
+class IndexStoreError(Exception):
+    """Base class for index problems a user can act on."""
+
+
+class IndexNotFound(IndexStoreError):
+    pass
+
+
+class AnalyzerMismatch(IndexStoreError):
+    pass
+
+
+@dataclass
+class Manifest:
+    version: str
+    created_at: str
+    doc_count: int
+    term_count: int
+    avgdl: dict[str, float]
+    analyzer: dict
+    analyzer_fingerprint: str
+    source_snapshot: str
+    sources: list[str]
+    quarantined: int
+    parent: str | None = None
+    format: int = FORMAT_VERSION
+    stages: dict[str, float] = field(default_factory=dict)
+
+    def write(self, folder: Path) -> None:
+        (folder / "manifest.json").write_text(json.dumps(asdict(self), indent=2, ensure_ascii=False))
+
+    @classmethod
+    def read(cls, folder: Path) -> Manifest:
+        path = folder / "manifest.json"
+        if not path.is_file():
+            raise IndexNotFound(f"{folder} is not an index version: manifest.json is missing")
+        return cls(**json.loads(path.read_text()))
+
+
+def new_version_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+
+
+def versions_dir(index_dir: Path) -> Path:
+    return Path(index_dir) / VERSIONS_DIR
+
+
+def list_versions(index_dir: Path) -> list[str]:
+    folder = versions_dir(index_dir)
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if (p / "manifest.json").is_file())
+
+
+def current_version(index_dir: Path) -> str | None:
+    pointer = Path(index_dir) / CURRENT_POINTER
+    return pointer.read_text().strip() if pointer.is_file() else None
+
+
+def publish(index_dir: Path, version: str) -> None:
+    """Point CURRENT at `version`. The rename is atomic, so readers see the old or the new, never neither."""
+    index_dir = Path(index_dir)
+    if not (versions_dir(index_dir) / version / "manifest.json").is_file():
+        raise IndexNotFound(f"no complete version {version!r} in {index_dir}")
+    staging = index_dir / f".{CURRENT_POINTER}.{uuid.uuid4().hex}"
+    staging.write_text(version + "\n")
+    os.replace(staging, index_dir / CURRENT_POINTER)
+
+
+def resolve_version_dir(index_dir: Path, version: str | None = None) -> Path:
+    """The folder of `version`, or of the published one. A bare version folder is accepted too."""
+    index_dir = Path(index_dir)
+    if (index_dir / "manifest.json").is_file():
+        return index_dir
+    version = version or current_version(index_dir)
+    if version is None:
+        raise IndexNotFound(f"no published index in {index_dir}: run `sousuo build --index {index_dir}` first")
+    folder = versions_dir(index_dir) / version
+    if not folder.is_dir():
+        raise IndexNotFound(f"index version {version!r} is missing from {index_dir}")
+    return folder
+
+
+def prune_versions(index_dir: Path, keep: int) -> list[str]:
+    """Delete the oldest versions beyond `keep`, never the published one."""
+    current = current_version(index_dir)
+    versions = list_versions(index_dir)
+    doomed = [v for v in versions[: max(0, len(versions) - keep)] if v != current]
+    for version in doomed:
+        shutil.rmtree(versions_dir(index_dir) / version, ignore_errors=True)
+    return doomed
+
+
+@dataclass
+class IndexVersion:
+    """Everything one version holds, opened read-only; arrays are memory-mapped."""
+
+    path: Path
+    manifest: Manifest
+    documents: pa.Table
+    vocabulary: Vocabulary
+    forward: ForwardIndex
+    inverted: InvertedIndex
+
+    @classmethod
+    def open(cls, index_dir: Path, analyzer: AnalyzerConfig | None = None, version: str | None = None) -> IndexVersion:
+        folder = resolve_version_dir(index_dir, version)
+        manifest = Manifest.read(folder)
+        if analyzer is not None and analyzer.fingerprint() != manifest.analyzer_fingerprint:
+            built = AnalyzerConfig(**manifest.analyzer)
+            diff = {
+                key: (value, getattr(analyzer, key))
+                for key, value in built.model_dump().items()
+                if getattr(analyzer, key) != value
+            }
+            changes = ", ".join(f"{k}: index={a!r} configured={b!r}" for k, (a, b) in diff.items())
+            raise AnalyzerMismatch(
+                f"index {folder} was built with a different analyzer ({changes}). "
+                "Rebuild the index, or set the analyzer configuration back to the index's."
+            )
+        return cls(
+            path=folder,
+            manifest=manifest,
+            documents=pq.read_table(folder / "documents.parquet", memory_map=True),
+            vocabulary=Vocabulary.load(folder / "inverted" / "vocabulary.parquet"),
+            forward=ForwardIndex.load(folder / "forward"),
+            inverted=InvertedIndex.load(folder / "inverted"),
+        )
+
+    @property
+    def analyzer_config(self) -> AnalyzerConfig:
+        return AnalyzerConfig(**self.manifest.analyzer)

@@ -1,0 +1,88 @@
+"""Every Parquet schema sousuo writes, declared once so DuckDB sees the same columns everywhere."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+TIMESTAMP = pa.timestamp("us", tz="UTC")
+
+DOCUMENTS = pa.schema(
+    [
+        pa.field("doc_id", pa.string(), nullable=False),
+        pa.field("title", pa.string()),
+        pa.field("body", pa.string()),
+        pa.field("url", pa.string()),
+        pa.field("path", pa.string()),
+        pa.field("source", pa.string()),
+        pa.field("lang", pa.string()),
+        pa.field("published_at", TIMESTAMP),
+        pa.field("tags", pa.list_(pa.string())),
+        pa.field("content_hash", pa.string(), nullable=False),
+        pa.field("ingested_at", TIMESTAMP),
+    ]
+)
+
+QUARANTINE = pa.schema(
+    [
+        pa.field("source", pa.string()),
+        pa.field("location", pa.string()),
+        pa.field("doc_id", pa.string()),
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("detail", pa.string()),
+        # The record exactly as read, so nothing rejected is ever lost.
+        pa.field("raw", pa.binary()),
+        pa.field("quarantined_at", TIMESTAMP),
+    ]
+)
+
+TERMS = pa.schema(
+    [
+        pa.field("term_id", pa.int32(), nullable=False),
+        pa.field("term", pa.string(), nullable=False),
+        pa.field("field", pa.string(), nullable=False),
+        pa.field("df", pa.int32()),
+        pa.field("cf", pa.int64()),
+    ]
+)
+
+POSTINGS = pa.schema(
+    [
+        pa.field("field", pa.string(), nullable=False),
+        pa.field("term_id", pa.int32(), nullable=False),
+        pa.field("doc_ord", pa.int32(), nullable=False),
+        pa.field("tf", pa.int32()),
+        pa.field("positions", pa.list_(pa.int32())),
+    ]
+)
+
+FORWARD = pa.schema(
+    [
+        pa.field("doc_ord", pa.int32(), nullable=False),
+        pa.field("doc_id", pa.string(), nullable=False),
+        pa.field("field", pa.string(), nullable=False),
+        pa.field("length", pa.int32()),
+        pa.field("token_ids", pa.list_(pa.int32())),
+    ]
+)
+
+RUN = pa.schema(
+    [
+        pa.field("query_id", pa.string(), nullable=False),
+        pa.field("doc_id", pa.string(), nullable=False),
+        pa.field("rank", pa.int32()),
+        pa.field("score", pa.float64()),
+        pa.field("method", pa.string()),
+    ]
+)
+
+METRICS = pa.schema(
+    [
+        pa.field("dataset", pa.string()),
+        pa.field("method", pa.string()),
+        pa.field("split", pa.string()),
+        pa.field("query_id", pa.string()),
+        pa.field("measure", pa.string()),
+        pa.field("value", pa.float64()),
+        pa.field("evaluated_at", TIMESTAMP),
+    ]
+)

@@ -1,0 +1,317 @@
+"""BM25 search over an index version: boolean and phrase matching, filters, top-k and highlighted snippets."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .analysis import Analyzer, AnalyzedText
+from .bm25 import bm25_scores
+from .config import Settings
+from .index_store import IndexVersion
+from .query import Bool, Node, Phrase, Term, parse_query, plain_query
+from .snippets import highlight_all, make_snippet, matched_spans
+
+MAX_K = 10_000
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Restrict results to documents whose metadata passes every given condition."""
+
+    sources: tuple[str, ...] = ()
+    langs: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.sources or self.langs or self.tags or self.since or self.until)
+
+
+@dataclass
+class Hit:
+    doc_ord: int
+    doc_id: str
+    score: float
+    title: str
+    snippet: str  # HTML-escaped, matches in <mark>
+    title_html: str
+    source: str | None
+    lang: str | None
+    published_at: datetime | None
+    tags: list[str]
+    matched_terms: list[str]
+
+    def to_json(self) -> dict:
+        return {
+            "doc_id": self.doc_id,
+            "score": round(self.score, 6),
+            "title": self.title,
+            "snippet": self.snippet,
+            "source": self.source,
+            "lang": self.lang,
+            "published_at": self.published_at.isoformat() if self.published_at else None,
+            "tags": self.tags,
+            "matched_terms": self.matched_terms,
+        }
+
+
+@dataclass
+class SearchResponse:
+    query: str
+    hits: list[Hit]
+    total_matches: int
+    took_ms: float
+    query_terms: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {
+            "query": self.query,
+            "total_matches": self.total_matches,
+            "took_ms": round(self.took_ms, 3),
+            "query_terms": self.query_terms,
+            "results": [hit.to_json() for hit in self.hits],
+        }
+
+
+def maximal_terms(analyzed: AnalyzedText) -> list[tuple[str, int]]:
+    """Terms whose span no longer term covers: the search-mode sub-words of 中华人民共和国 drop out."""
+    spans = list(zip(analyzed.starts, analyzed.ends))
+    out = []
+    for i, (start, end) in enumerate(spans):
+        covered = any(s <= start and end <= e and (e - s) > (end - start) for s, e in spans)
+        if not covered:
+            out.append((analyzed.terms[i], analyzed.positions[i]))
+    return out
+
+
+class Searcher:
+    """Opens one index version and answers queries; safe to share between threads."""
+
+    def __init__(self, index: IndexVersion, settings: Settings | None = None):
+        self.index = index
+        self.settings = settings or Settings()
+        self.analyzer = Analyzer(index.analyzer_config)
+        self.n_docs = index.manifest.doc_count
+        self.field_boosts = {f: w for f, w in self.settings.bm25.field_boosts.items() if w}
+        unknown = set(self.field_boosts) - set(index.inverted.fields)
+        if unknown:
+            raise ValueError(f"unknown fields in bm25.field_boosts: {sorted(unknown)}")
+        self._metadata = _Metadata(index.documents)
+
+    @classmethod
+    def open(cls, index_dir: Path | str, settings: Settings | None = None, version: str | None = None) -> Searcher:
+        settings = settings or Settings()
+        return cls(IndexVersion.open(Path(index_dir), settings.analyzer, version), settings)
+
+    # -- scoring -------------------------------------------------------------------------------------
+
+    def term_ids(self, terms: list[str]) -> list[int]:
+        return [t for t in self.index.vocabulary.lookup(terms) if t is not None]
+
+    def score_terms(self, term_ids: list[int]) -> np.ndarray:
+        """Dense BM25 scores summed over the boosted fields."""
+        bm25 = self.settings.bm25
+        total = np.zeros(self.n_docs)
+        for name, boost in self.field_boosts.items():
+            total += boost * bm25_scores(self.index.inverted.fields[name], term_ids, bm25.k1, bm25.b)
+        return total
+
+    def _contains_all(self, term_ids: list[int]) -> np.ndarray:
+        mask = np.ones(self.n_docs, dtype=bool)
+        for term_id in term_ids:
+            mask &= self._contains(term_id)
+        return mask
+
+    def _contains(self, term_id: int) -> np.ndarray:
+        mask = np.zeros(self.n_docs, dtype=bool)
+        for name in self.field_boosts:
+            postings = self.index.inverted.fields[name]
+            mask[postings.docs[postings.span(term_id)]] = True
+        return mask
+
+    def _phrase_mask(self, analyzed: AnalyzedText) -> np.ndarray:
+        parts = maximal_terms(analyzed)
+        ids = self.index.vocabulary.lookup([term for term, _ in parts])
+        mask = np.zeros(self.n_docs, dtype=bool)
+        if not parts or any(i is None for i in ids):
+            return mask
+        base = parts[0][1]
+        offsets = [position - base for _, position in parts]
+        for name in self.field_boosts:
+            postings = self.index.inverted.fields[name]
+            candidates = None
+            spans = [postings.span(i) for i in ids]
+            for span in spans:
+                docs = np.asarray(postings.docs[span])
+                candidates = docs if candidates is None else np.intersect1d(candidates, docs, assume_unique=True)
+            for doc in candidates.tolist():
+                if mask[doc]:
+                    continue
+                starts = None
+                for span, offset in zip(spans, offsets):
+                    docs = postings.docs[span]
+                    posting = span.start + int(np.searchsorted(docs, doc))
+                    here = np.asarray(postings.positions_of(posting)) - offset
+                    starts = here if starts is None else np.intersect1d(starts, here)
+                    if len(starts) == 0:
+                        break
+                mask[doc] = starts is not None and len(starts) > 0
+        return mask
+
+    def _evaluate(self, node: Node, terms: list[int], names: list[str]) -> np.ndarray | None:
+        """Match mask of a clause tree (None = matches by score alone) and the positive terms it scores."""
+        if isinstance(node, (Term, Phrase)):
+            analyzed = self.analyzer.analyze(node.text)
+            names.extend(analyzed.terms)
+            ids = self.term_ids(analyzed.terms)
+            terms.extend(ids)
+            if isinstance(node, Phrase):
+                return self._phrase_mask(analyzed)
+            required = [term for term, _ in maximal_terms(analyzed)]
+            required_ids = self.index.vocabulary.lookup(required)
+            if any(i is None for i in required_ids):
+                return np.zeros(self.n_docs, dtype=bool)
+            return self._contains_all(required_ids)
+        assert isinstance(node, Bool)
+        mask = np.ones(self.n_docs, dtype=bool)
+        for clause in node.must:
+            mask &= self._evaluate(clause, terms, names)
+        if node.should and not node.must:
+            any_should = np.zeros(self.n_docs, dtype=bool)
+            for clause in node.should:
+                any_should |= self._evaluate(clause, terms, names)
+            mask &= any_should
+        elif node.should:
+            for clause in node.should:
+                self._evaluate(clause, terms, names)
+        for clause in node.must_not:
+            mask &= ~self._evaluate(clause, [], [])
+        return mask
+
+    # -- querying -----------------------------------------------------------------------------------
+
+    def search(
+        self,
+        query: str,
+        k: int = 10,
+        filters: Filters | None = None,
+        syntax: bool = True,
+        offset: int = 0,
+        with_snippets: bool = True,
+    ) -> SearchResponse:
+        """Top-k documents for `query`. With `syntax=False` operators and quotes are ordinary words."""
+        started = time.perf_counter()
+        k = max(0, min(int(k), MAX_K))
+        tree = parse_query(query) if syntax else plain_query(query)
+        term_ids: list[int] = []
+        names: list[str] = []
+        if _is_plain(tree):
+            for clause in tree.should:
+                analyzed = self.analyzer.analyze(clause.text)
+                names.extend(analyzed.terms)
+                term_ids.extend(self.term_ids(analyzed.terms))
+            scores = self.score_terms(term_ids)
+            mask = scores > 0
+        else:
+            mask = self._evaluate(tree, term_ids, names)
+            scores = self.score_terms(term_ids)
+        if filters:
+            mask &= self._metadata.mask(filters)
+        candidates = np.flatnonzero(mask)
+        top = _top_k(candidates, scores[candidates], offset + k)[offset:]
+        hits = [self._hit(int(d), float(scores[d]), set(term_ids), with_snippets) for d in top]
+        return SearchResponse(
+            query=query,
+            hits=hits,
+            total_matches=len(candidates),
+            took_ms=(time.perf_counter() - started) * 1000,
+            query_terms=list(dict.fromkeys(names)),
+        )
+
+    def _hit(self, doc_ord: int, score: float, term_ids: set[int], with_snippets: bool) -> Hit:
+        row = self._metadata.row(doc_ord)
+        title = row["title"] or ""
+        body = row["body"] or ""
+        snippet = title_html = ""
+        matched: set[int] = set()
+        if with_snippets:
+            forward = self.index.forward.fields
+            title_spans = matched_spans(forward["title"], doc_ord, term_ids)
+            body_spans = matched_spans(forward["body"], doc_ord, term_ids)
+            matched = {t for *_, t in title_spans + body_spans}
+            snippet = make_snippet(body, body_spans, self.settings.snippet.width_chars).html()
+            title_html = highlight_all(title, title_spans).html()
+        return Hit(
+            doc_ord=doc_ord,
+            doc_id=row["doc_id"],
+            score=score,
+            title=title,
+            snippet=snippet,
+            title_html=title_html,
+            source=row["source"],
+            lang=row["lang"],
+            published_at=row["published_at"],
+            tags=row["tags"] or [],
+            matched_terms=[self.index.vocabulary.terms[t] for t in sorted(matched)],
+        )
+
+
+def _is_plain(tree: Bool) -> bool:
+    return not tree.must and not tree.must_not and all(isinstance(c, Term) for c in tree.should)
+
+
+def _top_k(candidates: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
+    """Candidates of the k best scores, ties broken by doc ordinal so results are deterministic."""
+    if k <= 0 or len(candidates) == 0:
+        return candidates[:0]
+    if len(candidates) > k:
+        # Keep everything tied with the k-th score so the tie-break below sees all of them.
+        kth = np.partition(scores, len(scores) - k)[len(scores) - k]
+        keep = scores >= kth
+        candidates, scores = candidates[keep], scores[keep]
+    order = np.lexsort((candidates, -scores))
+    return candidates[order[:k]]
+
+
+class _Metadata:
+    """Columnar document metadata for filters and result rows."""
+
+    def __init__(self, documents: pa.Table):
+        self.documents = documents
+        self.n_docs = documents.num_rows
+        self.source = documents.column("source").combine_chunks()
+        self.lang = documents.column("lang").combine_chunks()
+        tags = documents.column("tags").combine_chunks()
+        self.tag_values = pc.list_flatten(tags)
+        self.tag_parents = pc.list_parent_indices(tags).to_numpy(zero_copy_only=False)
+        published = documents.column("published_at").combine_chunks()
+        self.has_date = published.is_valid().to_numpy(zero_copy_only=False)
+        self.published_us = published.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
+
+    def mask(self, filters: Filters) -> np.ndarray:
+        mask = np.ones(self.n_docs, dtype=bool)
+        if filters.sources:
+            mask &= pc.is_in(self.source, pa.array(filters.sources)).fill_null(False).to_numpy(zero_copy_only=False)
+        if filters.langs:
+            mask &= pc.is_in(self.lang, pa.array(filters.langs)).fill_null(False).to_numpy(zero_copy_only=False)
+        if filters.tags:
+            hit = pc.is_in(self.tag_values, pa.array(filters.tags)).to_numpy(zero_copy_only=False)
+            tagged = np.zeros(self.n_docs, dtype=bool)
+            tagged[self.tag_parents[hit]] = True
+            mask &= tagged
+        for bound, keep in ((filters.since, np.greater_equal), (filters.until, np.less_equal)):
+            if bound is not None:
+                micros = int(pa.scalar(bound, pa.timestamp("us", tz="UTC")).cast(pa.int64()).as_py())
+                mask &= self.has_date & keep(self.published_us, micros)
+        return mask
+
+    def row(self, doc_ord: int) -> dict:
+        return {name: self.documents.column(name)[doc_ord].as_py() for name in self.documents.column_names}
