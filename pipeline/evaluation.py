@@ -116,8 +116,8 @@ def run_table(run: Run, method: str) -> pa.Table:
 def bm25_run(searcher: Searcher, queries: dict[str, str], depth: int, show_progress: bool = False) -> Run:
     run: Run = {}
     for qid, text in tqdm(queries.items(), desc="bm25", unit="q", disable=not show_progress):
-        response = searcher.search(text, k=depth, syntax=False, with_snippets=False)
-        run[qid] = {hit.doc_id: hit.score for hit in response.hits}
+        ranking = searcher.rank(text, k=depth, syntax=False)
+        run[qid] = {searcher.doc_ids[d]: float(s) for d, s in zip(ranking.doc_ords.tolist(), ranking.scores)}
     return run
 
 

@@ -213,6 +213,10 @@ def _parse_tags(value: Any) -> list[str]:
     return [str(tag).strip() for tag in value if str(tag).strip()]
 
 
+def _optional_str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
 def content_hash(title: str, body: str) -> str:
     return hashlib.blake2b(f"{title}\x00{body}".encode(), digest_size=16).hexdigest()
 
@@ -283,8 +287,8 @@ class _Collector:
                 "doc_id": doc_id,
                 "title": title,
                 "body": body,
-                "url": fields.get("url"),
-                "path": fields.get("path"),
+                "url": _optional_str(fields.get("url")),
+                "path": _optional_str(fields.get("path")),
                 "source": str(fields.get("source") or record.source),
                 "lang": fields.get("lang") or detect_language(f"{title}\n{body[:2000]}"),
                 "published_at": _parse_date(_first(fields, ("published_at", "date", "published"))),

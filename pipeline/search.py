@@ -81,6 +81,15 @@ class SearchResponse:
         }
 
 
+@dataclass
+class Ranking:
+    doc_ords: np.ndarray
+    scores: np.ndarray
+    total_matches: int
+    term_ids: list[int]
+    query_terms: list[str]
+
+
 def maximal_terms(analyzed: AnalyzedText) -> list[tuple[str, int]]:
     """Terms whose span no longer term covers: the search-mode sub-words of 中华人民共和国 drop out."""
     spans = list(zip(analyzed.starts, analyzed.ends))
@@ -105,6 +114,7 @@ class Searcher:
         if unknown:
             raise ValueError(f"unknown fields in bm25.field_boosts: {sorted(unknown)}")
         self._metadata = _Metadata(index.documents)
+        self.doc_ids: list[str] = index.documents.column("doc_id").to_pylist()
 
     @classmethod
     def open(cls, index_dir: Path | str, settings: Settings | None = None, version: str | None = None) -> Searcher:
@@ -198,17 +208,10 @@ class Searcher:
 
     # -- querying -----------------------------------------------------------------------------------
 
-    def search(
-        self,
-        query: str,
-        k: int = 10,
-        filters: Filters | None = None,
-        syntax: bool = True,
-        offset: int = 0,
-        with_snippets: bool = True,
-    ) -> SearchResponse:
-        """Top-k documents for `query`. With `syntax=False` operators and quotes are ordinary words."""
-        started = time.perf_counter()
+    def rank(
+        self, query: str, k: int = 10, filters: Filters | None = None, syntax: bool = True, offset: int = 0
+    ) -> Ranking:
+        """Doc ordinals and scores of the top-k, without building result rows: the fast path for evaluation."""
         k = max(0, min(int(k), MAX_K))
         tree = parse_query(query) if syntax else plain_query(query)
         term_ids: list[int] = []
@@ -227,13 +230,30 @@ class Searcher:
             mask &= self._metadata.mask(filters)
         candidates = np.flatnonzero(mask)
         top = _top_k(candidates, scores[candidates], offset + k)[offset:]
-        hits = [self._hit(int(d), float(scores[d]), set(term_ids), with_snippets) for d in top]
+        return Ranking(top, scores[top], len(candidates), term_ids, list(dict.fromkeys(names)))
+
+    def search(
+        self,
+        query: str,
+        k: int = 10,
+        filters: Filters | None = None,
+        syntax: bool = True,
+        offset: int = 0,
+        with_snippets: bool = True,
+    ) -> SearchResponse:
+        """Top-k documents for `query`. With `syntax=False` operators and quotes are ordinary words."""
+        started = time.perf_counter()
+        ranking = self.rank(query, k, filters, syntax, offset)
+        query_ids = set(ranking.term_ids)
+        hits = [
+            self._hit(int(d), float(s), query_ids, with_snippets) for d, s in zip(ranking.doc_ords, ranking.scores)
+        ]
         return SearchResponse(
             query=query,
             hits=hits,
-            total_matches=len(candidates),
+            total_matches=ranking.total_matches,
             took_ms=(time.perf_counter() - started) * 1000,
-            query_terms=list(dict.fromkeys(names)),
+            query_terms=ranking.query_terms,
         )
 
     def _hit(self, doc_ord: int, score: float, term_ids: set[int], with_snippets: bool) -> Hit:
