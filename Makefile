@@ -13,7 +13,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 export STREAMLIT_BROWSER_GATHER_USAGE_STATS := false
 export PREFECT_HOME := $(CURDIR)/.prefect
 
-.PHONY: install demo test test-slow bench clean
+.PHONY: install demo test test-slow bench bench-bm25 clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (the local torch wheel is cp311)"; exit 1; }
@@ -35,7 +35,9 @@ test: install
 test-slow: install
 	$(PY) -m pytest -q -m slow
 
-bench: install
+bench: bench-bm25
+
+bench-bm25: install
 	$(PY) bench/bm25.py
 
 clean:

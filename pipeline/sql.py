@@ -44,6 +44,11 @@ def view_definitions(index_dir: Path | None, cache_dir: Path | None) -> dict[str
         for name, relative in INDEX_VIEWS.items():
             if (folder / relative).exists():
                 views[name] = f"SELECT * FROM read_parquet({_quote(folder / relative)})"
+        # Postings and the forward index refer to documents by row number: expose it as doc_ord.
+        views["documents"] = (
+            "SELECT file_row_number::INTEGER AS doc_ord, * EXCLUDE (file_row_number) "
+            f"FROM read_parquet({_quote(folder / INDEX_VIEWS['documents'])}, file_row_number = true)"
+        )
     if cache_dir is not None:
         for name, pattern in CACHE_VIEWS.items():
             if any(Path(cache_dir).glob(pattern)):

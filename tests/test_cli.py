@@ -1,0 +1,80 @@
+"""The `sousuo` command: help on every subcommand, build → search --json, versions and rollback."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from pipeline.cli import build_parser
+
+from conftest import ROOT, SAMPLE
+
+SUBCOMMANDS = ["build", "search", "eval", "sql", "versions", "publish", "rollback"]
+
+
+def sousuo(*args, check=True):
+    return subprocess.run([sys.executable, "-m", "pipeline.cli", *map(str, args)], capture_output=True, text=True,
+                          cwd=ROOT, check=check, env={**os.environ})
+
+
+@pytest.mark.parametrize("name", SUBCOMMANDS)
+def test_every_subcommand_has_help(name, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args([name, "--help"])
+    assert exit_info.value.code == 0 and "usage: sousuo " + name in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    index = tmp_path_factory.mktemp("cli") / "index"
+    corpus = tmp_path_factory.mktemp("corpus") / "extra.jsonl"
+    corpus.write_text('{"_id": "bad json"\n{"_id": "x1", "text": "an extra document about inverted files"}\n')
+    first = sousuo("build", "--corpus", SAMPLE, "--index", index, "--quiet")
+    second = sousuo("build", "--corpus", SAMPLE, corpus, "--index", index, "--quiet")
+    return index, first, second
+
+
+def test_build_prints_the_version_last_and_reports_quarantine(built):
+    index, first, second = built
+    version = second.stdout.strip().splitlines()[-1]
+    assert (index / "versions" / version / "manifest.json").is_file()
+    assert "quarantine: invalid_json: 1" in second.stderr
+
+
+def test_search_json_lists_doc_id_score_title_and_snippet(built):
+    index, *_ = built
+    result = json.loads(sousuo("search", "inverted index", "--index", index, "--json", "-k", "3").stdout)
+    assert len(result["results"]) == 3
+    assert set(result["results"][0]) >= {"doc_id", "score", "title", "snippet"}
+    assert result["results"][0]["score"] >= result["results"][1]["score"]
+
+
+def test_search_filters_from_the_command_line(built):
+    index, *_ = built
+    result = json.loads(sousuo("search", "索引 index", "--index", index, "--json", "--lang", "zh", "-k", "50").stdout)
+    assert result["results"] and {r["lang"] for r in result["results"]} == {"zh"}
+
+
+def test_versions_and_rollback_switch_what_search_serves(built):
+    index, first, second = built
+    listing = sousuo("versions", "--index", index).stdout
+    assert f"* {second.stdout.strip()}" in listing
+    assert sousuo("rollback", "--index", index).stdout.strip() == first.stdout.strip()
+    result = json.loads(sousuo("search", "extra inverted files", "--index", index, "--json").stdout)
+    assert "x1" not in {r["doc_id"] for r in result["results"]}
+    sousuo("publish", second.stdout.strip(), "--index", index)
+    result = json.loads(sousuo("search", "extra inverted files", "--index", index, "--json").stdout)
+    assert result["results"][0]["doc_id"] == "x1"
+
+
+def test_a_missing_index_is_a_clear_error_not_a_traceback(tmp_path):
+    result = sousuo("search", "x", "--index", tmp_path / "nothing", check=False)
+    assert result.returncode == 2 and "no published index" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_syntax_error_is_a_clear_error(built):
+    index, *_ = built
+    result = sousuo("search", "(unclosed", "--index", index, check=False)
+    assert result.returncode == 2 and "missing ')'" in result.stderr
