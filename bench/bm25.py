@@ -19,7 +19,7 @@ sys.path.insert(0, str(ROOT))
 from bench.report import markdown_table, write_section  # noqa: E402
 from pipeline.bm25 import bm25_scores  # noqa: E402
 from pipeline.config import Settings  # noqa: E402
-from pipeline.evaluation import BeirDataset, cached_index  # noqa: E402
+from pipeline.evaluation import BeirDataset, cached_index, settings_for  # noqa: E402
 from pipeline.forward_index import Vocabulary  # noqa: E402
 from pipeline.inverted_index import FieldPostings  # noqa: E402
 from pipeline.search import Searcher, _top_k  # noqa: E402
@@ -63,6 +63,7 @@ def main() -> None:
 
     settings = Settings()
     dataset = BeirDataset.load(args.dataset)
+    settings = settings_for("bm25", settings)
     searcher = Searcher.open(cached_index(dataset, settings), settings)
     tokens = corpus_tokens(searcher)
     queries = [searcher.analyzer.terms(text) for text in dataset.queries.values()]

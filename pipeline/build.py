@@ -6,6 +6,7 @@ import hashlib
 import os
 import shutil
 import time
+from dataclasses import asdict
 from collections.abc import Iterable
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -66,6 +67,14 @@ def write_version(
             forward = ForwardIndex.build(documents, analyzer, vocabulary, progress=bar.update)
         with timer.stage("invert"):
             inverted = InvertedIndex.build(forward, len(vocabulary))
+        dense = None
+        if settings.dense.enabled:
+            from .dense import build_dense
+
+            with timer.stage("embed+ann"), tqdm(
+                total=None, desc="embed", unit="passage", disable=not show_progress
+            ) as bar:
+                dense = build_dense(documents, settings, staging, progress=bar.update)
         with timer.stage("write"):
             pq.write_table(documents, staging / "documents.parquet")
             pq.write_table(ingested.quarantine, staging / "quarantine.parquet")
@@ -84,6 +93,7 @@ def write_version(
             quarantined=ingested.quarantine.num_rows,
             parent=current_version(index_dir),
             stages=timer.seconds,
+            dense=asdict(dense) if dense else None,
         )
         manifest.write(staging)
         # The version appears under its final name only once complete.

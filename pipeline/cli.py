@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import html
 import json
 import sys
 from datetime import datetime
 from pathlib import Path
 
 from .config import Settings
+from .embeddings import EncoderMismatch
+from .evaluation import METHODS
 from .index_store import IndexStoreError
+from .search import SEARCH_MODES
 
 
 def _date(value: str) -> datetime:
@@ -22,6 +26,10 @@ def _date(value: str) -> datetime:
 def cmd_build(args, settings: Settings) -> int:
     from .build import build_index
 
+    if args.no_dense:
+        settings = settings.model_copy(update={"dense": settings.dense.model_copy(update={"enabled": False})})
+    if args.encoder:
+        settings = settings.model_copy(update={"dense": settings.dense.model_copy(update={"encoder": args.encoder})})
     manifest, ingested = build_index(args.corpus, args.index, settings, show_progress=not args.quiet)
     summary = ingested.summary()
     print(
@@ -41,6 +49,8 @@ def cmd_build(args, settings: Settings) -> int:
 def cmd_search(args, settings: Settings) -> int:
     from .search import Filters, Searcher
 
+    if args.encoder:
+        settings = settings.model_copy(update={"dense": settings.dense.model_copy(update={"encoder": args.encoder})})
     searcher = Searcher.open(args.index, settings)
     filters = Filters(
         sources=tuple(args.source or ()),
@@ -49,13 +59,15 @@ def cmd_search(args, settings: Settings) -> int:
         since=args.since,
         until=args.until,
     )
-    response = searcher.search(args.query, k=args.k, filters=filters)
+    response = searcher.search(args.query, k=args.k, filters=filters, mode=args.mode)
     if args.json:
         print(json.dumps({"mode": args.mode, **response.to_json()}, ensure_ascii=False))
         return 0
     print(f"{response.total_matches} matches in {response.took_ms:.1f} ms")
+    # Bold on a terminal; brackets where output goes to a file or a pipe.
+    bold, plain = ("\033[1m", "\033[0m") if sys.stdout.isatty() else ("【", "】")
     for rank, hit in enumerate(response.hits, 1):
-        snippet = hit.snippet.replace("<mark>", "\033[1m").replace("</mark>", "\033[0m")
+        snippet = html.unescape(hit.snippet.replace("<mark>", bold).replace("</mark>", plain))
         print(f"{rank:>3}. [{hit.score:.3f}] {hit.title or hit.doc_id}  ({hit.doc_id}, {hit.source}, {hit.lang})")
         print(f"     {snippet}")
     return 0
@@ -64,7 +76,8 @@ def cmd_search(args, settings: Settings) -> int:
 def cmd_eval(args, settings: Settings) -> int:
     from .evaluation import evaluate
 
-    summary = evaluate(args.dataset, args.method, args.split, settings, show_progress=not args.quiet)
+    summary = evaluate(args.dataset, args.method, args.split, settings, show_progress=not args.quiet,
+                       encoder=args.encoder)
     if not args.json:
         for key, value in summary.items():
             print(f"{key:>12}: {value}", file=sys.stderr)
@@ -142,6 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--corpus", nargs="+", required=True, type=Path,
                        help="JSONL, CSV or Parquet files, BEIR folders, or folders of Markdown/text/HTML")
     build.add_argument("--index", required=True, type=Path, help="index folder (versions live inside)")
+    build.add_argument("--no-dense", action="store_true", help="skip embeddings and the ANN index")
+    build.add_argument("--encoder", help="encoder for the dense branch (default: chosen by the corpus's languages)")
     build.add_argument("--quiet", action="store_true", help="no progress bars")
     build.set_defaults(func=cmd_build)
 
@@ -149,7 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
         'Query syntax: words, "quoted phrases", AND, OR, NOT, +required, -excluded, (groups).'))
     search.add_argument("query")
     search.add_argument("--index", required=True, type=Path)
-    search.add_argument("--mode", choices=["bm25"], default="bm25")
+    search.add_argument("--mode", choices=SEARCH_MODES, default="bm25")
+    search.add_argument("--encoder", help="query encoder; refused unless it is the one the index was built with")
     search.add_argument("-k", type=int, default=10, help="number of results")
     search.add_argument("--source", action="append", help="keep documents from this source (repeatable)")
     search.add_argument("--lang", action="append", help="keep documents in this language (repeatable)")
@@ -161,7 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = sub.add_parser("eval", help="evaluate a method on a BEIR-layout dataset folder")
     evaluate.add_argument("dataset", type=Path, help="folder with corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv")
-    evaluate.add_argument("--method", default="bm25", choices=["bm25"])
+    evaluate.add_argument("--method", default="bm25", choices=sorted(METHODS))
+    evaluate.add_argument("--encoder", help="dense encoder (default: chosen by the corpus's languages)")
     evaluate.add_argument("--split", default="test")
     evaluate.add_argument("--json", action="store_true", help="print only the JSON summary")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -194,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args, Settings())
-    except (IndexStoreError, FileNotFoundError, ValueError, PermissionError) as error:
+    except (IndexStoreError, EncoderMismatch, FileNotFoundError, ValueError, PermissionError) as error:
         print(f"sousuo {args.subcommand}: {error}", file=sys.stderr)
         return 2
 

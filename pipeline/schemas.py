@@ -65,6 +65,29 @@ FORWARD = pa.schema(
     ]
 )
 
+PASSAGES = pa.schema(
+    [
+        pa.field("passage_id", pa.int32(), nullable=False),
+        pa.field("doc_ord", pa.int32(), nullable=False),
+        pa.field("doc_id", pa.string(), nullable=False),
+        pa.field("start", pa.int32()),
+        pa.field("end", pa.int32()),
+        pa.field("text_hash", pa.string()),
+    ]
+)
+
+
+def embeddings_schema(dim: int) -> pa.Schema:
+    return pa.schema(
+        [
+            pa.field("passage_id", pa.int32(), nullable=False),
+            pa.field("doc_id", pa.string(), nullable=False),
+            pa.field("model_id", pa.string()),
+            pa.field("vector", pa.list_(pa.float32(), dim)),
+        ]
+    )
+
+
 RUN = pa.schema(
     [
         pa.field("query_id", pa.string(), nullable=False),

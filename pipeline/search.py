@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import datetime
 from pathlib import Path
 
@@ -15,10 +16,14 @@ from .analysis import Analyzer, AnalyzedText
 from .bm25 import bm25_scores
 from .config import Settings
 from .index_store import IndexVersion
-from .query import Bool, Node, Phrase, Term, parse_query, plain_query
+from .dense import DenseIndex
+from .embeddings import Encoder, EncoderMismatch, canonical_encoder_name
+from .index_store import IndexStoreError
+from .query import MAX_QUERY_CHARS, Bool, Node, Phrase, Term, parse_query, plain_query
 from .snippets import highlight_all, make_snippet, matched_spans
 
 MAX_K = 10_000
+SEARCH_MODES = ("bm25", "dense")
 
 
 @dataclass(frozen=True)
@@ -209,10 +214,23 @@ class Searcher:
     # -- querying -----------------------------------------------------------------------------------
 
     def rank(
-        self, query: str, k: int = 10, filters: Filters | None = None, syntax: bool = True, offset: int = 0
+        self,
+        query: str,
+        k: int = 10,
+        filters: Filters | None = None,
+        syntax: bool = True,
+        offset: int = 0,
+        mode: str = "bm25",
     ) -> Ranking:
         """Doc ordinals and scores of the top-k, without building result rows: the fast path for evaluation."""
         k = max(0, min(int(k), MAX_K))
+        if mode == "bm25":
+            return self._rank_bm25(query, k, filters, syntax, offset)
+        if mode == "dense":
+            return self._rank_dense(query, k, filters, offset)
+        raise ValueError(f"unknown search mode {mode!r}; choose from {SEARCH_MODES}")
+
+    def _rank_bm25(self, query: str, k: int, filters: Filters | None, syntax: bool, offset: int) -> Ranking:
         tree = parse_query(query) if syntax else plain_query(query)
         term_ids: list[int] = []
         names: list[str] = []
@@ -232,6 +250,34 @@ class Searcher:
         top = _top_k(candidates, scores[candidates], offset + k)[offset:]
         return Ranking(top, scores[top], len(candidates), term_ids, list(dict.fromkeys(names)))
 
+    # -- dense --------------------------------------------------------------------------------------
+
+    @cached_property
+    def dense(self) -> DenseIndex:
+        if not DenseIndex.exists(self.index.path):
+            raise IndexStoreError(f"index {self.index.path} has no dense branch: build it with dense.enabled = true")
+        return DenseIndex(self.index.path)
+
+    def query_encoder(self) -> Encoder:
+        """The manifest's encoder, unless configuration names another, which is refused before any model loads."""
+        configured = self.settings.dense.encoder
+        dense = self.dense
+        if configured != "auto" and canonical_encoder_name(configured) != dense.manifest.model_id:
+            raise EncoderMismatch(
+                f"the index was embedded with {dense.manifest.model_id!r}, but the query encoder is "
+                f"{canonical_encoder_name(configured)!r}: vectors from different models are not comparable. "
+                "Use the index's encoder or rebuild the index."
+            )
+        return dense.encoder(self.settings.dense.batch_size)
+
+    def _rank_dense(self, query: str, k: int, filters: Filters | None, offset: int) -> Ranking:
+        allowed = self._metadata.mask(filters) if filters else None
+        vector = self.dense.encode_query(query[:MAX_QUERY_CHARS], self.query_encoder())
+        docs, scores = self.dense.rank(vector, offset + k, allowed)
+        names = self.analyzer.analyze(query[:MAX_QUERY_CHARS]).terms
+        total = self.n_docs if allowed is None else int(allowed.sum())
+        return Ranking(docs[offset:], scores[offset:], total, self.term_ids(names), list(dict.fromkeys(names)))
+
     def search(
         self,
         query: str,
@@ -240,10 +286,11 @@ class Searcher:
         syntax: bool = True,
         offset: int = 0,
         with_snippets: bool = True,
+        mode: str = "bm25",
     ) -> SearchResponse:
         """Top-k documents for `query`. With `syntax=False` operators and quotes are ordinary words."""
         started = time.perf_counter()
-        ranking = self.rank(query, k, filters, syntax, offset)
+        ranking = self.rank(query, k, filters, syntax, offset, mode)
         query_ids = set(ranking.term_ids)
         hits = [
             self._hit(int(d), float(s), query_ids, with_snippets) for d, s in zip(ranking.doc_ords, ranking.scores)

@@ -4,13 +4,14 @@ import bm25s
 import numpy as np
 import pytest
 
-from pipeline.evaluation import BeirDataset, cached_index
+from pipeline.evaluation import BeirDataset, cached_index, settings_for
 from pipeline.search import Searcher
 
 
 @pytest.fixture(scope="module")
 def scifact(shared_datasets, settings):
     dataset = BeirDataset.load(shared_datasets / "scifact")
+    settings = settings_for("bm25", settings)
     searcher = Searcher.open(cached_index(dataset, settings), settings)
     return dataset, searcher
 

@@ -1,0 +1,205 @@
+"""Approximate nearest neighbours with faiss: flat, HNSW and IVF (flat, or PQ re-ranked exactly), chosen by size."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+AnnKind = Literal["flat", "hnsw", "ivf-flat", "ivf-pq"]
+# Below this many vectors exact search is fast enough that an approximate index only loses recall.
+EXACT_UP_TO = 20_000
+
+
+class RecallTooLow(RuntimeError):
+    """The built index misses too many exact neighbours: the build fails rather than serve it."""
+
+
+@dataclass
+class AnnSpec:
+    kind: AnnKind
+    hnsw_m: int = 32
+    ef_construction: int = 80
+    ef_search: int = 128
+    nlist: int = 0
+    nprobe: int = 16
+    pq_m: int = 0
+    pq_bits: int = 8
+    rerank: int = 10  # IVF-PQ fetches k · rerank candidates and re-ranks them on the exact vectors
+    extra: dict = field(default_factory=dict)
+
+
+def estimated_bytes(kind: AnnKind, n: int, dim: int, spec: AnnSpec) -> int:
+    if kind == "flat" or kind == "ivf-flat":
+        return n * dim * 4
+    if kind == "hnsw":
+        return n * (dim * 4 + spec.hnsw_m * 2 * 4)
+    return n * (max(spec.pq_m, 1) + 8)  # codes + ids; exact vectors stay on disk, memory-mapped
+
+
+def choose_spec(n: int, dim: int, memory_budget_bytes: int, kind: str = "auto", **overrides) -> AnnSpec:
+    """Flat for small corpora, HNSW while it fits the memory budget, IVF-PQ beyond."""
+    spec = AnnSpec(kind="flat", **overrides)
+    if kind == "auto":
+        if n <= EXACT_UP_TO:
+            kind = "flat"
+        elif estimated_bytes("hnsw", n, dim, spec) <= memory_budget_bytes:
+            kind = "hnsw"
+        else:
+            kind = "ivf-pq"
+    spec.kind = kind
+    if kind.startswith("ivf"):
+        if not spec.nlist:
+            # About 4·√n lists, a power of two, and at least 39 training points per list.
+            spec.nlist = max(1, min(2 ** round(math.log2(max(4 * math.sqrt(n), 1))), n // 39 or 1))
+        if kind == "ivf-pq" and not spec.pq_m:
+            spec.pq_m = next(m for m in (dim // 4, dim // 2, dim) if m and dim % m == 0)
+        # A PQ codebook of 2^bits centroids needs at least that many training vectors.
+        spec.pq_bits = max(1, min(spec.pq_bits, int(math.log2(max(n, 2)))))
+    return spec
+
+
+class AnnIndex:
+    """A faiss index over L2-normalised vectors (inner product = cosine), ids = row numbers of `vectors`."""
+
+    def __init__(self, spec: AnnSpec, index, vectors: np.ndarray):
+        self.spec = spec
+        self.index = index
+        self.vectors = vectors
+
+    @property
+    def n(self) -> int:
+        return len(self.vectors)
+
+    @classmethod
+    def build(cls, vectors: np.ndarray, spec: AnnSpec, seed: int = 0) -> AnnIndex:
+        import faiss
+
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        n, dim = vectors.shape
+        metric = faiss.METRIC_INNER_PRODUCT
+        if spec.kind == "flat":
+            index = faiss.IndexFlatIP(dim)
+        elif spec.kind == "hnsw":
+            index = faiss.IndexHNSWFlat(dim, spec.hnsw_m, metric)
+            index.hnsw.efConstruction = spec.ef_construction
+        elif spec.kind in ("ivf-flat", "ivf-pq"):
+            quantizer = faiss.IndexFlatIP(dim)
+            if spec.kind == "ivf-flat":
+                index = faiss.IndexIVFFlat(quantizer, dim, spec.nlist, metric)
+            else:
+                index = faiss.IndexIVFPQ(quantizer, dim, spec.nlist, spec.pq_m, spec.pq_bits, metric)
+            rng = np.random.default_rng(seed)
+            sample = vectors[rng.choice(n, size=min(n, max(spec.nlist * 64, 10_000)), replace=False)]
+            index.train(sample)
+        else:
+            raise ValueError(f"unknown ANN kind {spec.kind!r}")
+        if n:
+            index.add(vectors)
+        return cls(spec, index, vectors)
+
+    def _params(self, selector=None):
+        import faiss
+
+        if self.spec.kind == "hnsw":
+            return faiss.SearchParametersHNSW(efSearch=self.spec.ef_search, sel=selector)
+        if self.spec.kind.startswith("ivf"):
+            return faiss.SearchParametersIVF(nprobe=self.spec.nprobe, sel=selector)
+        return faiss.SearchParameters(sel=selector) if selector is not None else None
+
+    def exact(self, queries: np.ndarray, k: int, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Brute-force top-k by inner product, over `rows` only when given."""
+        import faiss
+
+        vectors = np.ascontiguousarray(self.vectors if rows is None else self.vectors[rows], dtype=np.float32)
+        k = min(k, len(vectors))
+        if k == 0:
+            return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
+        scores, ids = faiss.knn(np.ascontiguousarray(queries, dtype=np.float32), vectors, k,
+                                metric=faiss.METRIC_INNER_PRODUCT)
+        return scores, (ids if rows is None else rows[ids])
+
+    def search(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None, exact_up_to: int = EXACT_UP_TO
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, ids) of the k nearest rows, restricted to rows where `allowed` is True.
+
+        Missing neighbours are id -1. A restriction to at most `exact_up_to` rows is answered exactly over
+        those rows; a larger one goes through the index with an ID selector.
+        """
+        import faiss
+
+        queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        k = max(1, min(k, self.n)) if self.n else 0
+        if k == 0:
+            return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
+        selector = None
+        if allowed is not None:
+            rows = np.flatnonzero(allowed)
+            if len(rows) <= exact_up_to or self.spec.kind == "flat":
+                return self.exact(queries, k, rows)
+            bitmap = np.packbits(allowed.astype(np.uint8), bitorder="little")
+            selector = faiss.IDSelectorBitmap(self.n, faiss.swig_ptr(bitmap))
+        fetch = k * self.spec.rerank if self.spec.kind == "ivf-pq" else k
+        scores, ids = self.index.search(queries, min(fetch, self.n), params=self._params(selector))
+        if self.spec.kind == "ivf-pq":
+            scores, ids = self._rerank(queries, ids, k)
+        if allowed is not None:
+            # A selective filter can starve the graph or the probed lists; those queries are answered exactly.
+            short = np.flatnonzero((ids < 0).any(axis=1))
+            if len(short):
+                scores[short], ids[short] = self.exact(queries[short], k, np.flatnonzero(allowed))
+        return scores, ids
+
+    def _rerank(self, queries: np.ndarray, candidates: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
+        ids = np.full((len(queries), k), -1, dtype=np.int64)
+        for row, (query, found) in enumerate(zip(queries, candidates)):
+            found = found[found >= 0]
+            exact = np.asarray(self.vectors[np.sort(found)], dtype=np.float32) @ query
+            order = np.argsort(-exact, kind="stable")[:k]
+            scores[row, : len(order)] = exact[order]
+            ids[row, : len(order)] = np.sort(found)[order]
+        return scores, ids
+
+    def recall_at(self, k: int = 10, n_queries: int = 200, noise: float = 0.05, seed: int = 0) -> float:
+        """Recall@k against exact search, for held-aside queries: stored vectors moved by a little noise."""
+        if self.n == 0:
+            return 1.0
+        rng = np.random.default_rng(seed)
+        picks = rng.choice(self.n, size=min(n_queries, self.n), replace=False)
+        queries = np.asarray(self.vectors[np.sort(picks)], dtype=np.float32)
+        queries = queries + rng.normal(scale=noise / math.sqrt(queries.shape[1]), size=queries.shape)
+        queries = (queries / np.linalg.norm(queries, axis=1, keepdims=True)).astype(np.float32)
+        _, truth = self.exact(queries, k)
+        _, found = self.search(queries, k)
+        hits = sum(len(set(t.tolist()) & set(f.tolist())) for t, f in zip(truth, found))
+        return hits / truth.size
+
+    def ensure_recall(self, floor: float, k: int = 10) -> float:
+        """Measured recall@k, or RecallTooLow when it is under `floor`."""
+        recall = self.recall_at(k)
+        if recall < floor:
+            raise RecallTooLow(
+                f"{self.spec.kind} index recall@{k} {recall:.3f} is below the floor {floor}: "
+                "raise ef_search / nprobe, or choose another dense.ann_kind"
+            )
+        return recall
+
+    def save(self, folder: Path) -> None:
+        import faiss
+
+        folder.mkdir(parents=True, exist_ok=True)
+        faiss.write_index(self.index, str(folder / "ann.faiss"))
+        (folder / "ann.json").write_text(json.dumps(asdict(self.spec), indent=2))
+
+    @classmethod
+    def load(cls, folder: Path, vectors: np.ndarray) -> AnnIndex:
+        import faiss
+
+        spec = AnnSpec(**json.loads((folder / "ann.json").read_text()))
+        return cls(spec, faiss.read_index(str(folder / "ann.faiss")), vectors)

