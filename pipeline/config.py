@@ -63,6 +63,32 @@ class DenseConfig(BaseModel):
     nprobe: int = 16
 
 
+class FusionConfig(BaseModel):
+    """How the recall branches' candidates are merged."""
+
+    method: Literal["rrf", "weighted_rrf", "convex", "dbsf"] = "rrf"
+    rrf_k: int = Field(60, gt=0)
+    normalization: Literal["minmax", "zscore"] = "minmax"
+    # Per-branch weights for weighted RRF and the convex combination; tuned ones override these.
+    weights: dict[str, float] = {"bm25": 1.0, "bm25_body": 0.5, "bm25_title": 0.5, "dense": 1.0, "proximity": 0.5}
+    depth: int = Field(100, gt=0)  # candidates each branch returns
+    threads: int = Field(4, gt=0)
+
+
+class RankerConfig(BaseModel):
+    """LightGBM LambdaMART over the fused candidates."""
+
+    candidates: int = Field(100, gt=0)  # fused candidates the ranker re-orders
+    num_leaves: int = 15
+    learning_rate: float = 0.05
+    n_estimators: int = 600
+    min_data_in_leaf: int = 20
+    early_stopping_rounds: int = 50
+    validation_fraction: float = 0.2
+    folds: int = 5  # cross-validation when a dataset has no train split
+    seed: int = 13
+
+
 class SnippetConfig(BaseModel):
     width_chars: int = 160
     max_fragments: int = 2
@@ -78,6 +104,8 @@ class Settings(BaseSettings):
     ingest: IngestConfig = IngestConfig()
     bm25: BM25Config = BM25Config()
     dense: DenseConfig = DenseConfig()
+    fusion: FusionConfig = FusionConfig()
+    ranker: RankerConfig = RankerConfig()
     snippet: SnippetConfig = SnippetConfig()
     keep_versions: int = 5
 

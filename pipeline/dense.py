@@ -159,6 +159,19 @@ class DenseIndex:
         self.check_encoder(encoder)
         return encoder.encode_queries([text])[0]
 
+    def doc_cosines(self, query_vector: np.ndarray, docs: np.ndarray) -> np.ndarray:
+        """Each document's best passage cosine with the query."""
+        starts = np.searchsorted(self.passage_docs, docs, side="left")
+        ends = np.searchsorted(self.passage_docs, docs, side="right")
+        lengths = ends - starts
+        rows = np.concatenate([np.arange(a, b) for a, b in zip(starts, ends)]) if len(docs) else np.zeros(0, int)
+        cosines = np.asarray(self.ann.vectors[rows], dtype=np.float32) @ np.asarray(query_vector, np.float32)
+        out = np.full(len(docs), np.nan)
+        has = lengths > 0
+        if has.any():
+            out[has] = np.maximum.reduceat(cosines, (np.cumsum(lengths) - lengths)[has])
+        return out
+
     def rank(self, query_vector: np.ndarray, k: int, allowed_docs: np.ndarray | None = None):
         """(doc ordinals, cosine scores) of the k best documents that pass `allowed_docs`.
 

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import ir_measures
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from ir_measures import AP, RR, R, nDCG
@@ -20,7 +21,10 @@ from tqdm import tqdm
 from . import schemas
 from .build import build_index
 from .config import Settings
+from .features import FEATURES, extract
+from .fusion import fuse, tune_weights
 from .index_store import current_version
+from .ranking import RANKERS_DIR, Ranker, TrainingSet, folds, split_queries
 from .search import Searcher
 
 # Names in the JSON contract → ir-measures measures.
@@ -152,9 +156,124 @@ def dense_run(searcher: Searcher, queries: dict[str, str], depth: int, show_prog
     return run
 
 
-RunMethod = Callable[[Searcher, dict[str, str], int, bool], Run]
-METHODS: dict[str, RunMethod] = {"bm25": bm25_run, "dense": dense_run}
-DENSE_METHODS = {"dense"}
+def _contexts(searcher: Searcher, queries: dict[str, str], show_progress: bool, label: str):
+    """Per query: its context and branch results; query vectors are encoded in one batch."""
+    from .recall import run_branches
+
+    qids = list(queries)
+    vectors = [None] * len(qids)
+    if searcher.has_dense:
+        vectors = list(searcher.query_encoder().encode_queries([queries[q] for q in qids]))
+    fusion = searcher.settings.fusion
+    out = {}
+    for qid, vector in tqdm(zip(qids, vectors), total=len(qids), desc=label, unit="q", disable=not show_progress):
+        ctx = searcher.prepare(queries[qid], vector=vector)
+        out[qid] = (ctx, run_branches(searcher, ctx, fusion.depth, searcher.branch_names(), fusion.threads))
+    return out
+
+
+def _to_run(searcher: Searcher, docs, scores) -> dict[str, float]:
+    return {searcher.doc_ids[d]: float(s) for d, s in zip(np.asarray(docs).tolist(), np.asarray(scores).tolist())}
+
+
+def fusion_run(method: str):
+    def run_method(searcher: Searcher, queries: dict[str, str], depth: int, show_progress: bool = False,
+                   train: tuple[dict[str, str], Qrels] | None = None) -> Run:
+        fusion = searcher.settings.fusion
+        weights = searcher.settings.fusion.weights
+        if method != "rrf" and train is not None:
+            weights = tune_fusion(searcher, method, *train, show_progress=show_progress)
+        contexts = _contexts(searcher, queries, show_progress, method)
+        return {
+            qid: _to_run(searcher, *fuse(branches, method, weights, fusion.rrf_k, fusion.normalization))
+            for qid, (_, branches) in contexts.items()
+        }
+
+    return run_method
+
+
+def tune_fusion(searcher: Searcher, method: str, queries: dict[str, str], qrels: Qrels,
+                show_progress: bool = False) -> dict[str, float]:
+    """Weights that maximise nDCG@10 on a train split; stored as fusion-METHOD.json beside the versions."""
+    fusion = searcher.settings.fusion
+    contexts = _contexts(searcher, queries, show_progress, f"tune {method}")
+    qids = list(contexts)
+    per_query = [contexts[q][1] for q in qids]
+
+    def objective(fused) -> float:
+        run = {qid: _to_run(searcher, docs[:10], scores[:10]) for qid, (docs, scores) in zip(qids, fused)}
+        return score_run(run, {q: qrels[q] for q in qids})[0]["ndcg@10"]
+
+    weights, best = tune_weights(per_query, objective, method, searcher.branch_names(), fusion.rrf_k,
+                                 fusion.normalization)
+    (searcher.index.root / f"fusion-{method}.json").write_text(
+        json.dumps({"method": method, "weights": weights, "train_ndcg@10": best}, indent=2)
+    )
+    return weights
+
+
+def _training_set(searcher: Searcher, contexts: dict, qrels: Qrels) -> TrainingSet:
+    rows, labels, groups, qids, docs_per_query = [], [], [], [], []
+    candidates_n = searcher.settings.ranker.candidates
+    for qid, (ctx, branches) in contexts.items():
+        fusion = searcher.settings.fusion
+        docs, _ = fuse(branches, fusion.method, searcher.fusion_weights(), fusion.rrf_k, fusion.normalization)
+        docs = docs[:candidates_n]
+        rows.append(extract(searcher, ctx, docs, branches))
+        judged = qrels.get(qid, {})
+        labels.append(np.array([judged.get(searcher.doc_ids[d], 0) for d in docs.tolist()], dtype=np.float64))
+        groups.append(len(docs))
+        qids.append(qid)
+        docs_per_query.append(docs)
+    features = np.vstack(rows) if rows else np.zeros((0, len(FEATURES)))
+    return TrainingSet(features, np.concatenate(labels) if labels else np.zeros(0), groups, qids, docs_per_query)
+
+
+def train_ranker(searcher: Searcher, training: TrainingSet, trained_on: str) -> Ranker:
+    config = searcher.settings.ranker
+    train_idx, valid_idx = split_queries(len(training.groups), config.validation_fraction, config.seed)
+    return Ranker.train(training.subset(train_idx), training.subset(valid_idx), config, trained_on,
+                        searcher.compatibility())
+
+
+def ltr_run(searcher: Searcher, queries: dict[str, str], depth: int, show_progress: bool = False,
+            train: tuple[dict[str, str], Qrels] | None = None, test_qrels: Qrels | None = None,
+            dataset_name: str = "") -> Run:
+    """Train on the train split and rank the test queries; without one, k-fold cross-validation over the test
+    queries, so that no query is ranked by a model that saw it."""
+    contexts = _contexts(searcher, queries, show_progress, "ltr features")
+    testing = _training_set(searcher, contexts, test_qrels or {})
+    run: Run = {}
+    if train is not None:
+        training = _training_set(searcher, _contexts(searcher, train[0], show_progress, "ltr train"), train[1])
+        ranker = train_ranker(searcher, training, f"{dataset_name}/train")
+        ranker.save(searcher.index.root / RANKERS_DIR)
+        plans = [(ranker, list(range(len(testing.groups))))]
+    else:
+        plans = []
+        for fold in folds(len(testing.groups), searcher.settings.ranker.folds, searcher.settings.ranker.seed):
+            others = sorted(set(range(len(testing.groups))) - set(fold))
+            plans.append((train_ranker(searcher, testing.subset(others), f"{dataset_name}/cv"), fold))
+    for ranker, members in plans:
+        for i in members:
+            rows = testing.rows_of(i)
+            scores = ranker.predict(testing.features[rows])
+            run[testing.query_ids[i]] = _to_run(searcher, testing.doc_ords[i], scores)
+    return run
+
+
+RunMethod = Callable[..., Run]
+METHODS: dict[str, RunMethod] = {
+    "bm25": bm25_run,
+    "dense": dense_run,
+    "rrf": fusion_run("rrf"),
+    "weighted_rrf": fusion_run("weighted_rrf"),
+    "convex": fusion_run("convex"),
+    "dbsf": fusion_run("dbsf"),
+    "ltr": ltr_run,
+}
+DENSE_METHODS = {"dense", "rrf", "weighted_rrf", "convex", "dbsf", "ltr"}
+TRAINED_METHODS = {"weighted_rrf", "convex", "dbsf", "ltr"}
 
 
 def evaluate(
@@ -173,7 +292,15 @@ def evaluate(
     qrels = dataset.qrels(split)
     queries = {qid: dataset.queries[qid] for qid in qrels if qid in dataset.queries}
     searcher = Searcher.open(cached_index(dataset, settings, show_progress), settings)
-    run = METHODS[method](searcher, queries, RUN_DEPTH, show_progress)
+    extra = {}
+    if method in TRAINED_METHODS:
+        train_split = "train" if "train" in dataset.splits() and split != "train" else None
+        if train_split:
+            train_qrels = dataset.qrels(train_split)
+            extra["train"] = ({q: dataset.queries[q] for q in train_qrels if q in dataset.queries}, train_qrels)
+    if method == "ltr":
+        extra.update(test_qrels=qrels, dataset_name=dataset.name)
+    run = METHODS[method](searcher, queries, RUN_DEPTH, show_progress, **extra)
     means, per_query = score_run(run, {qid: qrels[qid] for qid in queries})
     stem = f"{dataset.name}.{method}.{split}"
     runs_dir = settings.cache_dir / "runs"

@@ -153,5 +153,10 @@ class IndexVersion:
         )
 
     @property
+    def root(self) -> Path:
+        """The index folder that holds this version (and the rankers and tuned fusion weights)."""
+        return self.path.parent.parent if self.path.parent.name == VERSIONS_DIR else self.path
+
+    @property
     def analyzer_config(self) -> AnalyzerConfig:
         return AnalyzerConfig(**self.manifest.analyzer)

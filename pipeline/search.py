@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -16,14 +17,18 @@ from .analysis import Analyzer, AnalyzedText
 from .bm25 import bm25_scores
 from .config import Settings
 from .index_store import IndexVersion
+from . import hybrid as hybrid_pipeline
 from .dense import DenseIndex
+from .hybrid import HybridResult
+from .ranking import RANKERS_DIR, Ranker
+from .recall import BRANCHES, QueryContext
 from .embeddings import Encoder, EncoderMismatch, canonical_encoder_name
 from .index_store import IndexStoreError
 from .query import MAX_QUERY_CHARS, Bool, Node, Phrase, Term, parse_query, plain_query
 from .snippets import highlight_all, make_snippet, matched_spans
 
 MAX_K = 10_000
-SEARCH_MODES = ("bm25", "dense")
+SEARCH_MODES = ("bm25", "dense", "hybrid", "ltr")
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,7 @@ class Hit:
     published_at: datetime | None
     tags: list[str]
     matched_terms: list[str]
+    explanation: dict | None = None
 
     def to_json(self) -> dict:
         return {
@@ -65,6 +71,7 @@ class Hit:
             "published_at": self.published_at.isoformat() if self.published_at else None,
             "tags": self.tags,
             "matched_terms": self.matched_terms,
+            **({"explanation": self.explanation} if self.explanation is not None else {}),
         }
 
 
@@ -93,6 +100,9 @@ class Ranking:
     total_matches: int
     term_ids: list[int]
     query_terms: list[str]
+    context: QueryContext | None = None  # hybrid modes keep what explanations need
+    hybrid: HybridResult | None = None
+    mode: str = "bm25"
 
 
 def maximal_terms(analyzed: AnalyzedText) -> list[tuple[str, int]]:
@@ -211,6 +221,77 @@ class Searcher:
             mask &= ~self._evaluate(clause, [], [])
         return mask
 
+    # -- hybrid and learned ranking ---------------------------------------------------------------------
+
+    def prepare(self, query: str, filters: Filters | None = None, vector: np.ndarray | None = None) -> QueryContext:
+        """Analyze once, look up terms once, embed once: what every branch and feature shares."""
+        query = query[:MAX_QUERY_CHARS]
+        terms = self.analyzer.analyze(query).terms
+        if vector is None and self.has_dense:
+            vector = self.dense.encode_query(query, self.query_encoder())
+        allowed = self._metadata.mask(filters) if filters else None
+        return QueryContext(query, terms, self.term_ids(terms), allowed, vector)
+
+    @property
+    def has_dense(self) -> bool:
+        return DenseIndex.exists(self.index.path)
+
+    def branch_names(self) -> list[str]:
+        return [name for name in BRANCHES if name != "dense" or self.has_dense]
+
+    def fusion_weights(self) -> dict[str, float]:
+        """Weights tuned on a train split (fusion.json beside the versions) win over the configured ones."""
+        tuned = self.index.root / "fusion.json"
+        if tuned.is_file():
+            stored = json.loads(tuned.read_text())
+            if stored.get("method") == self.settings.fusion.method:
+                return stored["weights"]
+        return self.settings.fusion.weights
+
+    def compatibility(self) -> dict:
+        return {
+            "analyzer": self.index.manifest.analyzer_fingerprint,
+            "dense_model": self.dense.manifest.model_id if self.has_dense else None,
+        }
+
+    @cached_property
+    def ranker(self) -> Ranker:
+        ranker = Ranker.load_current(self.index.root / RANKERS_DIR)
+        if ranker is None:
+            raise IndexStoreError(
+                f"no trained ranker for {self.index.root}: run `sousuo train --index {self.index.root} "
+                "--dataset BEIR_FOLDER` first, or use --mode hybrid"
+            )
+        ranker.check(self.compatibility())
+        return ranker
+
+    def dense_cosines(self, vector: np.ndarray | None, docs: np.ndarray) -> np.ndarray:
+        """Cosine of the query with each document's best passage (NaN without a dense branch)."""
+        if vector is None or not self.has_dense:
+            return np.full(len(docs), np.nan)
+        return self.dense.doc_cosines(vector, docs)
+
+    def age_days(self, docs: np.ndarray) -> np.ndarray:
+        """Days between each document's date and the newest date in the corpus (NaN where undated).
+
+        Measured from the corpus's newest date, not today, so features do not drift while an index ages.
+        """
+        return self._metadata.age_days(docs)
+
+    def matched_terms(self, doc_ord: int, term_ids: set[int]) -> list[str]:
+        matched = set()
+        for name in ("title", "body"):
+            matched |= {t for *_, t in matched_spans(self.index.forward.fields[name], doc_ord, term_ids)}
+        return [self.index.vocabulary.terms[t] for t in sorted(matched)]
+
+    def _rank_hybrid(self, query: str, k: int, filters: Filters | None, offset: int, learned: bool) -> Ranking:
+        ranker = self.ranker if learned else None
+        ctx = self.prepare(query, filters)
+        result = hybrid_pipeline.learned(self, ctx, ranker) if ranker else hybrid_pipeline.hybrid(self, ctx)
+        total = len(result.fused_scores)
+        docs, scores = result.doc_ords[offset : offset + k], result.scores[offset : offset + k]
+        return Ranking(docs, scores, total, ctx.term_ids, list(dict.fromkeys(ctx.terms)), ctx, result)
+
     # -- querying -----------------------------------------------------------------------------------
 
     def rank(
@@ -225,10 +306,15 @@ class Searcher:
         """Doc ordinals and scores of the top-k, without building result rows: the fast path for evaluation."""
         k = max(0, min(int(k), MAX_K))
         if mode == "bm25":
-            return self._rank_bm25(query, k, filters, syntax, offset)
-        if mode == "dense":
-            return self._rank_dense(query, k, filters, offset)
-        raise ValueError(f"unknown search mode {mode!r}; choose from {SEARCH_MODES}")
+            ranking = self._rank_bm25(query, k, filters, syntax, offset)
+        elif mode == "dense":
+            ranking = self._rank_dense(query, k, filters, offset)
+        elif mode in ("hybrid", "ltr"):
+            ranking = self._rank_hybrid(query, k, filters, offset, learned=mode == "ltr")
+        else:
+            raise ValueError(f"unknown search mode {mode!r}; choose from {SEARCH_MODES}")
+        ranking.mode = mode
+        return ranking
 
     def _rank_bm25(self, query: str, k: int, filters: Filters | None, syntax: bool, offset: int) -> Ranking:
         tree = parse_query(query) if syntax else plain_query(query)
@@ -287,6 +373,7 @@ class Searcher:
         offset: int = 0,
         with_snippets: bool = True,
         mode: str = "bm25",
+        explain: bool = False,
     ) -> SearchResponse:
         """Top-k documents for `query`. With `syntax=False` operators and quotes are ordinary words."""
         started = time.perf_counter()
@@ -295,6 +382,9 @@ class Searcher:
         hits = [
             self._hit(int(d), float(s), query_ids, with_snippets) for d, s in zip(ranking.doc_ords, ranking.scores)
         ]
+        if explain:
+            for hit in hits:
+                hit.explanation = self._explain(ranking, hit.doc_ord)
         return SearchResponse(
             query=query,
             hits=hits,
@@ -302,6 +392,14 @@ class Searcher:
             took_ms=(time.perf_counter() - started) * 1000,
             query_terms=ranking.query_terms,
         )
+
+    def _explain(self, ranking: Ranking, doc_ord: int) -> dict:
+        if ranking.hybrid is None:  # a single-branch mode: that branch found it at its rank
+            rank = int(np.flatnonzero(ranking.doc_ords == doc_ord)[0]) + 1
+            matched = self.matched_terms(doc_ord, set(ranking.term_ids))
+            score = float(ranking.scores[rank - 1])
+            return {"branches": {ranking.mode: {"rank": rank, "score": round(score, 6)}}, "matched_terms": matched}
+        return hybrid_pipeline.explain(self, ranking.context, ranking.hybrid, doc_ord).to_json()
 
     def _hit(self, doc_ord: int, score: float, term_ids: set[int], with_snippets: bool) -> Hit:
         row = self._metadata.row(doc_ord)
@@ -379,6 +477,14 @@ class _Metadata:
                 micros = int(pa.scalar(bound, pa.timestamp("us", tz="UTC")).cast(pa.int64()).as_py())
                 mask &= self.has_date & keep(self.published_us, micros)
         return mask
+
+    def age_days(self, docs: np.ndarray) -> np.ndarray:
+        dated = self.has_date[docs]
+        if not self.has_date.any():
+            return np.full(len(docs), np.nan)
+        newest = self.published_us[self.has_date].max()
+        days = (newest - self.published_us[docs]) / 86_400e6
+        return np.where(dated, days, np.nan)
 
     def row(self, doc_ord: int) -> dict:
         return {name: self.documents.column(name)[doc_ord].as_py() for name in self.documents.column_names}
