@@ -59,7 +59,7 @@ def cmd_search(args, settings: Settings) -> int:
         since=args.since,
         until=args.until,
     )
-    response = searcher.search(args.query, k=args.k, filters=filters, mode=args.mode)
+    response = searcher.search(args.query, k=args.k, filters=filters, mode=args.mode, explain=args.explain)
     if args.json:
         print(json.dumps({"mode": args.mode, **response.to_json()}, ensure_ascii=False))
         return 0
@@ -70,6 +70,25 @@ def cmd_search(args, settings: Settings) -> int:
         snippet = html.unescape(hit.snippet.replace("<mark>", bold).replace("</mark>", plain))
         print(f"{rank:>3}. [{hit.score:.3f}] {hit.title or hit.doc_id}  ({hit.doc_id}, {hit.source}, {hit.lang})")
         print(f"     {snippet}")
+        if hit.explanation:
+            print(f"     why: {json.dumps(hit.explanation, ensure_ascii=False)}")
+    return 0
+
+
+def cmd_train(args, settings: Settings) -> int:
+    from .evaluation import BeirDataset, _contexts, _training_set, train_ranker
+    from .ranking import RANKERS_DIR
+    from .search import Searcher
+
+    searcher = Searcher.open(args.index, settings)
+    dataset = BeirDataset.load(args.dataset)
+    qrels = dataset.qrels(args.split)
+    queries = {q: dataset.queries[q] for q in qrels if q in dataset.queries}
+    training = _training_set(searcher, _contexts(searcher, queries, not args.quiet, "features"), qrels)
+    ranker = train_ranker(searcher, training, f"{dataset.name}/{args.split}")
+    ranker.save(searcher.index.root / RANKERS_DIR)
+    print(json.dumps(ranker.card.metrics, default=float), file=sys.stderr)
+    print(ranker.card.model_id)
     return 0
 
 
@@ -172,8 +191,17 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--tag", action="append", help="keep documents with this tag (repeatable)")
     search.add_argument("--since", type=_date, help="published on or after this ISO date")
     search.add_argument("--until", type=_date, help="published on or before this ISO date")
+    search.add_argument("--explain", action="store_true", help="say why each result is there")
     search.add_argument("--json", action="store_true", help="print one JSON object")
     search.set_defaults(func=cmd_search)
+
+    train = sub.add_parser("train", help="train the learned ranker of an index on judged queries, and publish it")
+    train.add_argument("--index", required=True, type=Path)
+    train.add_argument("--dataset", required=True, type=Path,
+                       help="BEIR-layout folder whose qrels name documents of this index")
+    train.add_argument("--split", default="train")
+    train.add_argument("--quiet", action="store_true")
+    train.set_defaults(func=cmd_train)
 
     evaluate = sub.add_parser("eval", help="evaluate a method on a BEIR-layout dataset folder")
     evaluate.add_argument("dataset", type=Path, help="folder with corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv")

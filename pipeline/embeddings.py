@@ -71,7 +71,7 @@ class SentenceTransformerEncoder:
 
     @cached_property
     def dim(self) -> int:
-        return int(self.model.get_sentence_embedding_dimension())
+        return int(self.model.get_embedding_dimension())
 
     def _encode(self, texts: Sequence[str], prefix: str) -> np.ndarray:
         if not texts:

@@ -104,7 +104,7 @@ class Ranker:
             model_id=datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6],
             features=list(FEATURES),
             created_at=datetime.now(UTC).isoformat(),
-            training_data_hash=train.hash(),
+            training_data_hash=data_hash(train, validation),
             trained_on=trained_on,
             index_compatibility=compatibility,
             metrics={"best_iteration": booster.best_iteration, "validation_ndcg@10": best,
@@ -156,6 +156,14 @@ class Ranker:
         if not pointer.is_file():
             return None
         return cls.load(Path(rankers_dir) / pointer.read_text().strip())
+
+
+def data_hash(*sets: TrainingSet) -> str:
+    """One hash over every training row, label and group the model saw (validation included)."""
+    digest = hashlib.sha256()
+    for training in sets:
+        digest.update(training.hash().encode())
+    return digest.hexdigest()[:16]
 
 
 def split_queries(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:

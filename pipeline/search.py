@@ -240,12 +240,10 @@ class Searcher:
         return [name for name in BRANCHES if name != "dense" or self.has_dense]
 
     def fusion_weights(self) -> dict[str, float]:
-        """Weights tuned on a train split (fusion.json beside the versions) win over the configured ones."""
-        tuned = self.index.root / "fusion.json"
+        """Weights tuned on a train split (fusion-METHOD.json beside the versions) win over the configured ones."""
+        tuned = self.index.root / f"fusion-{self.settings.fusion.method}.json"
         if tuned.is_file():
-            stored = json.loads(tuned.read_text())
-            if stored.get("method") == self.settings.fusion.method:
-                return stored["weights"]
+            return json.loads(tuned.read_text())["weights"]
         return self.settings.fusion.weights
 
     def compatibility(self) -> dict:

@@ -1,0 +1,153 @@
+"""Features against hand-computed values, the ranker's training, refusals, and explanations that add up."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from pipeline.build import build_index
+from pipeline.config import DenseConfig, Settings
+from pipeline.evaluation import _contexts, _training_set, train_ranker
+from pipeline.features import FEATURES, extract, min_span
+from pipeline.ranking import Ranker, RankerMismatch, data_hash, split_queries
+from pipeline.recall import run_branches
+from pipeline.search import Searcher
+
+DOCS = [
+    {"_id": "d0", "title": "Vector search", "text": "vector search with dense vectors and fast search",
+     "published_at": "2024-01-10"},
+    {"_id": "d1", "title": "Inverted index", "text": "search engines use an inverted index for search",
+     "published_at": "2024-01-01"},
+    {"_id": "d2", "title": "", "text": "cooking recipes"},
+]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny-ranking")
+    (folder / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in DOCS))
+    settings = Settings(cache_dir=folder / "cache", dense=DenseConfig(enabled=False))
+    build_index([folder / "corpus.jsonl"], folder / "index", settings)
+    return Searcher.open(folder / "index", settings)
+
+
+def features_of(searcher, query):
+    ctx = searcher.prepare(query)
+    branches = run_branches(searcher, ctx, 10, searcher.branch_names())
+    candidates = np.array([0, 1])
+    return dict(zip(FEATURES, extract(searcher, ctx, candidates, branches).T))
+
+
+def test_min_span_is_the_tightest_window_holding_every_term():
+    assert min_span([0, 4, 1, 7], [5, 5, 6, 6]) == 1
+    assert min_span([3, 10, 20], [1, 2, 1]) == 7
+    assert min_span([1, 2], [9, 9]) is None
+
+
+def test_features_match_values_computed_by_hand(tiny):
+    f = features_of(tiny, "vector search")
+    # Title BM25 of d0: two terms, each df = 1 of N = 3, tf = 1, title length 2, average 4/3.
+    idf = math.log(1 + (3 - 1 + 0.5) / (1 + 0.5))
+    tf_part = 1 / (1 + 1.2 * (1 - 0.75 + 0.75 * 2 / (4 / 3)))
+    assert f["bm25_title"][0] == pytest.approx(2 * idf * tf_part)
+    assert f["bm25_title"][1] == 0.0
+    assert f["bm25_ratio"].tolist() == pytest.approx([1.0, f["bm25"][1] / f["bm25"][0]])
+    assert f["coverage"].tolist() == [1.0, 0.5]
+    assert f["title_coverage"].tolist() == [1.0, 0.0]
+    assert f["title_exact"].tolist() == [1.0, 0.0]
+    # d0 body: vector@0 search@1 … vectors@4 … search@7 → tightest window 0–1; d1 has one query term only.
+    assert f["min_span"][0] == 1.0 and math.isnan(f["min_span"][1])
+    assert f["proximity"].tolist() == [1.0, 0.0]
+    assert f["doc_length"].tolist() == [6.0, 6.0] and f["title_length"].tolist() == [2.0, 2.0]
+    assert f["freshness_days"].tolist() == [0.0, 9.0]
+    not_found = tiny.settings.fusion.depth + 1
+    assert f["rank_bm25"].tolist() == [1.0, 2.0] and f["rank_bm25_title"].tolist() == [1.0, not_found]
+    assert math.isnan(f["dense_cosine"][0])  # this index has no dense branch
+    assert f["query_terms"].tolist() == [2.0, 2.0]
+
+
+@pytest.fixture(scope="module")
+def sample_ranker(sample_searcher):
+    from pipeline.evaluation import BeirDataset
+
+    from conftest import SAMPLE
+
+    dataset = BeirDataset.load(SAMPLE)
+    qrels = dataset.qrels("test")
+    training = _training_set(sample_searcher, _contexts(sample_searcher, dataset.queries, False, "t"), qrels)
+    return train_ranker(sample_searcher, training, "sample/test"), training
+
+
+def test_a_trained_model_is_a_versioned_artifact(sample_ranker, tmp_path, sample_searcher):
+    ranker, training = sample_ranker
+    folder = ranker.save(tmp_path / "rankers")
+    card = json.loads((folder / "ranker.json").read_text())
+    train_rows, validation_rows = split_queries(len(training.groups), 0.2, sample_searcher.settings.ranker.seed)
+    expected_hash = data_hash(training.subset(train_rows), training.subset(validation_rows))
+    assert card["features"] == list(FEATURES) and card["training_data_hash"] == expected_hash
+    assert card["created_at"] and card["metrics"]["train_queries"] > 0
+    assert card["index_compatibility"] == sample_searcher.compatibility()
+    assert (tmp_path / "rankers" / "CURRENT").read_text().strip() == ranker.card.model_id
+    reloaded = Ranker.load_current(tmp_path / "rankers")
+    np.testing.assert_allclose(reloaded.predict(training.features[:5]), ranker.predict(training.features[:5]))
+
+
+def test_a_model_trained_on_another_index_is_refused(sample_ranker):
+    ranker, _ = sample_ranker
+    with pytest.raises(RankerMismatch, match="Retrain the ranker"):
+        ranker.check({"analyzer": "another", "dense_model": "all-MiniLM-L6-v2"})
+
+
+def test_a_model_with_other_features_is_refused(sample_ranker, sample_searcher):
+    ranker, _ = sample_ranker
+    ranker.card.features = ranker.card.features[:-1]
+    try:
+        with pytest.raises(RankerMismatch, match="other features"):
+            ranker.check(sample_searcher.compatibility())
+    finally:
+        ranker.card.features = list(FEATURES)
+
+
+def test_contributions_sum_to_the_model_score(sample_ranker, sample_searcher):
+    ranker, _ = sample_ranker
+    ranker.save(sample_searcher.index.root / "rankers")
+    sample_searcher.__dict__.pop("ranker", None)
+    response = sample_searcher.search("向量检索 HNSW", mode="ltr", k=5, explain=True)
+    assert response.hits
+    for hit in response.hits:
+        why = hit.explanation
+        total = why["bias"] + sum(item["contribution"] for item in why["contributions"])
+        assert total == pytest.approx(why["model_score"], abs=1e-6)
+        assert why["model_score"] == pytest.approx(hit.score, abs=1e-6)
+        assert why["branches"] and isinstance(why["matched_terms"], list)
+
+
+def test_hybrid_explanations_name_the_branches_and_ranks(sample_searcher):
+    hit = sample_searcher.search("reciprocal rank fusion", mode="hybrid", k=1, explain=True).hits[0]
+    assert hit.doc_id == "en-018"
+    assert hit.explanation["branches"]["bm25"]["rank"] == 1 and "dense" in hit.explanation["branches"]
+    assert {"reciproc", "rank", "fusion"} <= set(hit.explanation["matched_terms"])
+
+
+def test_the_trained_ranker_beats_bm25_on_held_aside_folds(shared_datasets, settings):
+    """Cranfield, lexical branches only (fast): each fold is ranked by a model trained on the other four."""
+    from pipeline.evaluation import BeirDataset, cached_index, score_run, settings_for
+    from pipeline.ranking import folds
+
+    lexical = settings_for("bm25", settings)
+    dataset = BeirDataset.load(shared_datasets / "cranfield")
+    qrels = dataset.qrels("test")
+    queries = {q: dataset.queries[q] for q in qrels}
+    searcher = Searcher.open(cached_index(dataset, lexical), lexical)
+    data = _training_set(searcher, _contexts(searcher, queries, False, "features"), qrels)
+    learned, bm25 = {}, {}
+    for fold in folds(len(data.groups), 5, seed=13):
+        ranker = train_ranker(searcher, data.subset(sorted(set(range(len(data.groups))) - set(fold))), "cv")
+        for i in fold:
+            qid, docs = data.query_ids[i], data.doc_ords[i]
+            scores = ranker.predict(data.features[data.rows_of(i)])
+            learned[qid] = {searcher.doc_ids[d]: float(s) for d, s in zip(docs.tolist(), scores)}
+            ranking = searcher.rank(queries[qid], k=100, syntax=False)
+            bm25[qid] = {searcher.doc_ids[d]: float(s) for d, s in zip(ranking.doc_ords.tolist(), ranking.scores)}
+    assert score_run(learned, qrels)[0]["ndcg@10"] > score_run(bm25, qrels)[0]["ndcg@10"] + 0.01
