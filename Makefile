@@ -13,7 +13,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 export STREAMLIT_BROWSER_GATHER_USAGE_STATS := false
 export PREFECT_HOME := $(CURDIR)/.prefect
 
-.PHONY: install demo test test-slow bench bench-bm25 clean
+.PHONY: install demo test test-slow bench bench-bm25 bench-ann bench-embed bench-query clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (the local torch wheel is cp311)"; exit 1; }
@@ -35,10 +35,19 @@ test: install
 test-slow: install
 	$(PY) -m pytest -q -m slow
 
-bench: bench-bm25
+bench: bench-bm25 bench-embed bench-ann bench-query
 
 bench-bm25: install
 	$(PY) bench/bm25.py
+
+bench-ann: install
+	$(PY) bench/ann.py
+
+bench-embed: install
+	$(PY) bench/embed.py
+
+bench-query: install
+	$(PY) bench/query.py
 
 clean:
 	rm -rf data/cache data/index .prefect tests/artifacts bench/out

@@ -50,6 +50,7 @@ def write_version(
     sources: list[str],
     show_progress: bool = False,
     timer: StageTimer | None = None,
+    encoder=None,
 ) -> Manifest:
     """Analyze and index already-ingested documents into a new, complete version folder (not yet published)."""
     timer = timer or StageTimer()
@@ -74,7 +75,7 @@ def write_version(
             with timer.stage("embed+ann"), tqdm(
                 total=None, desc="embed", unit="passage", disable=not show_progress
             ) as bar:
-                dense = build_dense(documents, settings, staging, progress=bar.update)
+                dense = build_dense(documents, settings, staging, encoder=encoder, progress=bar.update)
         with timer.stage("write"):
             pq.write_table(documents, staging / "documents.parquet")
             pq.write_table(ingested.quarantine, staging / "quarantine.parquet")
@@ -110,14 +111,18 @@ def build_index(
     settings: Settings | None = None,
     show_progress: bool = False,
     publish_version: bool = True,
+    encoder=None,
 ) -> tuple[Manifest, IngestResult]:
-    """Ingest, index and (by default) publish a new version; returns its manifest and the ingest result."""
+    """Ingest, index and (by default) publish a new version; returns its manifest and the ingest result.
+
+    `encoder` overrides the configured dense encoder (any object with the Encoder interface)."""
     settings = settings or Settings()
     corpus_paths = [Path(p) for p in corpus_paths]
     timer = StageTimer()
     with timer.stage("ingest"), tqdm(desc="ingest", unit="rec", disable=not show_progress) as bar:
         ingested = ingest(corpus_paths, settings.ingest, progress=bar)
-    manifest = write_version(ingested, Path(index_dir), settings, [str(p) for p in corpus_paths], show_progress, timer)
+    manifest = write_version(ingested, Path(index_dir), settings, [str(p) for p in corpus_paths], show_progress, timer,
+                             encoder)
     if publish_version:
         publish(Path(index_dir), manifest.version)
         prune_versions(Path(index_dir), settings.keep_versions)

@@ -93,10 +93,18 @@ def cmd_train(args, settings: Settings) -> int:
 
 
 def cmd_eval(args, settings: Settings) -> int:
-    from .evaluation import evaluate
+    from .evaluation import evaluate, run_matrix
 
+    if args.matrix:
+        failed = 0
+        for row in run_matrix(args.matrix, settings, args.include_slow, show_progress=not args.quiet):
+            failed += not row["ok"]
+            print(json.dumps(row, ensure_ascii=False), flush=True)
+        return 1 if failed else 0
+    if args.dataset is None:
+        raise ValueError("give a DATASET folder or --matrix FILE")
     summary = evaluate(args.dataset, args.method, args.split, settings, show_progress=not args.quiet,
-                       encoder=args.encoder)
+                       encoder=args.encoder, dense=not args.no_dense)
     if not args.json:
         for key, value in summary.items():
             print(f"{key:>12}: {value}", file=sys.stderr)
@@ -204,7 +212,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=cmd_train)
 
     evaluate = sub.add_parser("eval", help="evaluate a method on a BEIR-layout dataset folder")
-    evaluate.add_argument("dataset", type=Path, help="folder with corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv")
+    evaluate.add_argument("dataset", type=Path, nargs="?",
+                          help="folder with corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv")
+    evaluate.add_argument("--matrix", type=Path, help="reproduce every cell of a matrix YAML (docs/matrix.yaml)")
+    evaluate.add_argument("--include-slow", action="store_true", help="with --matrix: also the cells marked slow")
+    evaluate.add_argument("--no-dense", action="store_true", help="hybrid methods over the lexical branches only")
     evaluate.add_argument("--method", default="bm25", choices=sorted(METHODS))
     evaluate.add_argument("--encoder", help="dense encoder (default: chosen by the corpus's languages)")
     evaluate.add_argument("--split", default="test")

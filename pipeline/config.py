@@ -87,6 +87,8 @@ class RankerConfig(BaseModel):
     early_stopping_rounds: int = 50
     validation_fraction: float = 0.2
     folds: int = 5  # cross-validation when a dataset has no train split
+    # Feature extraction costs ~10 ms a query: a large train split (QBQTC has 18,802) is sampled down to this.
+    max_train_queries: int = 4000
     seed: int = 13
 
 

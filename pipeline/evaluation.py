@@ -97,9 +97,11 @@ def cached_index(dataset: BeirDataset, settings: Settings, show_progress: bool =
     return index_dir
 
 
-def settings_for(method: str, settings: Settings, encoder: str | None = None) -> Settings:
-    """The settings an evaluation runs with: lexical methods skip the (slow) dense build."""
-    dense = settings.dense.model_copy(update={"enabled": method in DENSE_METHODS})
+def settings_for(method: str, settings: Settings, encoder: str | None = None, dense: bool = True) -> Settings:
+    """The settings an evaluation runs with: lexical methods, or `dense=False`, skip the (slow) dense build."""
+    if method == "dense" and not dense:
+        raise ValueError("--method dense needs the dense branch")
+    dense = settings.dense.model_copy(update={"enabled": dense and method in DENSE_METHODS})
     if encoder:
         dense = dense.model_copy(update={"encoder": encoder})
     return settings.model_copy(update={"dense": dense})
@@ -283,9 +285,10 @@ def evaluate(
     settings: Settings | None = None,
     show_progress: bool = False,
     encoder: str | None = None,
+    dense: bool = True,
 ) -> dict:
     """Run `method` on a split's judged queries; write the TREC run and metrics Parquet; return the summary."""
-    settings = settings_for(method, settings or Settings(), encoder)
+    settings = settings_for(method, settings or Settings(), encoder, dense)
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {sorted(METHODS)}")
     dataset = BeirDataset.load(dataset_dir)
@@ -297,28 +300,81 @@ def evaluate(
         train_split = "train" if "train" in dataset.splits() and split != "train" else None
         if train_split:
             train_qrels = dataset.qrels(train_split)
-            extra["train"] = ({q: dataset.queries[q] for q in train_qrels if q in dataset.queries}, train_qrels)
+            train_ids = sorted(q for q in train_qrels if q in dataset.queries)
+            cap = settings.ranker.max_train_queries
+            if len(train_ids) > cap:
+                keep = np.random.default_rng(settings.ranker.seed).choice(len(train_ids), cap, replace=False)
+                train_ids = [train_ids[i] for i in sorted(keep)]
+            extra["train"] = ({q: dataset.queries[q] for q in train_ids}, train_qrels)
     if method == "ltr":
         extra.update(test_qrels=qrels, dataset_name=dataset.name)
     run = METHODS[method](searcher, queries, RUN_DEPTH, show_progress, **extra)
     means, per_query = score_run(run, {qid: qrels[qid] for qid in queries})
-    stem = f"{dataset.name}.{method}.{split}"
+    label = method if settings.dense.enabled or method not in DENSE_METHODS else f"{method}-lexical"
+    stem = f"{dataset.name}.{label}.{split}"
     runs_dir = settings.cache_dir / "runs"
-    write_trec_run(runs_dir / f"{stem}.trec", run, f"sousuo-{method}")
-    pq.write_table(run_table(run, method), runs_dir / f"{stem}.run.parquet")
+    write_trec_run(runs_dir / f"{stem}.trec", run, f"sousuo-{label}")
+    pq.write_table(run_table(run, label), runs_dir / f"{stem}.run.parquet")
     now = datetime.now(UTC)
     metric_rows = [
-        {"dataset": dataset.name, "method": method, "split": split, "query_id": qid, "measure": name,
+        {"dataset": dataset.name, "method": label, "split": split, "query_id": qid, "measure": name,
          "value": value, "evaluated_at": now}
         for qid, values in per_query.items()
         for name, value in values.items()
     ] + [
-        {"dataset": dataset.name, "method": method, "split": split, "query_id": "all", "measure": name,
+        {"dataset": dataset.name, "method": label, "split": split, "query_id": "all", "measure": name,
          "value": value, "evaluated_at": now}
         for name, value in means.items()
     ]
     (settings.cache_dir / "metrics").mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pylist(metric_rows, schema=schemas.METRICS),
                    settings.cache_dir / "metrics" / f"{stem}.parquet")
-    return {"dataset": dataset.name, "method": method, "split": split, "queries": len(queries),
+    return {"dataset": dataset.name, "method": label, "split": split, "queries": len(queries),
             **{name: round(value, 4) for name, value in means.items()}}
+
+
+# -- reproduction matrix --------------------------------------------------------------------------------
+
+
+@dataclass
+class MatrixCell:
+    dataset: str
+    method: str
+    expected: float  # nDCG@10
+    split: str = "test"
+    slow: bool = False
+    dense: bool = True
+
+
+def load_matrix(path: Path) -> tuple[list[Path], float, list[MatrixCell]]:
+    import yaml
+
+    spec = yaml.safe_load(Path(path).read_text())
+    base = Path(path).resolve().parent
+    roots = [(base / root).resolve() for root in spec["dataset_roots"]]
+    cells = [
+        MatrixCell(c["dataset"], c["method"], float(c["ndcg@10"]), c.get("split", "test"), bool(c.get("slow")),
+                   bool(c.get("dense", True)))
+        for c in spec["cells"]
+    ]
+    return roots, float(spec["tolerance"]), cells
+
+
+def dataset_path(roots: list[Path], name: str) -> Path:
+    for root in roots:
+        if (root / name / "corpus.jsonl").is_file():
+            return root / name
+    raise FileNotFoundError(f"dataset {name!r} is in none of {[str(r) for r in roots]}")
+
+
+def run_matrix(path: Path, settings: Settings, include_slow: bool = False, show_progress: bool = False):
+    """Each cell's measured nDCG@10 beside its expected value; yields one row per cell as it finishes."""
+    roots, tolerance, cells = load_matrix(path)
+    for cell in cells:
+        if cell.slow and not include_slow:
+            continue
+        summary = evaluate(dataset_path(roots, cell.dataset), cell.method, cell.split, settings, show_progress,
+                           dense=cell.dense)
+        got = summary["ndcg@10"]
+        yield {"dataset": cell.dataset, "method": summary["method"], "split": cell.split, "expected": cell.expected,
+               "ndcg@10": got, "ok": abs(got - cell.expected) <= tolerance}
