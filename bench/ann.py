@@ -101,19 +101,21 @@ def scifact_queries(dataset: BeirDataset) -> np.ndarray:
     return np.load(cached)
 
 
-def jittered(base: np.ndarray, count: int, scale: float, seed: int) -> np.ndarray:
-    """`count` unit vectors: a random row of `base` plus `scale` × noise with the covariance of `base`."""
+def jittered(base: np.ndarray, count: int, scale: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(`count` unit vectors, the row of `base` each one starts from): that row plus `scale` × noise with the
+    covariance of `base`, re-normalised."""
     rng = np.random.default_rng(seed)
     _, singular, components = np.linalg.svd(base - base.mean(axis=0), full_matrices=False)
     # z @ shaping, with z standard normal, has the covariance of the base vectors.
     shaping = (singular[:, None] * components / np.sqrt(len(base))).astype(np.float32)
+    origins = rng.integers(len(base), size=count)
     out = np.empty((count, base.shape[1]), dtype=np.float32)
     for start in range(0, count, 100_000):
-        n = min(100_000, count - start)
-        noise = rng.standard_normal((n, base.shape[1]), dtype=np.float32) @ shaping
-        rows = base[rng.integers(len(base), size=n)] + scale * noise
-        out[start : start + n] = rows / np.linalg.norm(rows, axis=1, keepdims=True)
-    return out
+        chunk = origins[start : start + 100_000]
+        noise = rng.standard_normal((len(chunk), base.shape[1]), dtype=np.float32) @ shaping
+        rows = base[chunk] + scale * noise
+        out[start : start + len(chunk)] = rows / np.linalg.norm(rows, axis=1, keepdims=True)
+    return out, origins
 
 
 # -- measuring ----------------------------------------------------------------------------------------
@@ -355,8 +357,9 @@ def main() -> None:
     scifact = Bench("SciFact (MiniLM)", passages, scifact_queries(dataset), args.repeats)
     scifact.run(args.ef_construction, args.nlist, args.annoy_trees)
 
-    generated = jittered(passages, count + args.queries, args.noise, seed=0)
+    generated, origins = jittered(passages, count + args.queries, args.noise, seed=0)
     synthetic = Bench("Synthetic", generated[:count], generated[count:], args.repeats)
+    same_origin = (origins[:count][synthetic.truth] == origins[count:, None]).mean()
     synthetic.run(args.ef_construction, args.nlist, args.annoy_trees_synthetic)
     del generated
 

@@ -1,17 +1,23 @@
-"""Build one index version from corpus paths: ingest → analyze → forward index → inverted index → manifest."""
+"""Build one index version in stages: ingest → analyze and index → embed and ANN → finalize → publish.
+
+Each stage is a plain function over a staging folder, so the Prefect flows can run them as tasks and the
+library can run them in a row.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import time
-from dataclasses import asdict
 from collections.abc import Iterable
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
@@ -23,12 +29,26 @@ from .ingest import IngestResult, ingest
 from .inverted_index import InvertedIndex
 
 
-def source_snapshot(documents) -> str:
+def source_snapshot(documents: pa.Table) -> str:
     """A hash of every (doc_id, content hash) pair: equal snapshots mean equal corpora."""
     digest = hashlib.sha256()
     pairs = sorted(zip(documents.column("doc_id").to_pylist(), documents.column("content_hash").to_pylist()))
     for doc_id, content in pairs:
         digest.update(f"{doc_id}\x00{content}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def corpus_fingerprint(corpus_paths: Iterable[Path | str], settings: Settings) -> str:
+    """Cheap change detection before reading anything: every input file's path, size and mtime, plus the
+    configuration that shapes the index."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(p).resolve() for p in corpus_paths):
+        files = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
+        for file in files:
+            stat = file.stat()
+            digest.update(f"{file}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+    config = settings.model_dump(mode="json", include={"analyzer", "ingest", "dense"})
+    digest.update(json.dumps(config, sort_keys=True).encode())
     return digest.hexdigest()[:16]
 
 
@@ -43,6 +63,91 @@ class StageTimer:
         self.seconds[name] = round(time.perf_counter() - start, 3)
 
 
+@dataclass
+class Staging:
+    """A version being built: invisible to readers until `finalize` renames it into place."""
+
+    index_dir: Path
+    version: str
+
+    @classmethod
+    def start(cls, index_dir: Path) -> Staging:
+        staging = cls(Path(index_dir), new_version_id())
+        staging.folder.mkdir(parents=True)
+        return staging
+
+    @property
+    def folder(self) -> Path:
+        return versions_dir(self.index_dir) / f".staging-{self.version}"
+
+    def abandon(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def stage_ingest(corpus_paths: Iterable[Path | str], settings: Settings, show_progress: bool = False) -> IngestResult:
+    with tqdm(desc="ingest", unit="rec", disable=not show_progress) as bar:
+        return ingest([Path(p) for p in corpus_paths], settings.ingest, progress=bar)
+
+
+def stage_write_documents(ingested: IngestResult, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    pq.write_table(ingested.documents, folder / "documents.parquet")
+    pq.write_table(ingested.quarantine, folder / "quarantine.parquet")
+
+
+def stage_index(folder: Path, settings: Settings, show_progress: bool = False) -> dict:
+    """Analyze the staged documents into the forward and inverted indexes; returns counts and avgdl."""
+    documents = pq.read_table(folder / "documents.parquet")
+    analyzer = Analyzer(settings.analyzer)
+    vocabulary = Vocabulary()
+    with tqdm(total=documents.num_rows, desc="analyze", unit="doc", disable=not show_progress) as bar:
+        forward = ForwardIndex.build(documents, analyzer, vocabulary, progress=bar.update)
+    inverted = InvertedIndex.build(forward, len(vocabulary))
+    forward.save(folder / "forward", documents.column("doc_id"))
+    inverted.save(folder / "inverted", vocabulary)
+    return {
+        "doc_count": documents.num_rows,
+        "term_count": len(vocabulary),
+        "avgdl": {name: round(postings.avgdl, 6) for name, postings in inverted.fields.items()},
+    }
+
+
+def stage_dense(folder: Path, settings: Settings, show_progress: bool = False, encoder=None) -> dict | None:
+    if not settings.dense.enabled:
+        return None
+    from .dense import build_dense
+
+    documents = pq.read_table(folder / "documents.parquet")
+    with tqdm(desc="embed", unit="passage", disable=not show_progress) as bar:
+        return asdict(build_dense(documents, settings, folder, encoder=encoder, progress=bar.update))
+
+
+def stage_finalize(staging: Staging, settings: Settings, counts: dict, dense: dict | None, sources: list[str],
+                   stages: dict[str, float], corpus_key: str = "") -> Manifest:
+    """Write the manifest and move the version into place: it appears whole or not at all."""
+    documents = pq.read_table(staging.folder / "documents.parquet", columns=["doc_id", "content_hash"])
+    quarantined = pq.read_metadata(staging.folder / "quarantine.parquet").num_rows
+    manifest = Manifest(
+        version=staging.version,
+        created_at=datetime.now(UTC).isoformat(),
+        doc_count=counts["doc_count"],
+        term_count=counts["term_count"],
+        avgdl=counts["avgdl"],
+        analyzer=settings.analyzer.model_dump(),
+        analyzer_fingerprint=settings.analyzer.fingerprint(),
+        source_snapshot=source_snapshot(documents),
+        sources=sources,
+        quarantined=quarantined,
+        parent=current_version(staging.index_dir),
+        stages=stages,
+        dense=dense,
+        corpus_key=corpus_key,
+    )
+    manifest.write(staging.folder)
+    os.replace(staging.folder, versions_dir(staging.index_dir) / staging.version)
+    return manifest
+
+
 def write_version(
     ingested: IngestResult,
     index_dir: Path,
@@ -51,58 +156,22 @@ def write_version(
     show_progress: bool = False,
     timer: StageTimer | None = None,
     encoder=None,
+    corpus_key: str = "",
 ) -> Manifest:
-    """Analyze and index already-ingested documents into a new, complete version folder (not yet published)."""
+    """Index already-ingested documents into a new, complete version folder (not yet published)."""
     timer = timer or StageTimer()
-    index_dir = Path(index_dir)
-    version = new_version_id()
-    staging = versions_dir(index_dir) / f".staging-{version}"
-    staging.mkdir(parents=True)
+    staging = Staging.start(Path(index_dir))
     try:
-        documents = ingested.documents
-        analyzer = Analyzer(settings.analyzer)
-        vocabulary = Vocabulary()
-        with timer.stage("analyze"), tqdm(
-            total=documents.num_rows, desc="analyze", unit="doc", disable=not show_progress
-        ) as bar:
-            forward = ForwardIndex.build(documents, analyzer, vocabulary, progress=bar.update)
-        with timer.stage("invert"):
-            inverted = InvertedIndex.build(forward, len(vocabulary))
-        dense = None
-        if settings.dense.enabled:
-            from .dense import build_dense
-
-            with timer.stage("embed+ann"), tqdm(
-                total=None, desc="embed", unit="passage", disable=not show_progress
-            ) as bar:
-                dense = build_dense(documents, settings, staging, encoder=encoder, progress=bar.update)
-        with timer.stage("write"):
-            pq.write_table(documents, staging / "documents.parquet")
-            pq.write_table(ingested.quarantine, staging / "quarantine.parquet")
-            forward.save(staging / "forward", documents.column("doc_id"))
-            inverted.save(staging / "inverted", vocabulary)
-        manifest = Manifest(
-            version=version,
-            created_at=datetime.now(UTC).isoformat(),
-            doc_count=documents.num_rows,
-            term_count=len(vocabulary),
-            avgdl={name: round(postings.avgdl, 6) for name, postings in inverted.fields.items()},
-            analyzer=settings.analyzer.model_dump(),
-            analyzer_fingerprint=settings.analyzer.fingerprint(),
-            source_snapshot=source_snapshot(documents),
-            sources=sources,
-            quarantined=ingested.quarantine.num_rows,
-            parent=current_version(index_dir),
-            stages=timer.seconds,
-            dense=asdict(dense) if dense else None,
-        )
-        manifest.write(staging)
-        # The version appears under its final name only once complete.
-        os.replace(staging, versions_dir(index_dir) / version)
+        with timer.stage("write documents"):
+            stage_write_documents(ingested, staging.folder)
+        with timer.stage("analyze+index"):
+            counts = stage_index(staging.folder, settings, show_progress)
+        with timer.stage("embed+ann"):
+            dense = stage_dense(staging.folder, settings, show_progress, encoder)
+        return stage_finalize(staging, settings, counts, dense, sources, timer.seconds, corpus_key)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        staging.abandon()
         raise
-    return manifest
 
 
 def build_index(
@@ -119,10 +188,10 @@ def build_index(
     settings = settings or Settings()
     corpus_paths = [Path(p) for p in corpus_paths]
     timer = StageTimer()
-    with timer.stage("ingest"), tqdm(desc="ingest", unit="rec", disable=not show_progress) as bar:
-        ingested = ingest(corpus_paths, settings.ingest, progress=bar)
-    manifest = write_version(ingested, Path(index_dir), settings, [str(p) for p in corpus_paths], show_progress, timer,
-                             encoder)
+    with timer.stage("ingest"):
+        ingested = stage_ingest(corpus_paths, settings, show_progress)
+    manifest = write_version(ingested, Path(index_dir), settings, [str(p) for p in corpus_paths], show_progress,
+                             timer, encoder, corpus_fingerprint(corpus_paths, settings))
     if publish_version:
         publish(Path(index_dir), manifest.version)
         prune_versions(Path(index_dir), settings.keep_versions)

@@ -50,6 +50,7 @@ class Manifest:
     format: int = FORMAT_VERSION
     stages: dict[str, float] = field(default_factory=dict)
     dense: dict | None = None  # the DenseManifest when the version has a dense branch
+    corpus_key: str = ""  # input files and configuration this version was built from (change detection)
 
     def write(self, folder: Path) -> None:
         (folder / "manifest.json").write_text(json.dumps(asdict(self), indent=2, ensure_ascii=False))

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from pipeline.cli import build_parser
+from flows.cli import build_parser
 
 from conftest import ROOT, SAMPLE
 
@@ -15,7 +15,7 @@ SUBCOMMANDS = ["build", "search", "eval", "sql", "versions", "publish", "rollbac
 
 
 def sousuo(*args, check=True):
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "flows.cli", *map(str, args)], capture_output=True, text=True,
                           cwd=ROOT, check=check, env={**os.environ})
 
 
@@ -31,14 +31,16 @@ def built(tmp_path_factory):
     index = tmp_path_factory.mktemp("cli") / "index"
     corpus = tmp_path_factory.mktemp("corpus") / "extra.jsonl"
     corpus.write_text('{"_id": "bad json"\n{"_id": "x1", "text": "an extra document about inverted files"}\n')
-    first = sousuo("build", "--corpus", SAMPLE, "--index", index, "--quiet")
-    second = sousuo("build", "--corpus", SAMPLE, corpus, "--index", index, "--quiet")
+    first = sousuo("build", "--corpus", SAMPLE, "--index", index)
+    second = sousuo("build", "--corpus", SAMPLE, corpus, "--index", index)
     return index, first, second
 
 
 def test_build_prints_the_version_last_and_reports_quarantine(built):
     index, first, second = built
     version = second.stdout.strip().splitlines()[-1]
+    first.stdout = first.stdout.strip().splitlines()[-1]
+    second.stdout = version
     assert (index / "versions" / version / "manifest.json").is_file()
     assert "quarantine: invalid_json: 1" in second.stderr
 

@@ -30,7 +30,7 @@ def test_a_judged_query_missing_from_the_run_counts_as_zero():
 def test_eval_cli_prints_the_contract_as_its_last_line_and_writes_run_files(tmp_path):
     env_cache = tmp_path / "cache"
     result = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "eval", str(SAMPLE), "--method", "bm25", "--json", "--quiet"],
+        [sys.executable, "-m", "flows.cli", "eval", str(SAMPLE), "--method", "bm25", "--json", "--quiet"],
         capture_output=True, text=True, cwd=ROOT, check=True,
         env={**__import__("os").environ, "SOUSUO_CACHE_DIR": str(env_cache)},
     )

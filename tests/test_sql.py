@@ -64,7 +64,7 @@ def test_read_only_connection_refuses_writes_even_past_the_check(session):
 
 def test_sql_cli_runs_a_command_as_json(sample_index):
     result = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "sql", "--index", str(sample_index), "--json",
+        [sys.executable, "-m", "flows.cli", "sql", "--index", str(sample_index), "--json",
          "-c", "SELECT lang, count(*) AS n FROM documents GROUP BY lang ORDER BY lang"],
         capture_output=True, text=True, check=True, cwd=ROOT,
     )

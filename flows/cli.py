@@ -1,4 +1,4 @@
-"""The `sousuo` command: build, search, eval, sql, versions, publish and rollback."""
+"""The `sousuo` command: build (a Prefect flow), search, train, eval, sql, versions, publish and rollback."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from .config import Settings
-from .embeddings import EncoderMismatch
-from .evaluation import METHODS
-from .index_store import IndexStoreError
-from .search import SEARCH_MODES
+from pipeline.config import Settings
+from pipeline.embeddings import EncoderMismatch
+from pipeline.evaluation import METHODS
+from pipeline.index_store import IndexStoreError
+from pipeline.search import SEARCH_MODES
 
 
 def _date(value: str) -> datetime:
@@ -24,30 +24,33 @@ def _date(value: str) -> datetime:
 
 
 def cmd_build(args, settings: Settings) -> int:
-    from .build import build_index
+    import os
+
+    import pyarrow.parquet as pq
+
+    from pipeline.index_store import Manifest, versions_dir
 
     if args.no_dense:
-        settings = settings.model_copy(update={"dense": settings.dense.model_copy(update={"enabled": False})})
+        os.environ["SOUSUO_DENSE__ENABLED"] = "false"
     if args.encoder:
-        settings = settings.model_copy(update={"dense": settings.dense.model_copy(update={"encoder": args.encoder})})
-    manifest, ingested = build_index(args.corpus, args.index, settings, show_progress=not args.quiet)
-    summary = ingested.summary()
-    print(
-        f"indexed {manifest.doc_count} documents, {manifest.term_count} terms; "
-        f"quarantined {summary['quarantined']}, identical duplicates dropped "
-        f"{summary['identical_duplicates_dropped']}; stages {manifest.stages}",
-        file=sys.stderr,
-    )
-    if ingested.quarantine.num_rows:
-        reasons = ingested.quarantine.group_by("reason").aggregate([("reason", "count")]).to_pylist()
-        for row in reasons:
-            print(f"  quarantine: {row['reason']}: {row['reason_count']}", file=sys.stderr)
-    print(manifest.version)
+        os.environ["SOUSUO_DENSE__ENCODER"] = args.encoder
+    from flows.build import build_flow
+
+    version = build_flow([str(p) for p in args.corpus], str(args.index))
+    folder = versions_dir(args.index) / version
+    manifest = Manifest.read(folder)
+    print(f"version {version}: {manifest.doc_count} documents, {manifest.term_count} terms, "
+          f"{manifest.quarantined} quarantined; stages {manifest.stages}", file=sys.stderr)
+    quarantine = pq.read_table(folder / "quarantine.parquet", columns=["reason"])
+    for row in quarantine.group_by("reason").aggregate([("reason", "count")]).to_pylist():
+        print(f"  quarantine: {row['reason']}: {row['reason_count']}", file=sys.stderr)
+    # The new version id is the last line, for scripts.
+    print(version)
     return 0
 
 
 def cmd_search(args, settings: Settings) -> int:
-    from .search import Filters, Searcher
+    from pipeline.search import Filters, Searcher
 
     if args.encoder:
         settings = settings.model_copy(update={"dense": settings.dense.model_copy(update={"encoder": args.encoder})})
@@ -76,9 +79,9 @@ def cmd_search(args, settings: Settings) -> int:
 
 
 def cmd_train(args, settings: Settings) -> int:
-    from .evaluation import BeirDataset, _contexts, _training_set, train_ranker
-    from .ranking import RANKERS_DIR
-    from .search import Searcher
+    from pipeline.evaluation import BeirDataset, _contexts, _training_set, train_ranker
+    from pipeline.ranking import RANKERS_DIR
+    from pipeline.search import Searcher
 
     searcher = Searcher.open(args.index, settings)
     dataset = BeirDataset.load(args.dataset)
@@ -93,7 +96,7 @@ def cmd_train(args, settings: Settings) -> int:
 
 
 def cmd_eval(args, settings: Settings) -> int:
-    from .evaluation import evaluate, run_matrix
+    from pipeline.evaluation import evaluate, run_matrix
 
     if args.matrix:
         failed = 0
@@ -114,7 +117,7 @@ def cmd_eval(args, settings: Settings) -> int:
 
 
 def cmd_sql(args, settings: Settings) -> int:
-    from .sql import SqlSession
+    from pipeline.sql import SqlSession
 
     with SqlSession(args.index, settings.cache_dir, writable=args.writable) as session:
         if args.command:
@@ -142,7 +145,7 @@ def cmd_sql(args, settings: Settings) -> int:
 
 
 def cmd_versions(args, settings: Settings) -> int:
-    from .index_store import Manifest, current_version, list_versions, versions_dir
+    from pipeline.index_store import Manifest, current_version, list_versions, versions_dir
 
     current = current_version(args.index)
     for version in list_versions(args.index):
@@ -153,7 +156,7 @@ def cmd_versions(args, settings: Settings) -> int:
 
 
 def cmd_publish(args, settings: Settings) -> int:
-    from .index_store import publish
+    from pipeline.index_store import publish
 
     publish(args.index, args.version)
     print(args.version)
@@ -161,7 +164,7 @@ def cmd_publish(args, settings: Settings) -> int:
 
 
 def cmd_rollback(args, settings: Settings) -> int:
-    from .index_store import current_version, list_versions, publish
+    from pipeline.index_store import current_version, list_versions, publish
 
     versions = list_versions(args.index)
     current = current_version(args.index)
@@ -178,13 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sousuo", description="搜索: Chinese/English search as data workflows.")
     sub = parser.add_subparsers(dest="subcommand", required=True)
 
-    build = sub.add_parser("build", help="ingest corpora and build a new index version, then publish it")
+    build = sub.add_parser("build", help="run the Prefect build flow: ingest, index, embed, publish a new version")
     build.add_argument("--corpus", nargs="+", required=True, type=Path,
                        help="JSONL, CSV or Parquet files, BEIR folders, or folders of Markdown/text/HTML")
     build.add_argument("--index", required=True, type=Path, help="index folder (versions live inside)")
     build.add_argument("--no-dense", action="store_true", help="skip embeddings and the ANN index")
     build.add_argument("--encoder", help="encoder for the dense branch (default: chosen by the corpus's languages)")
-    build.add_argument("--quiet", action="store_true", help="no progress bars")
     build.set_defaults(func=cmd_build)
 
     search = sub.add_parser("search", help="search an index", description=(
@@ -247,7 +249,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Prefect's temporary local API needs more than its 20 s default to start on a loaded 2-core machine, and
+# sousuo never phones home.
+PREFECT_DEFAULTS = {
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "1",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
+    import os
+
+    for key, value in PREFECT_DEFAULTS.items():
+        os.environ.setdefault(key, value)
     args = build_parser().parse_args(argv)
     try:
         return args.func(args, Settings())

@@ -1,0 +1,309 @@
+"""Search: query box with autocomplete (pinyin too), modes, faceted filters, explained results, query logging."""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import math
+from datetime import UTC, date, datetime, time
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import streamlit as st
+
+from app import common
+from pipeline.index_store import IndexStoreError
+from pipeline.query import QuerySyntaxError
+from pipeline.querylog import QueryLog, filters_json
+from pipeline.search import MAX_K, Filters
+
+PAGE_SIZE = 10
+MODES = {"bm25": "BM25", "dense": "Dense", "hybrid": "Hybrid", "ltr": "Hybrid + ranker"}
+DEFAULT_MODE = "ltr"
+
+common.page("Search", ":material/search:")
+common.style()
+st.title("搜索 sousuo")
+
+searcher = common.require_searcher()
+root = common.index_dir()
+version = common.version_key(root)
+documents = searcher.index.documents
+
+
+# -- callbacks: they run before the page, so they may set widget values ---------------------------------------
+
+
+def set_query(text: str) -> None:
+    st.session_state["q"] = text
+
+
+def pick_suggestion() -> None:
+    picked = st.session_state.get("suggestion")
+    if picked:
+        st.session_state["q"] = picked
+    st.session_state["suggestion"] = None
+
+
+def open_result(query_id: str | None, doc_id: str, position: int) -> None:
+    """A click on a result: logged with its position, and the document opens below it."""
+    opened = st.session_state.setdefault("opened", set())
+    if doc_id in opened:
+        opened.discard(doc_id)
+        return
+    opened.add(doc_id)
+    if query_id:
+        try:
+            QueryLog(root).log_click(query_id, doc_id, position)
+        except OSError as error:
+            st.session_state["log_problem"] = f"The click could not be logged: {error}"
+
+
+# -- facets -------------------------------------------------------------------------------------------
+
+
+@st.cache_data(max_entries=128, show_spinner=False)
+def facet_counts(version_key: tuple, query: str) -> dict:
+    """Counts per source, language and tag over the documents that match the query's words (all documents for
+    an empty query), and those documents' dates."""
+    search = common.searcher()
+    if query.strip():
+        try:
+            ranking = search.rank(query, k=MAX_K, mode="bm25")
+        except QuerySyntaxError:
+            ranking = search.rank(query, k=MAX_K, mode="bm25", syntax=False)
+        rows = documents.take(pa.array(ranking.doc_ords, type=pa.int64()))
+    else:
+        rows = documents
+    counts = {}
+    for column in ("source", "lang"):
+        values = rows.column(column).to_pylist()
+        counts[column] = pd.Series([v for v in values if v is not None], dtype=object).value_counts().to_dict()
+    tags = pc.list_flatten(rows.column("tags")).to_pylist() if rows.num_rows else []
+    counts["tags"] = pd.Series(tags, dtype=object).value_counts().to_dict()
+    counts["dates"] = [d.date() for d in rows.column("published_at").to_pylist() if d is not None]
+    counts["matches"] = rows.num_rows
+    return counts
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def corpus_values(version_key: tuple) -> dict:
+    values = {}
+    for column in ("source", "lang"):
+        values[column] = sorted(v for v in pc.unique(documents.column(column)).to_pylist() if v is not None)
+    values["tags"] = sorted(v for v in pc.unique(pc.list_flatten(documents.column("tags"))).to_pylist() if v)
+    dated = [d for d in documents.column("published_at").to_pylist() if d is not None]
+    values["dates"] = (min(dated).date(), max(dated).date()) if dated else None
+    return values
+
+
+# -- the query box and autocomplete --------------------------------------------------------------------
+
+query = st.text_input(
+    "Search",
+    key="q",
+    type="search",
+    live="600ms",
+    placeholder="Search in English or 中文 — pinyin works for autocomplete: xiangliang, xljs",
+    label_visibility="collapsed",
+)
+query = query or ""
+try:
+    completer = common.suggester(searcher)
+except Exception as error:  # autocomplete is a help, never a reason for the page to fail
+    completer = None
+    st.caption(f"Autocomplete is unavailable: {common.md(error, 200)}")
+
+if completer is not None:
+    suggestions = completer.complete(query, limit=8)
+    if suggestions:
+        kinds = {s.text: s.kind for s in suggestions}
+        st.pills(
+            "Popular searches" if not query.strip() else "Suggestions",
+            [s.text for s in suggestions],
+            key="suggestion",
+            on_change=pick_suggestion,
+            format_func=lambda text: (":material/history: " if kinds.get(text) == "query" else "")
+        + common.md(common.short(text, 60)),
+        )
+
+# -- sidebar: mode and filters --------------------------------------------------------------------------
+
+values = corpus_values(version)
+counts = facet_counts(version, query[:2_000])
+
+
+def with_count(facet: str):
+    return lambda value: f"{value} ({counts[facet].get(value, 0)})"
+
+
+with st.sidebar:
+    mode = st.radio("Ranking", list(MODES), index=list(MODES).index(DEFAULT_MODE), format_func=MODES.get,
+                    key="mode", help="Hybrid + ranker re-orders the fused candidates with the learned ranker.")
+    st.subheader("Filters")
+    st.caption(f"Counts: documents matching the query's words ({counts['matches']}).")
+    sources = st.multiselect("Source", values["source"], key="f_source", format_func=with_count("source"))
+    langs = st.multiselect("Language", values["lang"], key="f_lang", format_func=with_count("lang"))
+    tags = st.multiselect("Tags", values["tags"], key="f_tags", format_func=with_count("tags"))
+    since = until = None
+    if values["dates"]:
+        first, last = values["dates"]
+        chosen = st.date_input("Published between", value=(first, last), min_value=first, max_value=last,
+                               key="f_dates")
+        if isinstance(chosen, (tuple, list)) and len(chosen) == 2:
+            start, end = chosen
+            if start > first:
+                since = datetime.combine(start, time.min, UTC)
+            if end < last:
+                until = datetime.combine(end, time.max, UTC)
+            in_range = sum(1 for d in counts["dates"] if start <= d <= end)
+            st.caption(f"{in_range} matching documents dated in this range.")
+
+filters = Filters(sources=tuple(sources), langs=tuple(langs), tags=tuple(tags), since=since, until=until)
+
+if not query.strip():
+    manifest = searcher.index.manifest
+    st.info(
+        f"{manifest.doc_count} documents and {manifest.term_count} terms in version {common.md(manifest.version)}. "
+        "Type a query in English or Chinese; `AND`, `OR`, `NOT`, `-word` and \"quoted phrases\" work in BM25 mode."
+    )
+    st.stop()
+
+# -- searching ------------------------------------------------------------------------------------------
+
+
+def run_search(text: str, wanted: str, offset: int) -> dict:
+    """Search with the chosen mode; the ranker falls back to hybrid, bad syntax to plain words."""
+    notices = []
+
+    def attempt(mode_name: str) -> tuple:
+        try:
+            return searcher.search(text, k=PAGE_SIZE, filters=filters or None, offset=offset, mode=mode_name,
+                                   explain=True), mode_name
+        except QuerySyntaxError as error:
+            notices.append(f"Query syntax: {error}. Searched the words as plain text instead.")
+            return searcher.search(text, k=PAGE_SIZE, filters=filters or None, offset=offset, mode=mode_name,
+                                   explain=True, syntax=False), mode_name
+
+    try:
+        try:
+            response, used = attempt(wanted)
+        except (IndexStoreError, ValueError) as error:
+            if wanted != "ltr":
+                raise
+            notices.append(f"No usable learned ranker for this index ({error}). Showing hybrid results instead.")
+            response, used = attempt("hybrid")
+    except Exception as error:  # shown as a message, never as a traceback
+        return {"error": f"{MODES[wanted]} search failed: {error}"}
+    query_id, log_problem = None, None
+    try:
+        query_id = QueryLog(root).log_query(
+            text, used, filters, response.took_ms, [hit.doc_id for hit in response.hits], response.total_matches,
+            result_offset=offset,
+        )
+    except OSError as error:
+        log_problem = f"The query log is not writable: {error}"
+    return {"response": response, "mode": used, "notices": notices, "query_id": query_id,
+            "log_problem": log_problem}
+
+
+base = (query, mode, filters_json(filters), version)
+# The pagination widget's key follows the search, so a new query starts again at page 1.
+page_key = "page-" + hashlib.sha1(repr(base).encode()).hexdigest()[:12]
+if st.session_state.get("base") != base:
+    st.session_state["base"] = base
+    st.session_state["opened"] = set()
+page_number = int(st.session_state.get(page_key) or 1)
+key = base + (page_number,)
+if st.session_state.get("result_key") != key:
+    with st.spinner("Searching…"):
+        st.session_state["result"] = run_search(query, mode, (page_number - 1) * PAGE_SIZE)
+    st.session_state["result_key"] = key
+result = st.session_state["result"]
+
+if "error" in result:
+    st.error(common.md(result["error"], 500), icon=":material/warning:")
+    st.stop()
+
+response = result["response"]
+total = response.total_matches
+pages = max(1, math.ceil(min(total, MAX_K) / PAGE_SIZE))
+offset = (page_number - 1) * PAGE_SIZE
+
+for notice in result["notices"]:
+    st.info(common.md(notice, 500), icon=":material/info:")
+for problem in (result.get("log_problem"), st.session_state.pop("log_problem", None)):
+    if problem:
+        st.caption(common.md(problem, 300))
+
+st.caption(
+    f"{total:,} results · {response.took_ms:.0f} ms · {MODES[result['mode']]}"
+    + (f" · page {page_number} of {pages}" if pages > 1 else "")
+)
+
+corrections = completer.did_you_mean(query, force=total == 0) if completer is not None else []
+if corrections:
+    columns = st.columns([2] + [3] * len(corrections) + [max(1, 8 - 3 * len(corrections))])
+    columns[0].markdown("**Did you mean:**")
+    for column, correction in zip(columns[1:], corrections):
+        column.button(common.md(common.short(correction, 60)), key=f"dym-{correction}", on_click=set_query, args=(correction,),
+                      type="tertiary", icon=":material/spellcheck:")
+
+if not response.hits:
+    st.warning(f"No documents match “{common.md(query, 80)}”" + (" with these filters." if filters else "."))
+
+
+def show_explanation(hit) -> None:
+    explanation = hit.explanation or {}
+    branches = explanation.get("branches") or {}
+    if branches:
+        st.markdown("**Found by**")
+        st.dataframe(
+            pd.DataFrame([{"branch": name, "rank": info.get("rank"), "score": info.get("score")}
+                          for name, info in branches.items()]),
+            hide_index=True,
+        )
+    else:
+        st.caption("No recall branch ranked it on its own.")
+    matched = explanation.get("matched_terms") or hit.matched_terms
+    st.markdown("**Matched terms:** " + (", ".join(common.md(t) for t in matched) if matched else "none"))
+    numbers = [(label, explanation.get(name)) for label, name in
+               (("fused score", "fused_score"), ("model score", "model_score"), ("bias", "bias"))]
+    numbers = [f"{label} {value:.4f}" for label, value in numbers if isinstance(value, (int, float))]
+    if numbers:
+        st.caption(" · ".join(numbers))
+    contributions = explanation.get("contributions") or []
+    if contributions:
+        st.markdown("**Top feature contributions** (they add up, with the bias, to the model score)")
+        frame = pd.DataFrame([{"feature": c["feature"], "contribution": c["contribution"]} for c in contributions])
+        st.bar_chart(frame, x="feature", y="contribution", horizontal=True, sort=False, height=260)
+
+
+for i, hit in enumerate(response.hits):
+    position = offset + i + 1
+    with st.container(border=True, key=f"hit-{position}"):
+        # Only the library's escaped HTML (matches in <mark>) is rendered as HTML.
+        title = hit.title_html or html.escape(hit.title or "") or "(untitled)"
+        st.markdown(f'<div class="ss-title">{position}. {title}</div>', unsafe_allow_html=True)
+        if hit.snippet:
+            st.markdown(f'<div class="ss-snippet">{hit.snippet}</div>', unsafe_allow_html=True)
+        when = hit.published_at.date().isoformat() if hit.published_at else "undated"
+        meta = [hit.source or "unknown source", hit.lang or "", when, ", ".join(hit.tags), f"score {hit.score:.4f}",
+                hit.doc_id]
+        st.caption(" · ".join(common.md(part, 200) for part in meta if part))
+        opened = hit.doc_id in st.session_state.get("opened", set())
+        left, right = st.columns([1, 6], vertical_alignment="top")
+        left.button("Close" if opened else "Open", key=f"open-{position}", on_click=open_result,
+                    args=(result["query_id"], hit.doc_id, position), icon=":material/description:",
+                    help="Opens the document; the click is logged with its position")
+        with right.expander("Why this result?", icon=":material/help:"):
+            show_explanation(hit)
+        if opened:
+            row = documents.slice(hit.doc_ord, 1).to_pylist()[0]
+            st.markdown(common.md(row.get("body"), 5_000))
+            if row.get("url"):
+                st.caption(common.md(row["url"], 300))
+
+if pages > 1:
+    st.pagination(pages, key=page_key, max_visible_pages=7)

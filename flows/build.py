@@ -1,0 +1,118 @@
+"""Prefect flows over the pipeline library: the full index build, ranker retraining and an evaluation report."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from pipeline.build import (
+    Staging,
+    corpus_fingerprint,
+    stage_dense,
+    stage_finalize,
+    stage_index,
+    stage_ingest,
+    stage_write_documents,
+)
+from pipeline.config import Settings
+from pipeline.index_store import Manifest, current_version, prune_versions, publish, versions_dir
+
+
+def _ingest_cache_key(_context, parameters) -> str:
+    return f"sousuo-ingest-{parameters['corpus_key']}"
+
+
+@task(retries=2, retry_delay_seconds=2, cache_key_fn=_ingest_cache_key, persist_result=True)
+def ingest_task(corpus: list[str], corpus_key: str, settings: Settings) -> dict:
+    """Read and validate the corpus once per input fingerprint; the result lives in the cache folder."""
+    folder = settings.cache_dir / "ingest" / corpus_key
+    if not (folder / "documents.parquet").is_file():
+        ingested = stage_ingest(corpus, settings)
+        staging = folder.with_name(folder.name + ".partial")
+        shutil.rmtree(staging, ignore_errors=True)  # left by an interrupted run
+        stage_write_documents(ingested, staging)
+        staging.rename(folder)
+    return {"folder": str(folder), "documents": pq.read_metadata(folder / "documents.parquet").num_rows,
+            "quarantined": pq.read_metadata(folder / "quarantine.parquet").num_rows}
+
+
+@task
+def index_task(staging_folder: str, settings: Settings) -> dict:
+    return stage_index(Path(staging_folder), settings)
+
+
+@task(retries=2, retry_delay_seconds=5)
+def embed_task(staging_folder: str, settings: Settings) -> dict | None:
+    """Embeddings go through the cache, so a retry re-embeds only what the failed try had not stored."""
+    return stage_dense(Path(staging_folder), settings)
+
+
+@task
+def publish_task(index: str, version: str, keep: int) -> None:
+    publish(Path(index), version)
+    prune_versions(Path(index), keep)
+
+
+def _report(manifest: Manifest, ingested: dict) -> None:
+    dense = manifest.dense or {}
+    rows = [
+        {"measure": "documents", "value": manifest.doc_count},
+        {"measure": "terms", "value": manifest.term_count},
+        {"measure": "quarantined", "value": ingested["quarantined"]},
+        {"measure": "passages", "value": dense.get("passages", 0)},
+        {"measure": "ANN kind", "value": dense.get("ann", {}).get("kind", "none")},
+        {"measure": "ANN recall@10", "value": dense.get("recall_at_10", "n/a")},
+        *({"measure": f"stage {name} (s)", "value": seconds} for name, seconds in manifest.stages.items()),
+    ]
+    create_table_artifact(rows, key="sousuo-build", description=f"index version {manifest.version}")
+    create_markdown_artifact(
+        f"# Index version `{manifest.version}`\n\n{manifest.doc_count:,} documents, {manifest.term_count:,} terms, "
+        f"{ingested['quarantined']} quarantined; sources: {', '.join(manifest.sources)}.",
+        key="sousuo-build-summary",
+    )
+
+
+@flow(name="sousuo-build", log_prints=True)
+def build_flow(corpus: list[str], index: str, publish_version: bool = True) -> str:
+    """ingest → analyze and index → embed and ANN → finalize → publish. Returns the published version.
+
+    A re-run over unchanged inputs and configuration does no work and returns the current version.
+    """
+    logger = get_run_logger()
+    settings = Settings()
+    index_dir = Path(index)
+    corpus_key = corpus_fingerprint(corpus, settings)
+    current = current_version(index_dir)
+    if current and Manifest.read(versions_dir(index_dir) / current).corpus_key == corpus_key:
+        logger.info("inputs and configuration unchanged since %s: nothing to do", current)
+        create_markdown_artifact(f"Nothing changed since version `{current}`.", key="sousuo-build-summary")
+        return current
+
+    stages: dict[str, float] = {}
+    started = time.perf_counter()
+    ingested = ingest_task(corpus, corpus_key, settings)
+    stages["ingest"] = round(time.perf_counter() - started, 3)
+    staging = Staging.start(index_dir)
+    try:
+        for name in ("documents.parquet", "quarantine.parquet"):
+            (staging.folder / name).write_bytes((Path(ingested["folder"]) / name).read_bytes())
+        started = time.perf_counter()
+        counts = index_task(str(staging.folder), settings)
+        stages["analyze+index"] = round(time.perf_counter() - started, 3)
+        started = time.perf_counter()
+        dense = embed_task(str(staging.folder), settings)
+        stages["embed+ann"] = round(time.perf_counter() - started, 3)
+        manifest = stage_finalize(staging, settings, counts, dense, [str(p) for p in corpus], stages, corpus_key)
+    except BaseException:
+        staging.abandon()
+        raise
+    if publish_version:
+        publish_task(index, manifest.version, settings.keep_versions)
+    _report(manifest, ingested)
+    logger.info("built version %s", manifest.version)
+    return manifest.version

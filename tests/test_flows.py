@@ -1,0 +1,103 @@
+"""The Prefect build flow: stages as tasks, no work on unchanged input, atomic publish under kills and load."""
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from flows.build import build_flow
+from pipeline.index_store import current_version, list_versions, publish, versions_dir
+from pipeline.search import Searcher
+
+from conftest import ROOT, SAMPLE
+
+
+@pytest.fixture(scope="module")
+def flow_index(tmp_path_factory):
+    corpus = tmp_path_factory.mktemp("flow-corpus") / "sample"
+    shutil.copytree(SAMPLE, corpus)
+    index = tmp_path_factory.mktemp("flow-index") / "index"
+    version = build_flow([str(corpus)], str(index))
+    return corpus, index, version
+
+
+def test_the_flow_builds_and_publishes_a_version(flow_index):
+    _, index, version = flow_index
+    assert current_version(index) == version
+    assert Searcher.open(index).search("倒排索引 原理", k=1).hits[0].doc_id == "zh-001"
+
+
+def test_a_rerun_with_nothing_changed_does_no_work(flow_index):
+    corpus, index, version = flow_index
+    assert build_flow([str(corpus)], str(index)) == version
+    assert list_versions(index) == [version]
+
+
+def test_a_changed_corpus_builds_a_new_version(flow_index):
+    corpus, index, version = flow_index
+    extra = corpus / "corpus.jsonl"
+    extra.write_text(extra.read_text() + '{"_id": "new-1", "text": "a brand new document about zebras"}\n')
+    new_version = build_flow([str(corpus)], str(index))
+    assert new_version != version and current_version(index) == new_version
+    assert Searcher.open(index).search("zebras", k=1).hits[0].doc_id == "new-1"
+
+
+def test_a_build_killed_at_a_random_moment_never_changes_what_is_served(tmp_path, sample_index):
+    index = tmp_path / "index"
+    shutil.copytree(sample_index, index)
+    served = current_version(index)
+    corpus = tmp_path / "corpus"
+    shutil.copytree(SAMPLE, corpus)
+    with open(corpus / "corpus.jsonl", "a") as handle:
+        handle.write('{"_id": "late", "text": "a document added after the served version"}\n')
+    env = {**os.environ, "SOUSUO_CACHE_DIR": str(tmp_path / "cache")}
+    command = [sys.executable, "-m", "flows.cli", "build", "--corpus", str(corpus), "--index", str(index)]
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    # Kill somewhere between Prefect's start-up and the end of indexing.
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(p.name.startswith(".staging") for p in versions_dir(index).iterdir()):
+        time.sleep(0.05)
+    time.sleep(random.uniform(0, 1.0))
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert current_version(index) == served
+    assert Searcher.open(index).search("向量检索", k=1).hits
+    finished = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    assert current_version(index) == finished.stdout.strip().splitlines()[-1] != served
+
+
+def test_queries_during_publishes_see_no_errors(tmp_path, sample_index, settings):
+    index = tmp_path / "index"
+    shutil.copytree(sample_index, index)
+    first = current_version(index)
+    from pipeline.build import build_index
+
+    second, _ = build_index([SAMPLE], index, settings.model_copy(update={"keep_versions": 10}))
+    errors, answered = [], [0]
+    stop = threading.Event()
+
+    def query_loop():
+        while not stop.is_set():
+            try:
+                assert Searcher.open(index, settings).search("inverted index", k=3).hits
+                answered[0] += 1
+            except Exception as error:  # any failure is the finding
+                errors.append(repr(error))
+
+    threads = [threading.Thread(target=query_loop) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for i in range(40):
+        publish(index, first if i % 2 else second.version)
+        time.sleep(0.01)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and answered[0] > 0

@@ -1,0 +1,146 @@
+"""Autocomplete (prefix, pinyin, initials, past queries) and "did you mean" (edit distance, pinyin)."""
+
+import pytest
+
+from pipeline.querylog import QueryLog
+from pipeline.suggest import Suggester, edit_distance, pinyin_initials, pinyin_matches, pinyin_syllables
+
+TERMS = {"向量": 13, "检索": 10, "索引": 8, "倒排": 5, "retrieval": 9, "reciprocal": 3, "rank": 13, "ranking": 6,
+         "fusion": 4, "hnsw": 5}
+PHRASES = {"向量检索": 5, "向量数据库": 3, "倒排索引": 5, "reciprocal rank": 3}
+
+
+@pytest.fixture(scope="module")
+def suggester():
+    return Suggester(TERMS, PHRASES)
+
+
+def texts(suggestions):
+    return [s.text for s in suggestions]
+
+
+def test_pinyin_of_chinese_traditional_and_mixed_text():
+    assert pinyin_syllables("向量检索") == ("xiang", "liang", "jian", "suo")
+    assert pinyin_syllables("向量檢索") == ("xiang", "liang", "jian", "suo")
+    assert pinyin_syllables("jieba 中文分词") == ("jieba", "zhong", "wen", "fen", "ci")
+    assert pinyin_initials("向量检索") == "xljs"
+
+
+@pytest.mark.parametrize("typed", ["xiangliang", "xljs", "xiangljs", "xlianGjians".lower(), "x"])
+def test_pinyin_matches_full_initials_and_mixed(typed):
+    assert pinyin_matches(typed, ("xiang", "liang", "jian", "suo"))
+
+
+@pytest.mark.parametrize("typed", ["liang", "xiangliangjiansuox", "xjl", ""])
+def test_pinyin_must_follow_the_syllables_from_the_first(typed):
+    assert not pinyin_matches(typed, ("xiang", "liang", "jian", "suo"))
+
+
+def test_edit_distance_counts_transpositions_once():
+    assert edit_distance("retreival", "retrieval", 2) == 1
+    assert edit_distance("kitten", "sitting", 3) == 3
+    assert edit_distance("kitten", "sitting", 2) == 3  # over the limit: limit + 1
+    assert edit_distance("abc", "abc", 0) == 0
+
+
+def test_full_pinyin_offers_the_chinese_term_and_phrases(suggester):
+    assert texts(suggester.complete("xiangliang")) == ["向量", "向量检索", "向量数据库"]
+    assert texts(suggester.complete("xiang liang")) == ["向量", "向量检索", "向量数据库"]
+    assert {s.via for s in suggester.complete("xiangliang")} == {"pinyin"}
+
+
+def test_initials_and_mixed_pinyin_offer_the_phrase(suggester):
+    assert texts(suggester.complete("xljs")) == ["向量检索"]
+    assert texts(suggester.complete("xiangljs")) == ["向量检索"]
+    assert texts(suggester.complete("dpsy")) == ["倒排索引"]
+
+
+def test_chinese_and_english_prefixes(suggester):
+    assert texts(suggester.complete("向量")) == ["向量检索", "向量数据库"]
+    assert texts(suggester.complete("rec")) == ["reciprocal", "reciprocal rank"]
+    assert texts(suggester.complete("ra")) == ["rank", "ranking"]
+    assert texts(suggester.complete("ra", limit=1)) == ["rank"]
+
+
+def test_the_last_word_of_a_longer_input_is_completed(suggester):
+    assert texts(suggester.complete("reciprocal ra")) == ["reciprocal rank", "reciprocal ranking"]
+    assert texts(suggester.complete("hnsw 向")) == ["hnsw 向量"]
+
+
+def test_popular_past_queries_come_first_also_by_pinyin(suggester):
+    with_log = suggester.with_queries([("hnsw efsearch", 3), ("向量检索 入门", 2), ("", 9)])
+    assert texts(with_log.complete("hn")) == ["hnsw efsearch", "hnsw"]
+    assert texts(with_log.complete("xl")) == ["向量检索 入门", "向量", "向量检索", "向量数据库"]
+    assert [s.kind for s in with_log.complete("xl")] == ["query", "term", "phrase", "phrase"]
+    assert texts(with_log.complete("")) == ["hnsw efsearch", "向量检索 入门"]
+    assert texts(suggester.complete("hn")) == ["hnsw"]  # the original is unchanged
+
+
+def test_nothing_to_complete(suggester):
+    assert suggester.complete("zzzz") == []
+    assert suggester.complete("") == []
+    assert texts(suggester.complete("x" * 10_000)) == []
+
+
+def test_did_you_mean_corrects_english_by_edit_distance(suggester):
+    assert suggester.did_you_mean("retreival") == ["retrieval"]
+    assert suggester.did_you_mean("recipocal rank fusoin") == ["reciprocal rank fusion"]
+    assert suggester.did_you_mean("Retreival") == ["retrieval"]
+
+
+def test_did_you_mean_reads_unknown_latin_words_as_pinyin(suggester):
+    assert suggester.did_you_mean("xiangliang") == ["向量"]
+    assert suggester.did_you_mean("xljs") == ["向量检索"]
+    assert suggester.did_you_mean("xiangliang jiansuo") == ["向量检索"]
+
+
+def test_did_you_mean_replaces_chinese_homophones(suggester):
+    assert suggester.did_you_mean("向亮检索") == ["向量检索"]
+    assert suggester.did_you_mean("倒排所引") == ["倒排索引"]
+    assert suggester.did_you_mean("hnsw 向亮") == ["hnsw 向量"]
+
+
+def test_nothing_to_correct(suggester):
+    assert suggester.did_you_mean("reciprocal rank fusion") == []
+    assert suggester.did_you_mean("向量检索") == []
+    assert suggester.did_you_mean("qzxwv") == []
+    assert suggester.did_you_mean("") == []
+    assert suggester.did_you_mean("'; DROP TABLE documents; --") == []
+
+
+# -- on the sample index ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sample_suggester(sample_searcher):
+    return Suggester.from_searcher(sample_searcher)
+
+
+def test_sample_index_offers_the_phrase_for_pinyin_and_initials(sample_suggester):
+    assert "向量检索" in texts(sample_suggester.complete("xiangliang"))
+    assert texts(sample_suggester.complete("xljs"))[0] == "向量检索"
+    assert texts(sample_suggester.complete("daopai"))[:2] == ["倒排", "倒排索引"]
+
+
+def test_sample_index_shows_english_terms_in_their_surface_form(sample_suggester):
+    assert texts(sample_suggester.complete("recip"))[:2] == ["reciprocal", "reciprocal rank"]
+    assert "retrieval" in texts(sample_suggester.complete("retr"))
+    assert not any(s.text == "retriev" for s in sample_suggester.complete("retr", limit=20))
+
+
+def test_sample_index_did_you_mean(sample_suggester):
+    assert sample_suggester.did_you_mean("retreival") == ["retrieval"]
+    assert sample_suggester.did_you_mean("recipocal rank fusoin")[0] == "reciprocal rank fusion"
+    assert sample_suggester.did_you_mean("向亮检索") == ["向量检索"]
+    assert sample_suggester.did_you_mean("倒排所引的原理") == ["倒排索引的原理"]
+
+
+def test_popular_queries_come_from_the_query_log(sample_suggester, tmp_path):
+    log = QueryLog(tmp_path)
+    for _ in range(3):
+        log.log_query("hnsw efsearch recall", "bm25", None, 5.0, ["en-015"], 4)
+    log.log_query("hnsw zzzz", "bm25", None, 5.0, [], 0)  # found nothing: not offered
+    popular = [(row["text"], row["searches"]) for row in log.top_queries(min_results=1)]
+    completions = sample_suggester.with_queries(popular).complete("hns")
+    assert completions[0].text == "hnsw efsearch recall" and completions[0].kind == "query"
+    assert "hnsw zzzz" not in texts(completions)
