@@ -73,8 +73,8 @@ def index_dir() -> Path:
     return path
 
 
-@st.cache_resource(show_spinner=False)
 def settings() -> Settings:
+    """Read afresh on every run (cheap), so SOUSUO_* variables and sousuo.toml changes apply."""
     return Settings()
 
 

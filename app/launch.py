@@ -31,6 +31,7 @@ def command(index_dir: Path | str, port: int = DEFAULT_PORT) -> list[str]:
         "--server.port", str(int(port)),
         "--browser.gatherUsageStats", "false",
         "--server.fileWatcherType", "none",
+        "--client.toolbarMode", "viewer",
         "--", "--index", str(Path(index_dir).resolve()),
     ]
 

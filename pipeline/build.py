@@ -123,7 +123,7 @@ def stage_dense(folder: Path, settings: Settings, show_progress: bool = False, e
 
 
 def stage_finalize(staging: Staging, settings: Settings, counts: dict, dense: dict | None, sources: list[str],
-                   stages: dict[str, float], corpus_key: str = "") -> Manifest:
+                   stages: dict[str, float], corpus_key: str = "", changes: dict | None = None) -> Manifest:
     """Write the manifest and move the version into place: it appears whole or not at all."""
     documents = pq.read_table(staging.folder / "documents.parquet", columns=["doc_id", "content_hash"])
     quarantined = pq.read_metadata(staging.folder / "quarantine.parquet").num_rows
@@ -142,6 +142,7 @@ def stage_finalize(staging: Staging, settings: Settings, counts: dict, dense: di
         stages=stages,
         dense=dense,
         corpus_key=corpus_key,
+        changes=changes,
     )
     manifest.write(staging.folder)
     os.replace(staging.folder, versions_dir(staging.index_dir) / staging.version)

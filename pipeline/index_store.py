@@ -51,6 +51,7 @@ class Manifest:
     stages: dict[str, float] = field(default_factory=dict)
     dense: dict | None = None  # the DenseManifest when the version has a dense branch
     corpus_key: str = ""  # input files and configuration this version was built from (change detection)
+    changes: dict | None = None  # for an incremental update: added / changed / deleted / unchanged counts
 
     def write(self, folder: Path) -> None:
         (folder / "manifest.json").write_text(json.dumps(asdict(self), indent=2, ensure_ascii=False))

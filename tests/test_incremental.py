@@ -1,0 +1,74 @@
+"""Incremental updates equal a full rebuild of the same final corpus, and re-embed only what changed."""
+
+import json
+
+import numpy as np
+import pytest
+
+from pipeline.build import build_index
+from pipeline.evaluation import BeirDataset
+from pipeline.incremental import diff, update_index
+from pipeline.search import Searcher
+
+from conftest import SAMPLE
+
+
+def write(path, docs):
+    path.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs), encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def updated_and_rebuilt(tmp_path_factory, settings):
+    root = tmp_path_factory.mktemp("incremental")
+    docs = [json.loads(line) for line in (SAMPLE / "corpus.jsonl").read_text(encoding="utf-8").splitlines()]
+    corpus = root / "corpus.jsonl"
+    write(corpus, docs)
+    build_index([corpus], root / "incremental", settings)
+    # Deletes, edits and additions, Chinese and English.
+    final = [d for d in docs if d["_id"] not in {"en-003", "zh-005", "en-020"}]
+    for doc in final:
+        if doc["_id"] in {"en-001", "zh-011"}:
+            doc["text"] += " Updated: HNSW graphs and 倒排索引 both matter."
+    final += [{"_id": "new-en", "title": "Segment merging", "text": "Lucene merges segments and drops tombstones."},
+              {"_id": "new-zh", "title": "增量索引", "text": "增量更新只处理新增、修改和删除的文档。"}]
+    write(corpus, final)
+    manifest, changes = update_index([corpus], root / "incremental", settings)
+    build_index([corpus], root / "full", settings)
+    return manifest, changes, Searcher.open(root / "incremental", settings), Searcher.open(root / "full", settings)
+
+
+def test_changes_are_found_by_content_hash():
+    changes = diff({"a": "1", "b": "2", "c": "3"}, {"a": "1", "b": "9", "d": "4"})
+    assert (changes.added, changes.changed, changes.deleted, changes.unchanged) == (["d"], ["b"], ["c"], 1)
+
+
+def test_the_update_records_what_changed(updated_and_rebuilt):
+    manifest, changes, *_ = updated_and_rebuilt
+    assert changes.to_json() == {"added": 2, "changed": 2, "deleted": 3, "unchanged": 67}
+    assert manifest.changes == changes.to_json()
+
+
+def test_only_new_and_changed_passages_are_embedded(updated_and_rebuilt):
+    manifest, *_ = updated_and_rebuilt
+    assert manifest.dense["encoded"] == 4
+
+
+def test_global_statistics_equal_a_full_rebuild(updated_and_rebuilt):
+    _, _, incremental, full = updated_and_rebuilt
+    assert incremental.index.manifest.avgdl == full.index.manifest.avgdl
+    assert incremental.n_docs == full.n_docs == 71
+    for term in ["hnsw", "倒排", "index", "segment", "增量"]:
+        a = incremental.index.inverted.fields["text"].df(incremental.index.vocabulary.ids[term])
+        b = full.index.inverted.fields["text"].df(full.index.vocabulary.ids[term])
+        assert a == b
+
+
+@pytest.mark.parametrize("mode", ["bm25", "dense", "hybrid"])
+def test_top10_and_scores_equal_a_full_rebuild(updated_and_rebuilt, mode):
+    _, _, incremental, full = updated_and_rebuilt
+    queries = list(BeirDataset.load(SAMPLE).queries.values()) + ["segment tombstones", "增量更新"]
+    for query in queries:
+        a = incremental.search(query, k=10, mode=mode, syntax=False, with_snippets=False)
+        b = full.search(query, k=10, mode=mode, syntax=False, with_snippets=False)
+        assert [h.doc_id for h in a.hits] == [h.doc_id for h in b.hits], query
+        np.testing.assert_allclose([h.score for h in a.hits], [h.score for h in b.hits], atol=1e-6)
