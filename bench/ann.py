@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.report import markdown_table, write_section  # noqa: E402
 from pipeline.ann import AnnIndex, AnnSpec, choose_spec  # noqa: E402
+from pipeline.config import Settings  # noqa: E402
 from pipeline.embeddings import MINILM, EmbeddingCache, embed_with_cache, load_encoder, split_passages  # noqa: E402
 from pipeline.evaluation import BeirDataset  # noqa: E402
 
@@ -132,10 +133,10 @@ def threads(n: int) -> Iterator[None]:
         yield
 
 
-def timed(fn: Callable):
-    start = time.perf_counter()
+def timed(fn: Callable, clock: Callable[[], float] = time.perf_counter):
+    start = clock()
     result = fn()
-    return time.perf_counter() - start, result
+    return clock() - start, result
 
 
 def saved_mb(save: Callable[[str], None]) -> float:
@@ -171,11 +172,14 @@ class Bench:
         self.add("faiss", "exact FlatIP", "—", build_s, vectors.nbytes / 2**20, 1.0, self.exact_qps)
 
     def best_search(self, search: Callable[[np.ndarray], np.ndarray]) -> tuple[float, np.ndarray]:
-        """(best seconds over the repeats, ids) for all queries on one thread."""
+        """(best CPU seconds over the repeats, ids) for all queries, searched on this thread alone.
+
+        The thread's CPU time, unlike wall time, leaves out the time other processes hold the core.
+        """
         best = float("inf")
         with threads(1):
             for _ in range(self.repeats):
-                seconds, found = timed(lambda: search(self.queries))
+                seconds, found = timed(lambda: search(self.queries), time.thread_time)
                 best = min(best, seconds)
         return best, np.asarray(found, dtype=np.int64)
 
@@ -274,15 +278,11 @@ class Bench:
             for r in self.results
         ])
 
-    def fastest_at(self, library: str, floor: float) -> Result | None:
-        reaching = [r for r in self.results if r.library == library and r.recall >= floor and r.setting != "—"]
-        return max(reaching, key=lambda r: r.qps, default=None)
-
 
 # -- report -------------------------------------------------------------------------------------------
 
 
-def plot(benches: list[Bench]) -> None:
+def plot(benches: list[Bench], goal: Bench) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -296,9 +296,10 @@ def plot(benches: list[Bench]) -> None:
         for label, points in curves.items():
             axis.plot([p.recall for p in points], [p.qps for p in points], marker="o", markersize=3, label=label)
         axis.axhline(bench.exact_qps, color="grey", linestyle=":", label="exact FlatIP")
-        axis.axhline(GOAL_SPEEDUP * bench.exact_qps, color="red", linestyle="--", linewidth=0.8,
-                     label=f"{GOAL_SPEEDUP}× exact")
-        axis.axvline(GOAL_RECALL, color="red", linestyle="--", linewidth=0.8)
+        if bench is goal:
+            axis.axhline(GOAL_SPEEDUP * bench.exact_qps, color="red", linestyle="--", linewidth=0.8,
+                         label=f"goal: {GOAL_SPEEDUP}× exact at recall@10 {GOAL_RECALL}")
+            axis.axvline(GOAL_RECALL, color="red", linestyle="--", linewidth=0.8)
         axis.set(yscale="log", xlabel="recall@10", ylabel="queries/s (1 thread)",
                  title=f"{bench.name}: {bench.n:,} × {bench.dim}, {len(bench.queries):,} queries")
         axis.grid(True, which="both", alpha=0.3)
@@ -311,28 +312,33 @@ def plot(benches: list[Bench]) -> None:
 def verdict(bench: Bench) -> str:
     """Whether faiss meets the goal on this set: the speed target, and hnswlib and Annoy at that recall."""
     target = GOAL_SPEEDUP * bench.exact_qps
-    fastest = {library: bench.fastest_at(library, GOAL_RECALL) for library in ("faiss", "hnswlib", "Annoy")}
-    best = fastest["faiss"]
-    fast_enough = best is not None and best.qps >= target
-    beats = best is not None and all(other is None or best.qps >= other.qps
-                                     for other in (fastest["hnswlib"], fastest["Annoy"]))
-
-    def describe(result: Result | None) -> str:
-        if result is None:
-            return f"never reaches recall@10 {GOAL_RECALL}"
-        return (f"{result.index}, {result.setting}: recall@10 {result.recall:.3f} at {result.qps:,.0f} QPS "
-                f"({result.qps / bench.exact_qps:.0f}× exact)")
+    fastest: dict[tuple[str, str], Result | None] = {}  # per index: its fastest setting that reaches the recall
+    for result in bench.results[1:]:
+        best = fastest.setdefault((result.library, result.index), None)
+        if result.recall >= GOAL_RECALL and (best is None or result.qps > best.qps):
+            fastest[(result.library, result.index)] = result
+    ours = [r for (library, _), r in fastest.items() if library == "faiss" and r is not None]
+    theirs = [r for (library, _), r in fastest.items() if library != "faiss" and r is not None]
+    best = max(ours, key=lambda r: r.qps, default=None)
+    met = best is not None and best.qps >= target and all(best.qps >= r.qps for r in theirs)
+    automatic = choose_spec(bench.n, bench.dim, Settings().dense.memory_budget_mb << 20).kind
 
     lines = [
         f"**Goal at {bench.n:,} vectors: recall@10 ≥ {GOAL_RECALL} at ≥ {GOAL_SPEEDUP}× exact-search QPS "
         f"(exact: {bench.exact_qps:,.0f} QPS, so ≥ {target:,.0f} QPS), and at least as fast as hnswlib and Annoy at "
-        f"that recall. {'Met' if fast_enough and beats else 'Not met'}:** faiss "
-        f"{'reaches' if fast_enough else 'misses'} the speed target and is "
-        f"{'at least as fast as' if beats else 'slower than'} the best competitor at that recall. "
-        f"Fastest setting with recall@10 ≥ {GOAL_RECALL}:",
+        f"that recall. {'Met' if met else 'Not met'}.** Fastest setting of each index with recall@10 ≥ {GOAL_RECALL} "
+        f"(at this size, with the default memory budget, the pipeline chooses `{automatic}`):",
         "",
     ]
-    lines += [f"- {library}: {describe(result)}" for library, result in fastest.items()]
+    for (library, index), result in fastest.items():
+        if result is None:
+            lines.append(f"- {library} {index}: never reaches recall@10 {GOAL_RECALL}")
+        else:
+            speedup = result.qps / bench.exact_qps
+            lines.append(
+                f"- {library} {index}, {result.setting}: recall@10 {result.recall:.3f} at {result.qps:,.0f} QPS = "
+                f"{speedup:.0f}× exact ({'meets' if speedup >= GOAL_SPEEDUP else 'misses'} the speed target)"
+            )
     return "\n".join(lines)
 
 
@@ -363,7 +369,7 @@ def main() -> None:
     synthetic.run(args.ef_construction, args.nlist, args.annoy_trees_synthetic)
     del generated
 
-    plot([scifact, synthetic])
+    plot([scifact, synthetic], goal=synthetic)
     minutes = (time.perf_counter() - started) / 60
     text = f"""\
 faiss (through `pipeline.ann.AnnIndex`, the index the pipeline serves) against hnswlib and Annoy, on the same
@@ -372,16 +378,21 @@ vectors in the same run. All vectors are unit length, searched by inner product,
 - **SciFact**: {scifact.n:,} MiniLM passage vectors (title + 200-word windows, from {source}); the
   {len(scifact.queries)} test queries, embedded with MiniLM.
 - **Synthetic**: {synthetic.n:,} vectors, each a random SciFact passage vector plus {args.noise} × Gaussian noise with
-  the passages' own covariance, re-normalised; {len(synthetic.queries):,} held-out queries made the same way.
+  the passages' own covariance, re-normalised; {len(synthetic.queries):,} held-out queries made the same way. Only
+  {len(passages):,} distinct passages lie behind them (about {synthetic.n / len(passages):.0f} copies of each), and
+  {same_origin:.0%} of a query's exact top-10 are copies of the passage the query was made from. Such blobs suit
+  IVF's lists, so treat IVF's synthetic figures as optimistic: compare the real SciFact vectors, where IVF needs
+  many more probes for the recall HNSW reaches at a small ef.
 
 Mean cosine of a query's exact 1st / 10th neighbour: SciFact {scifact.neighbour_cosines}, synthetic
 {synthetic.neighbour_cosines}.
 
 Builds use {BUILD_THREADS} threads (faiss OpenMP, hnswlib `num_threads`, Annoy `n_jobs`); every search runs on one
 thread (`faiss.omp_set_num_threads(1)`, BLAS limited to 1, hnswlib `num_threads=1`). faiss and hnswlib get all
-queries as one batch; Annoy has no batch call, so it is a Python loop over queries. QPS is the best of
-{args.repeats} runs; × exact divides by exact search's QPS (faiss IndexFlatIP, one thread, one batch), and
-recall@10 is against that exact search. Index MB is the size each library writes to disk.
+queries as one batch; Annoy has no batch call, so it is a Python loop over queries. QPS = queries / CPU seconds of
+the searching thread (`time.thread_time`, best of {args.repeats} runs), which leaves out the time the shared machine
+gave to other processes; build times are wall-clock. × exact divides by exact search's QPS (faiss IndexFlatIP, one
+thread, one batch), and recall@10 is against that exact search. Index MB is the size each library writes to disk.
 
 - HNSW: M = {HNSW_M} and efConstruction = {args.ef_construction} in both libraries (the pipeline's default is 80;
   the benchmark's default of 40 keeps the 1M builds within its time budget).
@@ -390,8 +401,8 @@ recall@10 is against that exact search. Index MB is the size each library writes
   rerank candidates on the float vectors, which the pipeline memory-maps: its index MB excludes them.
 - Annoy: {args.annoy_trees} trees on SciFact, {args.annoy_trees_synthetic} on the synthetic set.
 
-Timings come from a shared 2-core machine with other CPU-heavy jobs running, so expect some noise; the whole script
-took {minutes:.0f} minutes.
+Timings come from a shared 2-core machine with other CPU-heavy jobs running, so expect some noise, most of all in
+the build times; the whole script took {minutes:.1f} minutes.
 
 ![recall@10 against single-thread QPS](ann_recall_qps.png)
 

@@ -79,19 +79,23 @@ def cmd_search(args, settings: Settings) -> int:
 
 
 def cmd_train(args, settings: Settings) -> int:
-    from pipeline.evaluation import BeirDataset, _contexts, _training_set, train_ranker
-    from pipeline.ranking import RANKERS_DIR
-    from pipeline.search import Searcher
+    from flows.retrain import retrain_flow
 
-    searcher = Searcher.open(args.index, settings)
-    dataset = BeirDataset.load(args.dataset)
-    qrels = dataset.qrels(args.split)
-    queries = {q: dataset.queries[q] for q in qrels if q in dataset.queries}
-    training = _training_set(searcher, _contexts(searcher, queries, not args.quiet, "features"), qrels)
-    ranker = train_ranker(searcher, training, f"{dataset.name}/{args.split}")
-    ranker.save(searcher.index.root / RANKERS_DIR)
-    print(json.dumps(ranker.card.metrics, default=float), file=sys.stderr)
-    print(ranker.card.model_id)
+    print(retrain_flow(str(args.index), str(args.dataset), args.split))
+    return 0
+
+
+def cmd_update(args, settings: Settings) -> int:
+    from flows.update import update_flow
+
+    print(update_flow([str(p) for p in args.corpus], str(args.index)))
+    return 0
+
+
+def cmd_serve(args, settings: Settings) -> int:
+    from flows.serve import serve_flows
+
+    serve_flows([str(p) for p in args.corpus], str(args.index), settings, args.interval)
     return 0
 
 
@@ -210,8 +214,18 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--dataset", required=True, type=Path,
                        help="BEIR-layout folder whose qrels name documents of this index")
     train.add_argument("--split", default="train")
-    train.add_argument("--quiet", action="store_true")
     train.set_defaults(func=cmd_train)
+
+    update = sub.add_parser("update", help="run the incremental update flow: only new, changed, deleted documents")
+    update.add_argument("--corpus", nargs="+", required=True, type=Path)
+    update.add_argument("--index", required=True, type=Path)
+    update.set_defaults(func=cmd_update)
+
+    serve = sub.add_parser("serve", help="serve the flows on their schedules (update, nightly rebuild, retrain)")
+    serve.add_argument("--corpus", nargs="+", required=True, type=Path)
+    serve.add_argument("--index", required=True, type=Path)
+    serve.add_argument("--interval", type=int, help="run the update every N seconds instead of its cron")
+    serve.set_defaults(func=cmd_serve)
 
     evaluate = sub.add_parser("eval", help="evaluate a method on a BEIR-layout dataset folder")
     evaluate.add_argument("dataset", type=Path, nargs="?",

@@ -92,6 +92,17 @@ class RankerConfig(BaseModel):
     seed: int = 13
 
 
+class ScheduleConfig(BaseModel):
+    """Cron schedules of `sousuo serve` (standard five-field cron, in the server's time zone)."""
+
+    update_cron: str = "*/15 * * * *"  # incremental update
+    rebuild_cron: str = "0 2 * * *"  # full rebuild, nightly
+    retrain_cron: str = "0 3 * * 0"  # ranker retraining, weekly
+    # Judged queries (a BEIR folder) that the weekly retraining and the evaluation report use.
+    judgments: Path | None = None
+    judgments_split: str = "train"
+
+
 class SnippetConfig(BaseModel):
     width_chars: int = 160
     max_fragments: int = 2
@@ -108,6 +119,7 @@ class Settings(BaseSettings):
     bm25: BM25Config = BM25Config()
     dense: DenseConfig = DenseConfig()
     fusion: FusionConfig = FusionConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
     ranker: RankerConfig = RankerConfig()
     snippet: SnippetConfig = SnippetConfig()
     keep_versions: int = 5

@@ -333,6 +333,34 @@ def evaluate(
             **{name: round(value, 4) for name, value in means.items()}}
 
 
+def train_from_judgments(searcher: Searcher, dataset: BeirDataset, split: str = "train",
+                         show_progress: bool = False) -> Ranker:
+    """Train and publish the ranker of an index from a judged dataset whose doc ids are the index's."""
+    qrels = dataset.qrels(split)
+    queries = {q: dataset.queries[q] for q in qrels if q in dataset.queries}
+    training = _training_set(searcher, _contexts(searcher, queries, show_progress, "features"), qrels)
+    ranker = train_ranker(searcher, training, f"{dataset.name}/{split}")
+    ranker.save(searcher.index.root / RANKERS_DIR)
+    return ranker
+
+
+def evaluate_searcher(searcher: Searcher, dataset: BeirDataset, split: str, modes: list[str]) -> list[dict]:
+    """Metrics of the index's own search modes (its published ranker for `ltr`) on a judged split."""
+    qrels = dataset.qrels(split)
+    queries = {q: dataset.queries[q] for q in qrels if q in dataset.queries}
+    rows = []
+    for mode in modes:
+        if (mode == "dense" and not searcher.has_dense) or (mode == "ltr" and not searcher.has_ranker):
+            continue
+        run = {}
+        for qid, text in queries.items():
+            ranking = searcher.rank(text, k=100, syntax=False, mode=mode)
+            run[qid] = _to_run(searcher, ranking.doc_ords, ranking.scores)
+        means, _ = score_run(run, qrels)
+        rows.append({"mode": mode, "queries": len(queries), **{k: round(v, 4) for k, v in means.items()}})
+    return rows
+
+
 # -- reproduction matrix --------------------------------------------------------------------------------
 
 

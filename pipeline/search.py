@@ -252,6 +252,10 @@ class Searcher:
             "dense_model": self.dense.manifest.model_id if self.has_dense else None,
         }
 
+    @property
+    def has_ranker(self) -> bool:
+        return Ranker.load_current(self.index.root / RANKERS_DIR) is not None
+
     @cached_property
     def ranker(self) -> Ranker:
         ranker = Ranker.load_current(self.index.root / RANKERS_DIR)

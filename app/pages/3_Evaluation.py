@@ -76,9 +76,16 @@ def titles() -> dict[str, str]:
     """Titles of the UI's index, to name the documents of runs on the same corpus."""
     try:
         documents = common.searcher().index.documents
-    except Exception:
+    except Exception:  # the index problem is already shown at the top of the page
         return {}
     return dict(zip(documents.column("doc_id").to_pylist(), documents.column("title").to_pylist()))
+
+
+try:
+    common.searcher()
+except common.IndexUnavailable as error:
+    # Metrics live in the cache folder, so the page still works: documents just go without titles.
+    st.warning(f"{common.md(error)} Documents below are shown without titles.", icon=":material/warning:")
 
 
 try:
