@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import html
 import math
-from datetime import UTC, date, datetime, time
+from datetime import UTC, datetime, time
 
 import pandas as pd
 import pyarrow as pa
@@ -247,8 +247,8 @@ if corrections:
     columns = st.columns([2] + [3] * len(corrections) + [max(1, 8 - 3 * len(corrections))])
     columns[0].markdown("**Did you mean:**")
     for column, correction in zip(columns[1:], corrections):
-        column.button(common.md(common.short(correction, 60)), key=f"dym-{correction}", on_click=set_query, args=(correction,),
-                      type="tertiary", icon=":material/spellcheck:")
+        column.button(common.md(common.short(correction, 60)), key=f"dym-{correction}", on_click=set_query,
+                      args=(correction,), type="tertiary", icon=":material/spellcheck:")
 
 if not response.hits:
     st.warning(f"No documents match “{common.md(query, 80)}”" + (" with these filters." if filters else "."))

@@ -12,7 +12,10 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from pipeline.build import (
     Staging,
+    analyze_shard,
     corpus_fingerprint,
+    embed_shard,
+    shard_bounds,
     stage_dense,
     stage_finalize,
     stage_index,
@@ -42,8 +45,18 @@ def ingest_task(corpus: list[str], corpus_key: str, settings: Settings) -> dict:
 
 
 @task
-def index_task(staging_folder: str, settings: Settings) -> dict:
-    return stage_index(Path(staging_folder), settings)
+def analyze_shard_task(staging_folder: str, start: int, stop: int, settings: Settings):
+    return analyze_shard(Path(staging_folder), start, stop, settings)
+
+
+@task(retries=2, retry_delay_seconds=5)
+def embed_shard_task(staging_folder: str, start: int, stop: int, settings: Settings) -> int:
+    return embed_shard(Path(staging_folder), start, stop, settings)
+
+
+@task
+def index_task(staging_folder: str, settings: Settings, shards=None) -> dict:
+    return stage_index(Path(staging_folder), settings, shards=shards)
 
 
 @task(retries=2, retry_delay_seconds=5)
@@ -78,9 +91,11 @@ def _report(manifest: Manifest, ingested: dict) -> None:
 
 
 @flow(name="sousuo-build", log_prints=True)
-def build_flow(corpus: list[str], index: str, publish_version: bool = True) -> str:
+def build_flow(corpus: list[str], index: str, publish_version: bool = True, shards: int = 1) -> str:
     """ingest → analyze and index → embed and ANN → finalize → publish. Returns the published version.
 
+    With `shards` > 1, analysis and embedding run as one task per document shard, concurrently on the flow's
+    task runner (threads by default, Dask workers with prefect-dask); the result is the same index.
     A re-run over unchanged inputs and configuration does no work and returns the current version.
     """
     logger = get_run_logger()
@@ -102,7 +117,13 @@ def build_flow(corpus: list[str], index: str, publish_version: bool = True) -> s
         for name in ("documents.parquet", "quarantine.parquet"):
             (staging.folder / name).write_bytes((Path(ingested["folder"]) / name).read_bytes())
         started = time.perf_counter()
-        counts = index_task(str(staging.folder), settings)
+        folder = str(staging.folder)
+        bounds = shard_bounds(ingested["documents"], shards)
+        analyzed = [analyze_shard_task.submit(folder, a, b, settings) for a, b in bounds] if shards > 1 else None
+        embedded = [embed_shard_task.submit(folder, a, b, settings) for a, b in bounds] if shards > 1 else []
+        counts = index_task(folder, settings, [f.result() for f in analyzed] if analyzed else None)
+        for future in embedded:
+            future.result()
         stages["analyze+index"] = round(time.perf_counter() - started, 3)
         started = time.perf_counter()
         dense = embed_task(str(staging.folder), settings)

@@ -17,13 +17,14 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from .analysis import Analyzer
 from .config import Settings
-from .forward_index import ForwardIndex, Vocabulary
+from .forward_index import ForwardField, ForwardIndex, Vocabulary
 from .index_store import Manifest, current_version, new_version_id, prune_versions, publish, versions_dir
 from .ingest import IngestResult, ingest
 from .inverted_index import InvertedIndex
@@ -95,13 +96,51 @@ def stage_write_documents(ingested: IngestResult, folder: Path) -> None:
     pq.write_table(ingested.quarantine, folder / "quarantine.parquet")
 
 
-def stage_index(folder: Path, settings: Settings, show_progress: bool = False) -> dict:
-    """Analyze the staged documents into the forward and inverted indexes; returns counts and avgdl."""
-    documents = pq.read_table(folder / "documents.parquet")
-    analyzer = Analyzer(settings.analyzer)
+def shard_bounds(n_docs: int, shards: int) -> list[tuple[int, int]]:
+    """Contiguous [start, stop) document ranges, as even as possible."""
+    edges = np.linspace(0, n_docs, max(1, shards) + 1).astype(int)
+    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
+
+
+def analyze_shard(folder: Path, start: int, stop: int, settings: Settings) -> tuple[list[str], ForwardIndex]:
+    """Forward index of documents [start, stop) with a shard-local vocabulary: one unit of parallel work."""
+    documents = pq.read_table(folder / "documents.parquet").slice(start, stop - start)
     vocabulary = Vocabulary()
-    with tqdm(total=documents.num_rows, desc="analyze", unit="doc", disable=not show_progress) as bar:
-        forward = ForwardIndex.build(documents, analyzer, vocabulary, progress=bar.update)
+    return vocabulary.terms, ForwardIndex.build(documents, Analyzer(settings.analyzer), vocabulary)
+
+
+def merge_shards(shards: list[tuple[list[str], ForwardIndex]]) -> tuple[Vocabulary, ForwardIndex]:
+    """One forward index over consecutive shards. Merging vocabularies in shard order assigns the same term ids
+    as a single pass over all documents would."""
+    vocabulary = Vocabulary()
+    remapped = []
+    for terms, forward in shards:
+        mapping = np.asarray(vocabulary.add_all(terms), dtype=np.int32)
+        remapped.append({
+            name: ForwardField(field.indptr, mapping[field.term_ids] if len(field.term_ids) else field.term_ids,
+                               field.positions, field.starts, field.ends)
+            for name, field in forward.fields.items()
+        })
+    fields = {}
+    for name in remapped[0]:
+        parts = [shard[name] for shard in remapped]
+        lengths = np.concatenate([np.diff(p.indptr) for p in parts])
+        fields[name] = ForwardField(
+            np.r_[0, np.cumsum(lengths)].astype(np.int64),
+            *(np.concatenate([getattr(p, key) for p in parts]) for key in ("term_ids", "positions", "starts", "ends")),
+        )
+    return vocabulary, ForwardIndex(fields)
+
+
+def stage_index(folder: Path, settings: Settings, show_progress: bool = False,
+                shards: list[tuple[list[str], ForwardIndex]] | None = None) -> dict:
+    """Forward and inverted indexes of the staged documents (from pre-analyzed shards when given)."""
+    documents = pq.read_table(folder / "documents.parquet", columns=["doc_id"])
+    if shards is None:
+        with tqdm(total=documents.num_rows, desc="analyze", unit="doc", disable=not show_progress) as bar:
+            shards = [analyze_shard(folder, 0, documents.num_rows, settings)]
+            bar.update(documents.num_rows)
+    vocabulary, forward = merge_shards(shards)
     inverted = InvertedIndex.build(forward, len(vocabulary))
     forward.save(folder / "forward", documents.column("doc_id"))
     inverted.save(folder / "inverted", vocabulary)
@@ -120,6 +159,29 @@ def stage_dense(folder: Path, settings: Settings, show_progress: bool = False, e
     documents = pq.read_table(folder / "documents.parquet")
     with tqdm(desc="embed", unit="passage", disable=not show_progress) as bar:
         return asdict(build_dense(documents, settings, folder, encoder=encoder, progress=bar.update))
+
+
+def embed_shard(folder: Path, start: int, stop: int, settings: Settings) -> int:
+    """Embed the passages of documents [start, stop) into the shared cache; returns how many were encoded.
+
+    The dense stage that follows finds every vector cached and only builds the ANN index."""
+    from .dense import resolve_encoder_name
+    from .embeddings import EmbeddingCache, embed_with_cache, load_encoder, split_passages
+
+    if not settings.dense.enabled:
+        return 0
+    all_docs = pq.read_table(folder / "documents.parquet", columns=["title", "body", "lang"])
+    encoder = load_encoder(resolve_encoder_name(settings, all_docs.column("lang").to_pylist()),
+                           settings.dense.batch_size)
+    shard = all_docs.slice(start, stop - start)
+    texts = [
+        passage.text
+        for title, body in zip(shard.column("title").to_pylist(), shard.column("body").to_pylist())
+        for passage in split_passages(0, title or "", body or "", settings.dense.passage_window,
+                                      settings.dense.passage_overlap)
+    ]
+    _, encoded = embed_with_cache(encoder, texts, EmbeddingCache(settings.cache_dir, encoder.model_id, encoder.dim))
+    return encoded
 
 
 def stage_finalize(staging: Staging, settings: Settings, counts: dict, dense: dict | None, sources: list[str],

@@ -41,8 +41,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def shoot(page, name: str, docs: bool = False) -> None:
+def settle(page) -> None:
+    """Wait until the app has finished its run: no running indicator, no spinner."""
+    page.wait_for_timeout(300)
+    page.locator("[data-testid='stStatusWidget']").first.wait_for(state="hidden", timeout=SLOW)
+    page.locator("[data-testid='stSpinner']").first.wait_for(state="hidden", timeout=SLOW)
     page.wait_for_timeout(1_200)  # let charts and fonts settle
+
+
+def shoot(page, name: str, docs: bool = False) -> None:
+    settle(page)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path))

@@ -33,6 +33,10 @@ def frame(rows: list[dict], text_column: str | None = None) -> pd.DataFrame:
     return data
 
 
+def bar_height(data: pd.DataFrame) -> int:
+    return min(420, 70 + 28 * len(data))
+
+
 top = frame(log.top_queries(limit=20), "text")
 zero = frame(log.zero_result_queries(limit=20), "text")
 ctr = frame(log.ctr_by_position(max_position=20))
@@ -48,14 +52,15 @@ d.metric("Median latency", f"{p50:.0f} ms")
 left, right = st.columns(2)
 with left:
     st.subheader("Top queries")
-    st.bar_chart(top, x="text", y="searches", horizontal=True, sort="-searches", height=360)
+    st.bar_chart(top, x="text", y="searches", horizontal=True, sort="-searches", height=bar_height(top))
     st.dataframe(top, hide_index=True)
 with right:
     st.subheader("Zero-result queries")
     if zero.empty:
         st.success("Every logged query found something.")
     else:
-        st.bar_chart(zero, x="text", y="searches", horizontal=True, sort="-searches", height=360, color="#d9534f")
+        st.bar_chart(zero, x="text", y="searches", horizontal=True, sort="-searches", height=bar_height(zero),
+                     color="#d9534f")
         st.dataframe(zero, hide_index=True)
 
 st.subheader("Latency percentiles over time")

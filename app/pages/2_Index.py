@@ -113,7 +113,11 @@ a, b, c, d = st.columns(4)
 a.metric("Documents", f"{manifest.doc_count:,}")
 b.metric("Terms", f"{manifest.term_count:,}")
 c.metric("Quarantined", f"{manifest.quarantined:,}")
-d.metric("Dense", (manifest.dense or {}).get("model_id") or "none")
+d.metric("Dense passages", f"{(manifest.dense or {}).get('passages', 0):,}")
+if manifest.dense:
+    ann = (manifest.dense.get("ann") or {}).get("kind")
+    st.caption(f"Dense branch: {common.md(manifest.dense.get('model_id'))}, {manifest.dense.get('dim')} dimensions, "
+               f"ANN index {common.md(ann)}, recall@10 {manifest.dense.get('recall_at_10')}.")
 
 
 @st.cache_data(max_entries=16, show_spinner="Reading the index with DuckDB…")
@@ -124,7 +128,9 @@ def language_stats(version_folder: str) -> dict:
             return pd.DataFrame(rows, columns=columns)
 
         return {
-            "docs": table("SELECT coalesce(lang, '?') AS lang, count(*) AS docs FROM documents GROUP BY ALL ORDER BY docs DESC"),
+            "docs": table(
+                "SELECT coalesce(lang, '?') AS lang, count(*) AS docs FROM documents GROUP BY ALL ORDER BY docs DESC"
+            ),
             "terms": table(
                 "SELECT coalesce(d.lang, '?') AS lang, count(DISTINCT p.term_id) AS terms, sum(p.tf) AS tokens "
                 "FROM postings p JOIN documents d ON d.doc_ord = p.doc_ord WHERE p.field = 'text' "
@@ -151,7 +157,11 @@ if stats:
     with left:
         st.markdown("**Documents and terms per language**")
         per_lang = stats["docs"].merge(stats["terms"], on="lang", how="outer").fillna(0)
-        st.bar_chart(per_lang, x="lang", y=["docs", "terms"], stack=False, height=260)
+        docs_chart, terms_chart = st.columns(2)
+        with docs_chart:
+            st.bar_chart(per_lang, x="lang", y="docs", height=220)
+        with terms_chart:
+            st.bar_chart(per_lang, x="lang", y="terms", height=220, color="#7fb3e6")
         st.dataframe(per_lang, hide_index=True)
     with right:
         st.markdown("**Top terms by document frequency**")

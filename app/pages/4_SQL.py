@@ -58,8 +58,8 @@ try:
         with st.expander("Example queries from docs/analysis.md", expanded=True):
             columns = st.columns(3)
             for i, (title, sql) in enumerate(listed):
-                columns[i % 3].button(common.md(f"{i + 1}. {title}"), key=f"example-{i}", on_click=use_example, args=(sql,),
-                                      width="stretch")
+                columns[i % 3].button(common.md(f"{i + 1}. {title}"), key=f"example-{i}", on_click=use_example,
+                                      args=(sql,), help=f"```sql\n{sql}\n```", width="stretch")
 
     st.text_area("SQL", key="sql", height=140, placeholder="SELECT lang, count(*) FROM documents GROUP BY lang")
     st.button("Run", type="primary", on_click=run_now, key="run", icon=":material/play_arrow:")
@@ -76,10 +76,12 @@ try:
                 st.dataframe(frame, hide_index=True)
                 st.caption(f"First {MAX_ROWS:,} rows." if len(rows) > MAX_ROWS else f"{len(rows):,} rows.")
         except ReadOnlyViolation as error:
-            st.error(f"Refused: {common.md(error)}. This page is read-only; it never changes the index.", icon=":material/lock:")
+            st.error(f"Refused: {common.md(error)}. This page is read-only; it never changes the index.",
+                     icon=":material/lock:")
         except duckdb.Error as error:
             st.error(f"DuckDB: {common.md(error, 1_000)}", icon=":material/warning:")
         except Exception as error:  # whatever DuckDB's Python layer raises, a message and never a traceback
-            st.error(f"The query failed: {common.md(type(error).__name__)}: {common.md(error, 1_000)}", icon=":material/warning:")
+            st.error(f"The query failed: {common.md(type(error).__name__)}: {common.md(error, 1_000)}",
+                     icon=":material/warning:")
 finally:
     session.close()
