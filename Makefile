@@ -13,7 +13,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 export STREAMLIT_BROWSER_GATHER_USAGE_STATS := false
 export PREFECT_HOME := $(CURDIR)/.prefect
 
-.PHONY: install demo test test-slow bench bench-bm25 bench-ann bench-embed bench-query clean
+.PHONY: install browser demo test test-slow bench bench-bm25 bench-ann bench-embed bench-query bench-incremental clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (the local torch wheel is cp311)"; exit 1; }
@@ -24,18 +24,24 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Debian's Chromium for the end-to-end browser test (never `playwright install`: it downloads and fails here),
+# and a CJK font so Chinese renders in its screenshots.
+browser:
+	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium fonts-noto-cjk)
+
 demo: install
 	$(VENV)/bin/sousuo build --corpus data/sample --index $(INDEX)
-	$(VENV)/bin/sousuo search "inverted index BM25" --index $(INDEX) -k 3
-	$(VENV)/bin/sousuo search "向量检索" --index $(INDEX) -k 3
+	$(VENV)/bin/sousuo train --index $(INDEX) --dataset data/sample --split test
+	$(VENV)/bin/sousuo search "向量检索" --index $(INDEX) --mode ltr -k 3
+	$(VENV)/bin/sousuo ui --index $(INDEX)
 
-test: install
+test: install browser
 	$(PY) -m pytest -q -m "not slow"
 
 test-slow: install
 	$(PY) -m pytest -q -m slow
 
-bench: bench-bm25 bench-embed bench-ann bench-query
+bench: bench-bm25 bench-embed bench-ann bench-query bench-incremental
 
 bench-bm25: install
 	$(PY) bench/bm25.py
@@ -48,6 +54,9 @@ bench-embed: install
 
 bench-query: install
 	$(PY) bench/query.py
+
+bench-incremental: install
+	$(PY) bench/incremental.py
 
 clean:
 	rm -rf data/cache data/index .prefect tests/artifacts bench/out

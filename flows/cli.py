@@ -92,6 +92,14 @@ def cmd_update(args, settings: Settings) -> int:
     return 0
 
 
+def cmd_ui(args, settings: Settings) -> int:
+    import subprocess
+
+    from app import launch
+
+    return subprocess.call(launch.command(args.index, args.port), env=launch.environment(args.index))
+
+
 def cmd_serve(args, settings: Settings) -> int:
     from flows.serve import serve_flows
 
@@ -247,6 +255,11 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("--writable", action="store_true", help="allow statements that write")
     sql.add_argument("--max-rows", type=int, default=40)
     sql.set_defaults(func=cmd_sql)
+
+    ui = sub.add_parser("ui", help="start the Streamlit UI on 127.0.0.1 (usage statistics off)")
+    ui.add_argument("--index", required=True, type=Path)
+    ui.add_argument("--port", type=int, default=8501)
+    ui.set_defaults(func=cmd_ui)
 
     versions = sub.add_parser("versions", help="list index versions; * marks the published one")
     versions.add_argument("--index", required=True, type=Path)

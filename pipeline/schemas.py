@@ -109,3 +109,27 @@ METRICS = pa.schema(
         pa.field("evaluated_at", TIMESTAMP),
     ]
 )
+
+# The query log (pipeline/querylog.py): one row per query, one per click.
+QUERIES = pa.schema(
+    [
+        pa.field("query_id", pa.string(), nullable=False),
+        pa.field("ts", TIMESTAMP, nullable=False),
+        pa.field("text", pa.string()),
+        pa.field("mode", pa.string()),
+        pa.field("filters", pa.string()),  # JSON object of the filters in force ({} for none)
+        pa.field("latency_ms", pa.float64()),
+        pa.field("result_ids", pa.list_(pa.string())),  # doc ids shown, best first
+        pa.field("result_count", pa.int64()),  # documents that matched in all (0 = a zero-result query)
+        pa.field("result_offset", pa.int32()),  # result_ids[i] was shown at position result_offset + i + 1
+    ]
+)
+
+CLICKS = pa.schema(
+    [
+        pa.field("query_id", pa.string(), nullable=False),
+        pa.field("ts", TIMESTAMP, nullable=False),
+        pa.field("doc_id", pa.string(), nullable=False),
+        pa.field("position", pa.int32(), nullable=False),  # 1-based rank of the clicked result
+    ]
+)

@@ -18,6 +18,8 @@ INDEX_VIEWS = {
     "postings": "inverted/postings.parquet",
     "forward": "forward/forward.parquet",
 }
+# View name → glob under the index folder (not a version: the query log spans versions).
+QUERYLOG_VIEWS = {"queries": "querylog/queries/*.parquet", "clicks": "querylog/clicks/*.parquet"}
 # View name → glob under the cache folder.
 CACHE_VIEWS = {"runs": "runs/*.run.parquet", "metrics": "metrics/*.parquet"}
 
@@ -44,6 +46,9 @@ def view_definitions(index_dir: Path | None, cache_dir: Path | None) -> dict[str
         for name, relative in INDEX_VIEWS.items():
             if (folder / relative).exists():
                 views[name] = f"SELECT * FROM read_parquet({_quote(folder / relative)})"
+        for name, pattern in QUERYLOG_VIEWS.items():
+            if any(Path(index_dir).glob(pattern)):
+                views[name] = f"SELECT * FROM read_parquet({_quote(Path(index_dir) / pattern)}, union_by_name=true)"
         # Postings and the forward index refer to documents by row number: expose it as doc_ord.
         views["documents"] = (
             "SELECT file_row_number::INTEGER AS doc_ord, * EXCLUDE (file_row_number) "

@@ -11,7 +11,7 @@ from flows.cli import build_parser
 
 from conftest import ROOT, SAMPLE
 
-SUBCOMMANDS = ["build", "update", "serve", "train", "search", "eval", "sql", "versions", "publish", "rollback"]
+SUBCOMMANDS = ["build", "update", "serve", "train", "ui", "search", "eval", "sql", "versions", "publish", "rollback"]
 
 
 def sousuo(*args, check=True):
