@@ -19,6 +19,18 @@ STORED_FIELDS = ("title", "body")
 _ARRAYS = ("indptr", "term_ids", "positions", "starts", "ends")
 
 
+def save_arrays(owner, folder: Path, name: str, array_names: tuple[str, ...]) -> None:
+    """Each named array of `owner` as `folder/name.ARRAY.npy`."""
+    for array_name in array_names:
+        np.save(folder / f"{name}.{array_name}.npy", getattr(owner, array_name))
+
+
+def load_arrays(folder: Path, name: str, array_names: tuple[str, ...], mmap: bool = True) -> list[np.ndarray]:
+    # Plain ndarray views of the maps: numpy.memmap's own slicing costs microseconds a call.
+    mode = "r" if mmap else None
+    return [np.load(folder / f"{name}.{a}.npy", mmap_mode=mode).view(np.ndarray) for a in array_names]
+
+
 @dataclass
 class ForwardField:
     """Tokens of one field for every document; doc d owns the slice indptr[d]:indptr[d + 1]."""
@@ -37,15 +49,11 @@ class ForwardField:
         return slice(int(self.indptr[doc_ord]), int(self.indptr[doc_ord + 1]))
 
     def save(self, folder: Path, name: str) -> None:
-        for array_name in _ARRAYS:
-            np.save(folder / f"{name}.{array_name}.npy", getattr(self, array_name))
+        save_arrays(self, folder, name, _ARRAYS)
 
     @classmethod
     def load(cls, folder: Path, name: str, mmap: bool = True) -> ForwardField:
-        mode = "r" if mmap else None
-        # Plain ndarray views of the maps: numpy.memmap's own slicing costs microseconds a call.
-        return cls(*(np.load(folder / f"{name}.{array_name}.npy", mmap_mode=mode).view(np.ndarray)
-                     for array_name in _ARRAYS))
+        return cls(*load_arrays(folder, name, _ARRAYS, mmap))
 
 
 class _FieldBuffers:

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import schemas
-from .forward_index import ForwardField, ForwardIndex, Vocabulary
+from .forward_index import ForwardField, ForwardIndex, Vocabulary, load_arrays, save_arrays
 
 # The catch-all field: title then body, with a position gap so phrases never straddle the two.
 TEXT_FIELD = "text"
@@ -94,15 +94,11 @@ class FieldPostings:
         return cls.from_tokens(doc_of_token, np.asarray(field.term_ids), np.asarray(field.positions), n_docs, n_terms)
 
     def save(self, folder: Path, name: str) -> None:
-        for array_name in _ARRAYS:
-            np.save(folder / f"{name}.{array_name}.npy", getattr(self, array_name))
+        save_arrays(self, folder, name, _ARRAYS)
 
     @classmethod
     def load(cls, folder: Path, name: str, mmap: bool = True) -> FieldPostings:
-        mode = "r" if mmap else None
-        # Plain ndarray views of the maps: numpy.memmap's own slicing costs microseconds a call.
-        return cls(*(np.load(folder / f"{name}.{array_name}.npy", mmap_mode=mode).view(np.ndarray)
-                     for array_name in _ARRAYS))
+        return cls(*load_arrays(folder, name, _ARRAYS, mmap))
 
 
 def _text_field(title: ForwardField, body: ForwardField) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
