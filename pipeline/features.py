@@ -29,6 +29,8 @@ FEATURES = (
     "dense_cosine",
     "dense_gap",
     "freshness_days",
+    "clicks",
+    "ctr",
     "query_terms",
 )
 
@@ -128,6 +130,10 @@ def extract(searcher, ctx: QueryContext, candidates: np.ndarray, branches: dict[
     finite = columns["dense_cosine"][~np.isnan(columns["dense_cosine"])]
     columns["dense_gap"] = columns["dense_cosine"] - (finite.max() if len(finite) else np.nan)
     columns["freshness_days"] = searcher.age_days(candidates)
+    impressions, clicks = searcher.engagement()
+    columns["clicks"] = np.log1p(clicks[candidates])
+    # Smoothed towards zero so one lucky click on one impression is not a CTR of 1.
+    columns["ctr"] = clicks[candidates] / (impressions[candidates] + 5.0)
     columns["query_terms"] = np.full(n, float(len(ctx.distinct_ids)))
     return np.column_stack([columns[name] for name in FEATURES]) if n else np.zeros((0, len(FEATURES)))
 

@@ -252,6 +252,19 @@ class QueryLog:
             [int(max_position), int(max_position)],
         )
 
+    def engagement(self) -> dict[str, tuple[int, int]]:
+        """doc_id → (impressions, clicks) over the whole log: the data of the ranker's click features."""
+        rows = self.sql(
+            """
+            WITH shown AS (SELECT unnest(result_ids) AS doc_id FROM queries),
+                 impressions AS (SELECT doc_id, count(*) AS n FROM shown GROUP BY doc_id),
+                 clicked AS (SELECT doc_id, count(*) AS n FROM clicks GROUP BY doc_id)
+            SELECT coalesce(i.doc_id, c.doc_id) AS doc_id, coalesce(i.n, 0) AS impressions, coalesce(c.n, 0) AS clicks
+            FROM impressions i FULL OUTER JOIN clicked c ON i.doc_id = c.doc_id
+            """
+        )
+        return {row["doc_id"]: (int(row["impressions"]), int(row["clicks"])) for row in rows}
+
     def clicked_documents(self, limit: int = 20) -> list[dict]:
         return self.sql(
             """

@@ -130,6 +130,7 @@ class Searcher:
             raise ValueError(f"unknown fields in bm25.field_boosts: {sorted(unknown)}")
         self._metadata = _Metadata(index.documents)
         self.doc_ids: list[str] = index.documents.column("doc_id").to_pylist()
+        self._engagement: tuple[np.ndarray, np.ndarray] | None = None
 
     @classmethod
     def open(cls, index_dir: Path | str, settings: Settings | None = None, version: str | None = None) -> Searcher:
@@ -279,6 +280,23 @@ class Searcher:
         Measured from the corpus's newest date, not today, so features do not drift while an index ages.
         """
         return self._metadata.age_days(docs)
+
+    def engagement(self) -> tuple[np.ndarray, np.ndarray]:
+        """(impressions, clicks) per document from the index's query log; zeros where nothing was logged.
+
+        Read once per Searcher: a reopened searcher sees newer clicks."""
+        if self._engagement is None:
+            from .querylog import QueryLog
+
+            impressions, clicks = np.zeros(self.n_docs), np.zeros(self.n_docs)
+            ordinals = {doc_id: i for i, doc_id in enumerate(self.doc_ids)}
+            log = QueryLog(self.index.root)
+            if log.queries_dir.is_dir() or log.clicks_dir.is_dir():
+                for doc_id, (shown, clicked) in log.engagement().items():
+                    if doc_id in ordinals:
+                        impressions[ordinals[doc_id]], clicks[ordinals[doc_id]] = shown, clicked
+            self._engagement = (impressions, clicks)
+        return self._engagement
 
     def matched_terms(self, doc_ord: int, term_ids: set[int]) -> list[str]:
         matched = set()

@@ -151,3 +151,23 @@ def test_the_trained_ranker_beats_bm25_on_held_aside_folds(shared_datasets, sett
             ranking = searcher.rank(queries[qid], k=100, syntax=False)
             bm25[qid] = {searcher.doc_ids[d]: float(s) for d, s in zip(ranking.doc_ords.tolist(), ranking.scores)}
     assert score_run(learned, qrels)[0]["ndcg@10"] > score_run(bm25, qrels)[0]["ndcg@10"] + 0.01
+
+
+def test_click_features_come_from_the_query_log(tmp_path, sample_index, settings):
+    import shutil
+
+    from pipeline.querylog import QueryLog
+
+    index = tmp_path / "index"
+    shutil.copytree(sample_index, index)
+    log = QueryLog(index)
+    for _ in range(3):
+        query_id = log.log_query("hnsw", "hybrid", result_ids=["en-015", "en-014"], result_count=2)
+        log.log_click(query_id, "en-015", position=1)
+    searcher = Searcher.open(index, settings)
+    ctx = searcher.prepare("hnsw")
+    branches = run_branches(searcher, ctx, 10, searcher.branch_names())
+    ords = np.array([searcher.doc_ids.index("en-015"), searcher.doc_ids.index("en-014")])
+    f = dict(zip(FEATURES, extract(searcher, ctx, ords, branches).T))
+    assert f["clicks"].tolist() == pytest.approx([math.log1p(3), 0.0])
+    assert f["ctr"].tolist() == pytest.approx([3 / (3 + 5), 0.0])
