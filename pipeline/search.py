@@ -299,10 +299,10 @@ class Searcher:
         return self._engagement
 
     def matched_terms(self, doc_ord: int, term_ids: set[int]) -> list[str]:
-        matched = set()
-        for name in ("title", "body"):
-            matched |= {t for *_, t in matched_spans(self.index.forward.fields[name], doc_ord, term_ids)}
-        return [self.index.vocabulary.terms[t] for t in sorted(matched)]
+        """The words of the document that matched, as written there (`Networks`, not the stem `network`)."""
+        texts = {name: self.index.documents.column(name)[doc_ord].as_py() or "" for name in ("title", "body")}
+        spans = {name: matched_spans(self.index.forward.fields[name], doc_ord, term_ids) for name in texts}
+        return surface_words(texts, spans)
 
     def _rank_hybrid(self, query: str, k: int, filters: Filters | None, offset: int, learned: bool) -> Ranking:
         ranker = self.ranker if learned else None
@@ -426,12 +426,12 @@ class Searcher:
         title = row["title"] or ""
         body = row["body"] or ""
         snippet = title_html = ""
-        matched: set[int] = set()
+        matched: list[str] = []
         if with_snippets:
             forward = self.index.forward.fields
             title_spans = matched_spans(forward["title"], doc_ord, term_ids)
             body_spans = matched_spans(forward["body"], doc_ord, term_ids)
-            matched = {t for *_, t in title_spans + body_spans}
+            matched = surface_words({"title": title, "body": body}, {"title": title_spans, "body": body_spans})
             snippet = make_snippet(body, body_spans, self.settings.snippet.width_chars).html()
             title_html = highlight_all(title, title_spans).html()
         return Hit(
@@ -445,8 +445,19 @@ class Searcher:
             lang=row["lang"],
             published_at=row["published_at"],
             tags=row["tags"] or [],
-            matched_terms=[self.index.vocabulary.terms[t] for t in sorted(matched)],
+            matched_terms=matched,
         )
+
+
+def surface_words(texts: dict[str, str], spans: dict[str, list[tuple[int, int, int]]]) -> list[str]:
+    """Distinct matched words in their written form, first occurrence first, one per term."""
+    words, seen = [], set()
+    for name, text in texts.items():
+        for start, end, term_id in sorted(spans[name]):
+            if term_id not in seen:
+                seen.add(term_id)
+                words.append(text[start:end])
+    return words
 
 
 def _is_plain(tree: Bool) -> bool:

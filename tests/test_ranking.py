@@ -127,7 +127,7 @@ def test_hybrid_explanations_name_the_branches_and_ranks(sample_searcher):
     hit = sample_searcher.search("reciprocal rank fusion", mode="hybrid", k=1, explain=True).hits[0]
     assert hit.doc_id == "en-018"
     assert hit.explanation["branches"]["bm25"]["rank"] == 1 and "dense" in hit.explanation["branches"]
-    assert {"reciproc", "rank", "fusion"} <= set(hit.explanation["matched_terms"])
+    assert {"Reciprocal", "Rank", "Fusion"} <= set(hit.explanation["matched_terms"])
 
 
 def test_the_trained_ranker_beats_bm25_on_held_aside_folds(shared_datasets, settings):
