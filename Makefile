@@ -30,8 +30,7 @@ browser:
 	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium fonts-noto-cjk)
 
 demo: install
-	$(VENV)/bin/sousuo build --corpus data/sample --index $(INDEX)
-	$(VENV)/bin/sousuo train --index $(INDEX) --dataset data/sample --split test
+	$(VENV)/bin/sousuo build --corpus data/sample --index $(INDEX) --judgments data/sample
 	$(VENV)/bin/sousuo search "向量检索" --index $(INDEX) --mode ltr -k 3
 	$(VENV)/bin/sousuo ui --index $(INDEX)
 

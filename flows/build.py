@@ -90,12 +90,32 @@ def _report(manifest: Manifest, ingested: dict) -> None:
     )
 
 
+@task(retries=1)
+def train_and_evaluate_task(version_folder: str, index: str, judgments: str, settings: Settings) -> list[dict]:
+    """Train the ranker on the judgments' train split against the new version, then report every mode on
+    their test split (or on the same split when there is only one)."""
+    from pipeline.evaluation import BeirDataset, evaluate_searcher, train_from_judgments
+    from pipeline.search import Searcher
+
+    dataset = BeirDataset.load(judgments)
+    splits = dataset.splits()
+    train_split = "train" if "train" in splits else splits[0]
+    test_split = "test" if "test" in splits else splits[0]
+    searcher = Searcher.open(Path(version_folder), settings)
+    train_from_judgments(searcher, dataset, train_split)
+    searcher = Searcher.open(Path(version_folder), settings)
+    return evaluate_searcher(searcher, dataset, test_split, ["bm25", "dense", "hybrid", "ltr"])
+
+
 @flow(name="sousuo-build", log_prints=True)
-def build_flow(corpus: list[str], index: str, publish_version: bool = True, shards: int = 1) -> str:
+def build_flow(corpus: list[str], index: str, publish_version: bool = True, shards: int = 1,
+               judgments: str | None = None) -> str:
     """ingest → analyze and index → embed and ANN → finalize → publish. Returns the published version.
 
     With `shards` > 1, analysis and embedding run as one task per document shard, concurrently on the flow's
     task runner (threads by default, Dask workers with prefect-dask); the result is the same index.
+    With `judgments` (a BEIR folder whose qrels name this corpus's documents; default: the configured
+    schedule.judgments), the ranker is trained and every search mode evaluated before the version is published.
     A re-run over unchanged inputs and configuration does no work and returns the current version.
     """
     logger = get_run_logger()
@@ -132,6 +152,12 @@ def build_flow(corpus: list[str], index: str, publish_version: bool = True, shar
     except BaseException:
         staging.abandon()
         raise
+    judgments = judgments or (str(settings.schedule.judgments) if settings.schedule.judgments else None)
+    if judgments:
+        started = time.perf_counter()
+        metrics = train_and_evaluate_task(str(versions_dir(index_dir) / manifest.version), index, judgments, settings)
+        create_table_artifact(metrics, key="sousuo-evaluation", description=f"{Path(judgments).name}")
+        logger.info("ranker trained and evaluated in %.1f s: %s", time.perf_counter() - started, metrics)
     if publish_version:
         publish_task(index, manifest.version, settings.keep_versions)
     _report(manifest, ingested)

@@ -36,7 +36,8 @@ def cmd_build(args, settings: Settings) -> int:
         os.environ["SOUSUO_DENSE__ENCODER"] = args.encoder
     from flows.build import build_flow
 
-    version = build_flow([str(p) for p in args.corpus], str(args.index))
+    version = build_flow([str(p) for p in args.corpus], str(args.index),
+                         judgments=str(args.judgments) if args.judgments else None, shards=args.shards)
     folder = versions_dir(args.index) / version
     manifest = Manifest.read(folder)
     print(f"version {version}: {manifest.doc_count} documents, {manifest.term_count} terms, "
@@ -198,6 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="JSONL, CSV or Parquet files, BEIR folders, or folders of Markdown/text/HTML")
     build.add_argument("--index", required=True, type=Path, help="index folder (versions live inside)")
     build.add_argument("--no-dense", action="store_true", help="skip embeddings and the ANN index")
+    build.add_argument("--judgments", type=Path,
+                       help="BEIR folder of judged queries: train the ranker and evaluate before publishing")
+    build.add_argument("--shards", type=int, default=1, help="analyze and embed in this many parallel tasks")
     build.add_argument("--encoder", help="encoder for the dense branch (default: chosen by the corpus's languages)")
     build.set_defaults(func=cmd_build)
 

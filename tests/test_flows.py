@@ -39,13 +39,16 @@ def test_a_rerun_with_nothing_changed_does_no_work(flow_index):
     assert list_versions(index) == [version]
 
 
-def test_a_changed_corpus_builds_a_new_version(flow_index):
+def test_a_changed_corpus_builds_a_new_version_with_a_trained_ranker(flow_index):
     corpus, index, version = flow_index
     extra = corpus / "corpus.jsonl"
     extra.write_text(extra.read_text() + '{"_id": "new-1", "text": "a brand new document about zebras"}\n')
-    new_version = build_flow([str(corpus)], str(index))
+    new_version = build_flow([str(corpus)], str(index), judgments=str(SAMPLE))
     assert new_version != version and current_version(index) == new_version
-    assert Searcher.open(index).search("zebras", k=1).hits[0].doc_id == "new-1"
+    searcher = Searcher.open(index)
+    assert searcher.search("zebras", k=1).hits[0].doc_id == "new-1"
+    # With judgments, the flow trained and published a ranker for the new version before publishing it.
+    assert searcher.has_ranker and searcher.search("向量检索", mode="ltr", k=3).hits
 
 
 def test_a_build_killed_at_a_random_moment_never_changes_what_is_served(tmp_path, sample_index):
