@@ -272,3 +272,21 @@ def embed_with_cache(
         if progress is not None:
             progress(len(batch))
     return out, len(missing)
+
+
+def encode_queries_with_cache(encoder: Encoder, texts: Sequence[str], cache: EmbeddingCache) -> np.ndarray:
+    """Query vectors through the same cache as passages, keyed apart (queries carry their own prefix):
+    an evaluation that runs several methods over the same queries encodes them once."""
+
+    class _AsPassages:
+        model_id, dim, normalized = encoder.model_id, encoder.dim, encoder.normalized
+
+        @staticmethod
+        def encode_passages(batch):
+            return encoder.encode_queries([t.removeprefix(QUERY_KEY) for t in batch])
+
+    vectors, _ = embed_with_cache(_AsPassages(), [QUERY_KEY + t for t in texts], cache)
+    return vectors
+
+
+QUERY_KEY = "\x00query\x00"

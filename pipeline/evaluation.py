@@ -21,6 +21,7 @@ from tqdm import tqdm
 from . import schemas
 from .build import build_index
 from .config import Settings
+from .embeddings import EmbeddingCache, encode_queries_with_cache
 from .features import FEATURES, extract
 from .fusion import fuse, tune_weights
 from .index_store import current_version
@@ -150,12 +151,18 @@ def dense_run(searcher: Searcher, queries: dict[str, str], depth: int, show_prog
     encoder = searcher.query_encoder()
     searcher.dense.check_encoder(encoder)
     qids = list(queries)
-    vectors = encoder.encode_queries([queries[q] for q in qids])  # one batch: far faster than one by one
+    vectors = _query_vectors(searcher, encoder, [queries[q] for q in qids])
     run: Run = {}
     for qid, vector in tqdm(zip(qids, vectors), total=len(qids), desc="dense", unit="q", disable=not show_progress):
         docs, scores = searcher.dense.rank(vector, depth)
         run[qid] = {searcher.doc_ids[d]: float(s) for d, s in zip(docs.tolist(), scores.tolist())}
     return run
+
+
+def _query_vectors(searcher: Searcher, encoder, texts: list[str]):
+    """All queries in one batch (far faster than one by one), through the embedding cache."""
+    cache = EmbeddingCache(searcher.settings.cache_dir, encoder.model_id, encoder.dim)
+    return encode_queries_with_cache(encoder, texts, cache)
 
 
 def _contexts(searcher: Searcher, queries: dict[str, str], show_progress: bool, label: str):
@@ -165,7 +172,7 @@ def _contexts(searcher: Searcher, queries: dict[str, str], show_progress: bool, 
     qids = list(queries)
     vectors = [None] * len(qids)
     if searcher.has_dense:
-        vectors = list(searcher.query_encoder().encode_queries([queries[q] for q in qids]))
+        vectors = list(_query_vectors(searcher, searcher.query_encoder(), [queries[q] for q in qids]))
     fusion = searcher.settings.fusion
     out = {}
     for qid, vector in tqdm(zip(qids, vectors), total=len(qids), desc=label, unit="q", disable=not show_progress):
