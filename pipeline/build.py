@@ -102,11 +102,12 @@ def shard_bounds(n_docs: int, shards: int) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
 
 
-def analyze_shard(folder: Path, start: int, stop: int, settings: Settings) -> tuple[list[str], ForwardIndex]:
+def analyze_shard(folder: Path, start: int, stop: int, settings: Settings,
+                  progress=None) -> tuple[list[str], ForwardIndex]:
     """Forward index of documents [start, stop) with a shard-local vocabulary: one unit of parallel work."""
     documents = pq.read_table(folder / "documents.parquet").slice(start, stop - start)
     vocabulary = Vocabulary()
-    return vocabulary.terms, ForwardIndex.build(documents, Analyzer(settings.analyzer), vocabulary)
+    return vocabulary.terms, ForwardIndex.build(documents, Analyzer(settings.analyzer), vocabulary, progress)
 
 
 def merge_shards(shards: list[tuple[list[str], ForwardIndex]]) -> tuple[Vocabulary, ForwardIndex]:
@@ -138,8 +139,7 @@ def stage_index(folder: Path, settings: Settings, show_progress: bool = False,
     documents = pq.read_table(folder / "documents.parquet", columns=["doc_id"])
     if shards is None:
         with tqdm(total=documents.num_rows, desc="analyze", unit="doc", disable=not show_progress) as bar:
-            shards = [analyze_shard(folder, 0, documents.num_rows, settings)]
-            bar.update(documents.num_rows)
+            shards = [analyze_shard(folder, 0, documents.num_rows, settings, bar.update)]
     vocabulary, forward = merge_shards(shards)
     inverted = InvertedIndex.build(forward, len(vocabulary))
     forward.save(folder / "forward", documents.column("doc_id"))
