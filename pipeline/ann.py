@@ -145,7 +145,14 @@ class AnnIndex:
             bitmap = np.packbits(allowed.astype(np.uint8), bitorder="little")
             selector = faiss.IDSelectorBitmap(self.n, faiss.swig_ptr(bitmap))
         fetch = k * self.spec.rerank if self.spec.kind == "ivf-pq" else k
-        scores, ids = self.index.search(queries, min(fetch, self.n), params=self._params(selector))
+        # A handful of queries gain nothing from OpenMP threads, whose spinning only steals the other core.
+        threads = faiss.omp_get_max_threads()
+        if len(queries) <= 8:
+            faiss.omp_set_num_threads(1)
+        try:
+            scores, ids = self.index.search(queries, min(fetch, self.n), params=self._params(selector))
+        finally:
+            faiss.omp_set_num_threads(threads)
         if self.spec.kind == "ivf-pq":
             scores, ids = self._rerank(queries, ids, k)
         if allowed is not None:

