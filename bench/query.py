@@ -26,7 +26,8 @@ from pipeline.build import build_index  # noqa: E402
 from pipeline.config import Settings  # noqa: E402
 from pipeline.embeddings import load_encoder, text_hash  # noqa: E402
 from pipeline.evaluation import BeirDataset, cached_index, evaluate, settings_for  # noqa: E402
-from pipeline.ranking import RANKERS_DIR  # noqa: E402
+from pipeline.index_store import IndexStoreError  # noqa: E402
+from pipeline.ranking import RANKERS_DIR, RankerMismatch  # noqa: E402
 from pipeline.search import Searcher  # noqa: E402
 
 MODES = ("bm25", "dense", "hybrid", "ltr")
@@ -94,7 +95,6 @@ def build_large(settings: Settings, small: Searcher, copies: int, out: Path) -> 
     encoder = ReplayEncoder(load_encoder("minilm"), vectors)
     large_settings = settings.model_copy(update={"cache_dir": out / "cache"})
     build_index([corpus], index_dir, large_settings, show_progress=True, encoder=encoder)
-    shutil.copytree(small.index.root / RANKERS_DIR, index_dir / RANKERS_DIR, dirs_exist_ok=True)
     return index_dir
 
 
@@ -119,12 +119,17 @@ def main() -> None:
     settings = settings_for("ltr", Settings())
     dataset = BeirDataset.load(ROOT.parent / "shared" / "datasets" / "scifact")
     small_dir = cached_index(dataset, settings)
-    if not (small_dir / RANKERS_DIR / "CURRENT").exists():
-        evaluate(dataset.path, "ltr", "test", Settings())  # trains and publishes the SciFact ranker
     small = Searcher.open(small_dir, settings)
+    try:
+        small.ranker
+    except (IndexStoreError, RankerMismatch):  # none yet, or trained on an older feature set
+        evaluate(dataset.path, "ltr", "test", Settings())  # trains and publishes the SciFact ranker
+        small = Searcher.open(small_dir, settings)
     queries = list(dataset.queries.values())[: args.queries]
     out = ROOT / "bench" / "out" / f"scifact-x{args.copies}"
-    large = Searcher.open(build_large(settings, small, args.copies, out), settings)
+    large_dir = build_large(settings, small, args.copies, out)
+    shutil.copytree(small.index.root / RANKERS_DIR, large_dir / RANKERS_DIR, dirs_exist_ok=True)
+    large = Searcher.open(large_dir, settings)
 
     rows = []
     for name, searcher in (("SciFact", small), (f"SciFact ×{args.copies} (synthetic)", large)):
