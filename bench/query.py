@@ -114,8 +114,6 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=300)
     args = parser.parse_args()
 
-    import torch
-
     settings = settings_for("ltr", Settings())
     dataset = BeirDataset.load(ROOT.parent / "shared" / "datasets" / "scifact")
     small_dir = cached_index(dataset, settings)
@@ -145,7 +143,8 @@ def main() -> None:
         "query latency",
         "make bench-query",
         f"One process, {len(queries)} SciFact queries per mode, top-10 with snippets, query embedding included "
-        f"(MiniLM, torch threads = {torch.get_num_threads()}); the recall branches run on a pool of "
+        "(MiniLM on one torch thread, as the query path runs single queries; faiss searches on one OpenMP thread); "
+        f"the recall branches run on a pool of "
         f"{settings.fusion.threads} threads over 2 cores. `ltr` = hybrid recall + fusion + LightGBM over "
         f"{settings.ranker.candidates} candidates. The large corpus's ANN index is {large_kind}. "
         "Goal: hybrid + LTR p99 < 50 ms at 100k documents.\n\n" + table,
