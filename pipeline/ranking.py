@@ -78,13 +78,14 @@ class Ranker:
               compatibility: dict) -> Ranker:
         import lightgbm
 
+        large = len(train.groups) >= config.large_from_queries
         params = {
             "objective": "lambdarank",
             "metric": "ndcg",
             "eval_at": [10],
             "learning_rate": config.learning_rate,
-            "num_leaves": config.num_leaves,
-            "min_data_in_leaf": config.min_data_in_leaf,
+            "num_leaves": config.num_leaves_large if large else config.num_leaves,
+            "min_data_in_leaf": config.min_data_in_leaf_large if large else config.min_data_in_leaf,
             "seed": config.seed,
             "deterministic": True,
             "num_threads": 2,
