@@ -227,7 +227,7 @@ def test_explanation_shows_branches_matched_terms_and_contributions(use_index, u
     branches = why.dataframe[0].value
     assert list(branches.columns) == ["branch", "rank", "score"]
     assert {"bm25", "dense"} <= set(branches["branch"]) and branches["rank"].min() == 1
-    assert any(m.value.startswith("**Matched terms:**") and "fusion" in m.value for m in why.markdown)
+    assert any(m.value.startswith("**Matched terms:**") and "fusion" in m.value.lower() for m in why.markdown)
     assert any("model score" in c.value for c in why.caption)
     assert len(why.get("vega_lite_chart")) == 1  # contributions as a bar chart
 
