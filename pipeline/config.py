@@ -86,6 +86,11 @@ class RankerConfig(BaseModel):
     num_leaves_large: int = 15
     large_from_queries: int = 1000
     min_data_in_leaf_large: int = 20
+    # A handful of judged queries (the 24 of data/sample) cannot spare a validation split, and leaves of 50
+    # rows leave the trees nearly empty: below this many queries, no early stopping and smaller leaves.
+    small_below_queries: int = 100
+    min_data_in_leaf_small: int = 10
+    n_estimators_small: int = 100
     learning_rate: float = 0.05
     n_estimators: int = 600
     min_data_in_leaf: int = 50

@@ -238,9 +238,15 @@ def _training_set(searcher: Searcher, contexts: dict, qrels: Qrels) -> TrainingS
     return TrainingSet(features, np.concatenate(labels) if labels else np.zeros(0), groups, qids, docs_per_query)
 
 
+def validation_fraction(n_queries: int, config) -> float:
+    """Queries held out for early stopping: none when there are too few to spare."""
+    return 0.0 if n_queries < config.small_below_queries else config.validation_fraction
+
+
 def train_ranker(searcher: Searcher, training: TrainingSet, trained_on: str) -> Ranker:
     config = searcher.settings.ranker
-    train_idx, valid_idx = split_queries(len(training.groups), config.validation_fraction, config.seed)
+    train_idx, valid_idx = split_queries(len(training.groups), validation_fraction(len(training.groups), config),
+                                         config.seed)
     return Ranker.train(training.subset(train_idx), training.subset(valid_idx), config, trained_on,
                         searcher.compatibility())
 

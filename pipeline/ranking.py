@@ -79,13 +79,15 @@ class Ranker:
         import lightgbm
 
         large = len(train.groups) >= config.large_from_queries
+        small = len(train.groups) + len(validation.groups) < config.small_below_queries
+        min_data = config.min_data_in_leaf_large if large else config.min_data_in_leaf
         params = {
             "objective": "lambdarank",
             "metric": "ndcg",
             "eval_at": [10],
             "learning_rate": config.learning_rate,
             "num_leaves": config.num_leaves_large if large else config.num_leaves,
-            "min_data_in_leaf": config.min_data_in_leaf_large if large else config.min_data_in_leaf,
+            "min_data_in_leaf": config.min_data_in_leaf_small if small else min_data,
             "seed": config.seed,
             "deterministic": True,
             "num_threads": 2,
@@ -98,7 +100,8 @@ class Ranker:
             valid_sets = [lightgbm.Dataset(validation.features, validation.labels, group=validation.groups,
                                            reference=train_data)]
             callbacks.append(lightgbm.early_stopping(config.early_stopping_rounds, verbose=False))
-        booster = lightgbm.train(params, train_data, num_boost_round=config.n_estimators, valid_sets=valid_sets,
+        rounds = config.n_estimators if valid_sets else min(config.n_estimators, config.n_estimators_small)
+        booster = lightgbm.train(params, train_data, num_boost_round=rounds, valid_sets=valid_sets,
                                  callbacks=callbacks)
         best = booster.best_score.get("valid_0", {}).get("ndcg@10") if valid_sets else None
         card = RankerCard(

@@ -19,6 +19,8 @@ for key, value in {
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
     "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
     "PREFECT_HOME": str(ROOT / ".prefect"),
+    # Prefect logs "Stopping temporary server" at exit, after pytest has closed the streams it captured.
+    "PREFECT_LOGGING_LEVEL": "WARNING",
 }.items():
     os.environ.setdefault(key, value)
 

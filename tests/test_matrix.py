@@ -36,8 +36,7 @@ def test_slow_cell_reproduces(cell, shared_datasets):
 
 
 def test_ltr_is_at_least_the_best_single_branch_on_every_recorded_dataset():
-    # The sample's 24 queries are too few to train on (5-fold CV leaves ~15 per model); it is left out.
-    for dataset in {c.dataset for c in CELLS if c.method == "ltr" and c.dataset != "sample"}:
+    for dataset in {c.dataset for c in CELLS if c.method == "ltr"}:
         single = [c.expected for c in CELLS if c.dataset == dataset and c.method in ("bm25", "dense")]
         learned = [c.expected for c in CELLS if c.dataset == dataset and c.method == "ltr"]
         assert max(learned) >= max(single), dataset

@@ -8,7 +8,7 @@ import pytest
 
 from pipeline.build import build_index
 from pipeline.config import DenseConfig, Settings
-from pipeline.evaluation import _contexts, _training_set, train_ranker
+from pipeline.evaluation import _contexts, _training_set, train_ranker, validation_fraction
 from pipeline.features import FEATURES, extract, min_span
 from pipeline.ranking import Ranker, RankerMismatch, data_hash, split_queries
 from pipeline.recall import run_branches
@@ -83,7 +83,10 @@ def test_a_trained_model_is_a_versioned_artifact(sample_ranker, tmp_path, sample
     ranker, training = sample_ranker
     folder = ranker.save(tmp_path / "rankers")
     card = json.loads((folder / "ranker.json").read_text())
-    train_rows, validation_rows = split_queries(len(training.groups), 0.2, sample_searcher.settings.ranker.seed)
+    config = sample_searcher.settings.ranker
+    fraction = validation_fraction(len(training.groups), config)
+    assert fraction == 0.0  # 24 queries: too few to hold any out
+    train_rows, validation_rows = split_queries(len(training.groups), fraction, config.seed)
     expected_hash = data_hash(training.subset(train_rows), training.subset(validation_rows))
     assert card["features"] == list(FEATURES) and card["training_data_hash"] == expected_hash
     assert card["created_at"] and card["metrics"]["train_queries"] > 0
