@@ -24,6 +24,7 @@ from .config import Settings
 from .embeddings import EmbeddingCache, encode_queries_with_cache
 from .features import FEATURES, extract
 from .fusion import fuse, tune_weights
+from .hybrid import fuse_configured, recall
 from .index_store import current_version
 from .ranking import RANKERS_DIR, Ranker, TrainingSet, folds, split_queries
 from .search import Searcher
@@ -149,7 +150,6 @@ def bm25_run(searcher: Searcher, queries: dict[str, str], depth: int, show_progr
 
 def dense_run(searcher: Searcher, queries: dict[str, str], depth: int, show_progress: bool = False) -> Run:
     encoder = searcher.query_encoder()
-    searcher.dense.check_encoder(encoder)
     qids = list(queries)
     vectors = _query_vectors(searcher, encoder, [queries[q] for q in qids])
     run: Run = {}
@@ -167,17 +167,14 @@ def _query_vectors(searcher: Searcher, encoder, texts: list[str]):
 
 def _contexts(searcher: Searcher, queries: dict[str, str], show_progress: bool, label: str):
     """Per query: its context and branch results; query vectors are encoded in one batch."""
-    from .recall import run_branches
-
     qids = list(queries)
     vectors = [None] * len(qids)
     if searcher.has_dense:
         vectors = list(_query_vectors(searcher, searcher.query_encoder(), [queries[q] for q in qids]))
-    fusion = searcher.settings.fusion
     out = {}
     for qid, vector in tqdm(zip(qids, vectors), total=len(qids), desc=label, unit="q", disable=not show_progress):
         ctx = searcher.prepare(queries[qid], vector=vector)
-        out[qid] = (ctx, run_branches(searcher, ctx, fusion.depth, searcher.branch_names(), fusion.threads))
+        out[qid] = (ctx, recall(searcher, ctx))
     return out
 
 
@@ -225,9 +222,7 @@ def _training_set(searcher: Searcher, contexts: dict, qrels: Qrels) -> TrainingS
     rows, labels, groups, qids, docs_per_query = [], [], [], [], []
     candidates_n = searcher.settings.ranker.candidates
     for qid, (ctx, branches) in contexts.items():
-        fusion = searcher.settings.fusion
-        docs, _ = fuse(branches, fusion.method, searcher.fusion_weights(), fusion.rrf_k, fusion.normalization)
-        docs = docs[:candidates_n]
+        docs = fuse_configured(searcher, branches)[0][:candidates_n]
         rows.append(extract(searcher, ctx, docs, branches))
         judged = qrels.get(qid, {})
         labels.append(np.array([judged.get(searcher.doc_ids[d], 0) for d in docs.tolist()], dtype=np.float64))

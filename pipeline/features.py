@@ -56,13 +56,6 @@ def min_span(positions: list[int], terms: list[int]) -> int | None:
     return best
 
 
-def query_lookup(n_terms: int, distinct_ids: list[int]) -> np.ndarray:
-    """A boolean table over the vocabulary: is this term id one of the query's?"""
-    lookup = np.zeros(n_terms, dtype=bool)
-    lookup[np.asarray(distinct_ids, dtype=np.int64)] = True
-    return lookup
-
-
 def span_features(forward: ForwardIndex, doc: int, lookup: np.ndarray) -> tuple[float, float]:
     """(minimum span, proximity in [0, 1]) of the query terms in the body, else the title."""
     for name in ("body", "title"):
@@ -114,7 +107,7 @@ def extract(searcher, ctx: QueryContext, candidates: np.ndarray, branches: dict[
     columns["branches_found"] = found
     columns["coverage"] = _coverage(searcher, "text", candidates, ctx.distinct_ids)
     columns["title_coverage"] = _coverage(searcher, "title", candidates, ctx.distinct_ids)
-    lookup = query_lookup(len(searcher.index.vocabulary), ctx.distinct_ids)
+    lookup = ctx.term_lookup(len(searcher.index.vocabulary))
     spans = [span_features(forward, int(d), lookup) for d in candidates]
     columns["min_span"] = np.array([s for s, _ in spans])
     columns["proximity"] = np.array([p for _, p in spans])

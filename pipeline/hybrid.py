@@ -39,13 +39,21 @@ class HybridResult:
     ranker: Ranker | None = None
 
 
-def recall_and_fuse(searcher, ctx: QueryContext) -> tuple[dict[str, BranchResult], np.ndarray, np.ndarray]:
+def recall(searcher, ctx: QueryContext) -> dict[str, BranchResult]:
+    """Every branch the index has, at the configured depth."""
     settings = searcher.settings.fusion
-    names = searcher.branch_names()
-    branches = run_branches(searcher, ctx, settings.depth, names, settings.threads)
-    weights = searcher.fusion_weights()
-    docs, scores = fuse(branches, settings.method, weights, settings.rrf_k, settings.normalization)
-    return branches, docs, scores
+    return run_branches(searcher, ctx, settings.depth, searcher.branch_names(), settings.threads)
+
+
+def fuse_configured(searcher, branches: dict[str, BranchResult]) -> tuple[np.ndarray, np.ndarray]:
+    """The configured fusion with the index's weights: the candidates the ranker sees, online and in training."""
+    settings = searcher.settings.fusion
+    return fuse(branches, settings.method, searcher.fusion_weights(), settings.rrf_k, settings.normalization)
+
+
+def recall_and_fuse(searcher, ctx: QueryContext) -> tuple[dict[str, BranchResult], np.ndarray, np.ndarray]:
+    branches = recall(searcher, ctx)
+    return branches, *fuse_configured(searcher, branches)
 
 
 def hybrid(searcher, ctx: QueryContext) -> HybridResult:

@@ -154,10 +154,15 @@ class Ranker:
         card = RankerCard(**json.loads((Path(folder) / "ranker.json").read_text()))
         return cls(lightgbm.Booster(model_file=str(Path(folder) / "model.txt")), card)
 
+    @staticmethod
+    def published(rankers_dir: Path) -> bool:
+        """Whether a model is published, without loading it."""
+        return (Path(rankers_dir) / CURRENT_POINTER).is_file()
+
     @classmethod
     def load_current(cls, rankers_dir: Path) -> Ranker | None:
         pointer = Path(rankers_dir) / CURRENT_POINTER
-        if not pointer.is_file():
+        if not cls.published(rankers_dir):
             return None
         return cls.load(Path(rankers_dir) / pointer.read_text().strip())
 

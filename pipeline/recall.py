@@ -32,9 +32,18 @@ class QueryContext:
     vector: np.ndarray | None = None  # the query embedding, when the index has a dense branch
     field_scores: dict[str, np.ndarray] = field(default_factory=dict)  # dense per-doc BM25 per field
 
+    _lookup: np.ndarray | None = field(default=None, repr=False)
+
     @property
     def distinct_ids(self) -> list[int]:
         return list(dict.fromkeys(self.term_ids))
+
+    def term_lookup(self, n_terms: int) -> np.ndarray:
+        """A boolean table over the vocabulary marking the query's terms, built once per query."""
+        if self._lookup is None:
+            self._lookup = np.zeros(n_terms, dtype=bool)
+            self._lookup[np.asarray(self.distinct_ids, dtype=np.int64)] = True
+        return self._lookup
 
 
 def _top(scores: np.ndarray, allowed: np.ndarray | None, depth: int, name: str) -> BranchResult:
@@ -74,7 +83,7 @@ def dense_branch(searcher, ctx: QueryContext, depth: int) -> BranchResult:
 
 def proximity_branch(searcher, ctx: QueryContext, depth: int) -> BranchResult:
     """Documents where several query terms occur close together, by coverage, then by how tight the span is."""
-    from .features import query_lookup, span_features
+    from .features import span_features
 
     distinct = ctx.distinct_ids
     empty = BranchResult("proximity", np.zeros(0, np.int64), np.zeros(0))
@@ -92,7 +101,7 @@ def proximity_branch(searcher, ctx: QueryContext, depth: int) -> BranchResult:
     # Bound the position work: the best-covered documents, BM25 breaking ties.
     tiebreak = field_bm25(searcher, ctx, "all")[candidates]
     candidates = candidates[np.lexsort((-tiebreak, -coverage[candidates]))[: depth * 3]]
-    lookup = query_lookup(len(searcher.index.vocabulary), distinct)
+    lookup = ctx.term_lookup(len(searcher.index.vocabulary))
     scores = np.array([
         coverage[d] / len(distinct) + span_features(searcher.index.forward, int(d), lookup)[1] for d in candidates
     ])

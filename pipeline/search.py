@@ -233,7 +233,7 @@ class Searcher:
         allowed = self._metadata.mask(filters) if filters else None
         return QueryContext(query, terms, self.term_ids(terms), allowed, vector)
 
-    @property
+    @cached_property
     def has_dense(self) -> bool:
         return DenseIndex.exists(self.index.path)
 
@@ -241,7 +241,13 @@ class Searcher:
         return [name for name in BRANCHES if name != "dense" or self.has_dense]
 
     def fusion_weights(self) -> dict[str, float]:
-        """Weights tuned on a train split (fusion-METHOD.json beside the versions) win over the configured ones."""
+        """Weights tuned on a train split (fusion-METHOD.json beside the versions) win over the configured ones.
+
+        Read once per Searcher, like the version it serves; reopen to pick up newly tuned weights."""
+        return self._fusion_weights
+
+    @cached_property
+    def _fusion_weights(self) -> dict[str, float]:
         tuned = self.index.root / f"fusion-{self.settings.fusion.method}.json"
         if tuned.is_file():
             return json.loads(tuned.read_text())["weights"]
@@ -255,7 +261,7 @@ class Searcher:
 
     @property
     def has_ranker(self) -> bool:
-        return Ranker.load_current(self.index.root / RANKERS_DIR) is not None
+        return Ranker.published(self.index.root / RANKERS_DIR)
 
     @cached_property
     def ranker(self) -> Ranker:

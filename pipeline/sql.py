@@ -8,6 +8,7 @@ from pathlib import Path
 import duckdb
 
 from .index_store import resolve_version_dir
+from .querylog import QueryLog
 
 # View name → path of its Parquet file(s), relative to the index version folder.
 INDEX_VIEWS = {
@@ -18,8 +19,6 @@ INDEX_VIEWS = {
     "postings": "inverted/postings.parquet",
     "forward": "forward/forward.parquet",
 }
-# View name → glob under the index folder (not a version: the query log spans versions).
-QUERYLOG_VIEWS = {"queries": "querylog/queries/*.parquet", "clicks": "querylog/clicks/*.parquet"}
 # View name → glob under the cache folder.
 CACHE_VIEWS = {"runs": "runs/*.run.parquet", "metrics": "metrics/*.parquet"}
 
@@ -46,9 +45,10 @@ def view_definitions(index_dir: Path | None, cache_dir: Path | None) -> dict[str
         for name, relative in INDEX_VIEWS.items():
             if (folder / relative).exists():
                 views[name] = f"SELECT * FROM read_parquet({_quote(folder / relative)})"
-        for name, pattern in QUERYLOG_VIEWS.items():
-            if any(Path(index_dir).glob(pattern)):
-                views[name] = f"SELECT * FROM read_parquet({_quote(Path(index_dir) / pattern)}, union_by_name=true)"
+        log = QueryLog(index_dir)
+        for name, parts in (("queries", log.queries_dir), ("clicks", log.clicks_dir)):
+            if any(parts.glob("*.parquet")):
+                views[name] = f"SELECT * FROM read_parquet({_quote(parts / '*.parquet')}, union_by_name=true)"
         # Postings and the forward index refer to documents by row number: expose it as doc_ord.
         views["documents"] = (
             "SELECT file_row_number::INTEGER AS doc_ord, * EXCLUDE (file_row_number) "
