@@ -1,4 +1,9 @@
-"""Approximate nearest neighbours with faiss: flat, HNSW and IVF (flat, or PQ re-ranked exactly), chosen by size."""
+"""Approximate nearest neighbours with faiss: flat, HNSW and IVF (flat, or PQ re-ranked exactly), chosen by size.
+
+Ids are slots: row numbers of the vectors array, stable for the index's lifetime. Updates append new slots and
+remove old ones in place: flat (behind an id map) and IVF drop them from the index, HNSW, which faiss cannot
+delete from, keeps them as tombstones that every search filters out until a merge rebuilds the index.
+"""
 
 from __future__ import annotations
 
@@ -66,16 +71,34 @@ def choose_spec(n: int, dim: int, memory_budget_bytes: int, kind: str = "auto", 
 
 
 class AnnIndex:
-    """A faiss index over L2-normalised vectors (inner product = cosine), ids = row numbers of `vectors`."""
+    """A faiss index over L2-normalised vectors (inner product = cosine), ids = slots (rows of `vectors`).
 
-    def __init__(self, spec: AnnSpec, index, vectors: np.ndarray):
+    `live` marks the slots still in the index (None: all of them); removed slots keep their row in `vectors`
+    so that the other ids stay valid.
+    """
+
+    def __init__(self, spec: AnnSpec, index, vectors: np.ndarray, live: np.ndarray | None = None):
         self.spec = spec
         self.index = index
         self.vectors = vectors
+        self.live = live
 
     @property
     def n(self) -> int:
+        """Slots, removed ones included."""
         return len(self.vectors)
+
+    @property
+    def live_count(self) -> int:
+        return self.n if self.live is None else int(self.live.sum())
+
+    @property
+    def dead_fraction(self) -> float:
+        return 1 - self.live_count / self.n if self.n else 0.0
+
+    @property
+    def _keeps_tombstones(self) -> bool:
+        return self.spec.kind == "hnsw"
 
     @classmethod
     def build(cls, vectors: np.ndarray, spec: AnnSpec, seed: int = 0) -> AnnIndex:
@@ -85,7 +108,8 @@ class AnnIndex:
         n, dim = vectors.shape
         metric = faiss.METRIC_INNER_PRODUCT
         if spec.kind == "flat":
-            index = faiss.IndexFlatIP(dim)
+            # The id map lets removals drop vectors without renumbering the others.
+            index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
         elif spec.kind == "hnsw":
             index = faiss.IndexHNSWFlat(dim, spec.hnsw_m, metric)
             index.hnsw.efConstruction = spec.ef_construction
@@ -100,9 +124,36 @@ class AnnIndex:
             index.train(sample)
         else:
             raise ValueError(f"unknown ANN kind {spec.kind!r}")
-        if n:
-            index.add(vectors)
-        return cls(spec, index, vectors)
+        ann = cls(spec, index, vectors[:0])
+        ann.add(vectors)
+        return ann
+
+    def add(self, vectors: np.ndarray) -> np.ndarray:
+        """Append vectors as new slots; returns their ids."""
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        ids = np.arange(self.n, self.n + len(vectors), dtype=np.int64)
+        if len(vectors):
+            if self._keeps_tombstones:
+                self.index.add(vectors)  # HNSW numbers vectors in order, and it never shrinks, so ids = slots
+            else:
+                self.index.add_with_ids(vectors, ids)
+            self.vectors = vectors if self.n == 0 else np.concatenate([np.asarray(self.vectors, np.float32), vectors])
+            if self.live is not None:
+                self.live = np.r_[self.live, np.ones(len(vectors), dtype=bool)]
+        return ids
+
+    def remove(self, ids: np.ndarray) -> None:
+        """Take slots out of search results for good."""
+        import faiss
+
+        ids = np.unique(np.asarray(ids, dtype=np.int64))
+        if not len(ids):
+            return
+        if not self._keeps_tombstones:
+            self.index.remove_ids(faiss.IDSelectorBatch(ids))
+        if self.live is None:
+            self.live = np.ones(self.n, dtype=bool)
+        self.live[ids] = False
 
     def _params(self, selector=None):
         import faiss
@@ -114,9 +165,11 @@ class AnnIndex:
         return faiss.SearchParameters(sel=selector) if selector is not None else None
 
     def exact(self, queries: np.ndarray, k: int, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Brute-force top-k by inner product, over `rows` only when given."""
+        """Brute-force top-k by inner product over live slots, or over `rows` only when given."""
         import faiss
 
+        if rows is None and self.live is not None:
+            rows = np.flatnonzero(self.live)
         vectors = np.ascontiguousarray(self.vectors if rows is None else self.vectors[rows], dtype=np.float32)
         k = min(k, len(vectors))
         if k == 0:
@@ -136,9 +189,11 @@ class AnnIndex:
         import faiss
 
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
-        k = max(1, min(k, self.n)) if self.n else 0
+        k = max(1, min(k, self.live_count)) if self.live_count else 0
         if k == 0:
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
+        if self.live is not None and (allowed is not None or self._keeps_tombstones):
+            allowed = self.live if allowed is None else allowed & self.live
         selector = None
         if allowed is not None:
             rows = np.flatnonzero(allowed)
@@ -152,7 +207,7 @@ class AnnIndex:
         if len(queries) <= 8:
             faiss.omp_set_num_threads(1)
         try:
-            scores, ids = self.index.search(queries, min(fetch, self.n), params=self._params(selector))
+            scores, ids = self.index.search(queries, min(fetch, self.live_count), params=self._params(selector))
         finally:
             faiss.omp_set_num_threads(threads)
         if self.spec.kind == "ivf-pq":
@@ -177,10 +232,11 @@ class AnnIndex:
 
     def recall_at(self, k: int = 10, n_queries: int = 200, noise: float = 0.05, seed: int = 0) -> float:
         """Recall@k against exact search, for held-aside queries: stored vectors moved by a little noise."""
-        if self.n == 0:
+        slots = np.arange(self.n) if self.live is None else np.flatnonzero(self.live)
+        if len(slots) == 0:
             return 1.0
         rng = np.random.default_rng(seed)
-        picks = rng.choice(self.n, size=min(n_queries, self.n), replace=False)
+        picks = rng.choice(slots, size=min(n_queries, len(slots)), replace=False)
         queries = np.asarray(self.vectors[np.sort(picks)], dtype=np.float32)
         queries = queries + rng.normal(scale=noise / math.sqrt(queries.shape[1]), size=queries.shape)
         queries = (queries / np.linalg.norm(queries, axis=1, keepdims=True)).astype(np.float32)
@@ -205,10 +261,13 @@ class AnnIndex:
         folder.mkdir(parents=True, exist_ok=True)
         faiss.write_index(self.index, str(folder / "ann.faiss"))
         (folder / "ann.json").write_text(json.dumps(asdict(self.spec), indent=2))
+        if self.live is not None:
+            np.save(folder / "ann_live.npy", self.live)
 
     @classmethod
     def load(cls, folder: Path, vectors: np.ndarray) -> AnnIndex:
         import faiss
 
         spec = AnnSpec(**json.loads((folder / "ann.json").read_text()))
-        return cls(spec, faiss.read_index(str(folder / "ann.faiss")), vectors)
+        live = np.load(folder / "ann_live.npy") if (folder / "ann_live.npy").is_file() else None
+        return cls(spec, faiss.read_index(str(folder / "ann.faiss")), vectors, live)

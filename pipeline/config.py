@@ -61,6 +61,9 @@ class DenseConfig(BaseModel):
     ef_construction: int = 80
     ef_search: int = 128
     nprobe: int = 16
+    # An incremental update adds and removes ANN entries in place until removed ones pass this fraction of
+    # the index; then the live vectors are merged into a fresh index (Lucene's deletes-allowed policy).
+    merge_dead_fraction: float = Field(0.2, ge=0, le=1)
 
 
 class FusionConfig(BaseModel):

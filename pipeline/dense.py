@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -18,6 +18,7 @@ from .embeddings import (
     Encoder,
     EncoderMismatch,
     EmbeddingCache,
+    Passage,
     canonical_encoder_name,
     choose_encoder_name,
     embed_with_cache,
@@ -27,6 +28,7 @@ from .embeddings import (
 )
 
 DENSE_DIR = "dense"
+_PASSAGE_ROWS = schemas.PASSAGES.remove(schemas.PASSAGES.get_field_index("doc_id"))
 
 
 @dataclass
@@ -36,10 +38,14 @@ class DenseManifest:
     normalized: bool
     passage_window: int
     passage_overlap: int
-    passages: int
+    passages: int  # live passages
     encoded: int  # passages embedded in this build; the rest came from the cache
     ann: dict
     recall_at_10: float
+    slots: int = 0  # ANN ids handed out, removed passages included
+    # How an incremental update changed the ANN index: "in-place" (added and removed slots) or "merged"
+    # (rebuilt from the live vectors); None for a full build.
+    update: dict | None = None
 
     @classmethod
     def read(cls, folder: Path) -> DenseManifest:
@@ -51,6 +57,41 @@ def resolve_encoder_name(settings: Settings, langs: list[str | None]) -> str:
     return choose_encoder_name(langs) if configured == "auto" else canonical_encoder_name(configured)
 
 
+def _configured_encoder(settings: Settings, documents: pa.Table) -> Encoder:
+    return load_encoder(resolve_encoder_name(settings, documents.column("lang").to_pylist()),
+                        settings.dense.batch_size)
+
+
+def _target_spec(n: int, dim: int, settings: Settings):
+    config = settings.dense
+    return choose_spec(
+        n, dim, config.memory_budget_mb << 20, config.ann_kind, hnsw_m=config.hnsw_m,
+        ef_construction=config.ef_construction, ef_search=config.ef_search, nprobe=config.nprobe,
+    )
+
+
+def _split(documents: pa.Table, doc_ords: Sequence[int], settings: Settings) -> list[Passage]:
+    titles = documents.column("title")
+    bodies = documents.column("body")
+    return [
+        passage
+        for doc_ord in doc_ords
+        for passage in split_passages(doc_ord, titles[doc_ord].as_py() or "", bodies[doc_ord].as_py() or "",
+                                      settings.dense.passage_window, settings.dense.passage_overlap)
+    ]
+
+
+def _passages_table(slots: np.ndarray, passages: list[Passage]) -> pa.Table:
+    """Passage rows without doc_id, which `_write` fills in from the documents."""
+    return pa.table({
+        "passage_id": pa.array(np.asarray(slots, dtype=np.int32)),
+        "doc_ord": pa.array(np.fromiter((p.doc_ord for p in passages), dtype=np.int32, count=len(passages))),
+        "start": pa.array([p.start for p in passages], pa.int32()),
+        "end": pa.array([p.end for p in passages], pa.int32()),
+        "text_hash": pa.array([text_hash(p.text) for p in passages], pa.string()),
+    }, schema=_PASSAGE_ROWS)
+
+
 def build_dense(
     documents: pa.Table,
     settings: Settings,
@@ -59,52 +100,94 @@ def build_dense(
     progress: Callable[[int], None] | None = None,
 ) -> DenseManifest:
     """Split, embed (through the cache), index and check recall; writes `folder/dense/`."""
-    config = settings.dense
-    encoder = encoder or load_encoder(resolve_encoder_name(settings, documents.column("lang").to_pylist()),
-                                      config.batch_size)
-    titles = documents.column("title").to_pylist()
-    bodies = documents.column("body").to_pylist()
-    passages = [
-        passage
-        for doc_ord, (title, body) in enumerate(zip(titles, bodies))
-        for passage in split_passages(doc_ord, title or "", body or "", config.passage_window, config.passage_overlap)
-    ]
-    texts = [p.text for p in passages]
+    encoder = encoder or _configured_encoder(settings, documents)
+    passages = _split(documents, range(documents.num_rows), settings)
     cache = EmbeddingCache(settings.cache_dir, encoder.model_id, encoder.dim)
-    vectors, encoded = embed_with_cache(encoder, texts, cache, progress=progress)
+    vectors, encoded = embed_with_cache(encoder, [p.text for p in passages], cache, progress=progress)
+    ann = AnnIndex.build(vectors, _target_spec(len(vectors), encoder.dim, settings))
+    return _write(folder, documents, _passages_table(np.arange(len(passages)), passages), ann, encoder, settings,
+                  encoded)
 
-    spec = choose_spec(
-        len(vectors), encoder.dim, config.memory_budget_mb << 20, config.ann_kind, hnsw_m=config.hnsw_m,
-        ef_construction=config.ef_construction, ef_search=config.ef_search, nprobe=config.nprobe,
-    )
-    ann = AnnIndex.build(vectors, spec)
-    recall = ann.ensure_recall(config.recall_floor)
+
+def update_dense(
+    previous: Path,
+    kept: np.ndarray,
+    documents: pa.Table,
+    settings: Settings,
+    folder: Path,
+    encoder: Encoder | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> DenseManifest:
+    """The previous version's dense branch brought up to `documents` by adding and removing ANN entries.
+
+    `kept[old_ord]` is the new ordinal of each previous document that is unchanged, -1 for one deleted or
+    changed. Unchanged documents keep their passages, vectors and ANN slots; passages of the others leave the
+    index and those of new and changed documents are embedded (through the cache) and added. When removed slots
+    pass `dense.merge_dead_fraction`, or the corpus has grown or shrunk into another index shape, the live
+    vectors are merged into a fresh index laid out as a full build would lay them.
+    """
+    old = DenseManifest.read(previous / DENSE_DIR)
+    encoder = encoder or _configured_encoder(settings, documents)
+    if (encoder.model_id, old.passage_window, old.passage_overlap) != (
+        old.model_id, settings.dense.passage_window, settings.dense.passage_overlap
+    ):
+        return build_dense(documents, settings, folder, encoder, progress)
+    old_passages = pq.read_table(previous / DENSE_DIR / "passages.parquet", columns=["passage_id", "doc_ord", "start",
+                                                                                      "end", "text_hash"])
+    new_ords = kept[old_passages.column("doc_ord").to_numpy()]
+    survives = new_ords >= 0
+    retained = old_passages.filter(pa.array(survives)).set_column(
+        1, _PASSAGE_ROWS.field("doc_ord"), pa.array(new_ords[survives], pa.int32()))
+    removed = old_passages.column("passage_id").to_numpy()[~survives]
+    fresh = _split(documents, np.setdiff1d(np.arange(documents.num_rows), kept[kept >= 0]).tolist(), settings)
+    cache = EmbeddingCache(settings.cache_dir, encoder.model_id, encoder.dim)
+    vectors, encoded = embed_with_cache(encoder, [p.text for p in fresh], cache, progress=progress)
+
+    ann = AnnIndex.load(previous / DENSE_DIR, np.load(previous / DENSE_DIR / "vectors.npy", mmap_mode="r"))
+    live = retained.num_rows + len(fresh)
+    target = _target_spec(live, encoder.dim, settings)
+    dead = ann.n - ann.live_count + len(removed)
+    merge = ((target.kind, target.nlist) != (ann.spec.kind, ann.spec.nlist)
+             or dead / max(ann.n + len(fresh), 1) > settings.dense.merge_dead_fraction)
+    if merge:
+        slots = retained.column("passage_id").to_numpy()
+        table = pa.concat_tables([retained, _passages_table(np.arange(len(fresh)) + ann.n, fresh)])
+        all_vectors = np.concatenate([np.asarray(ann.vectors[slots], dtype=np.float32), vectors])
+        order = np.lexsort((table.column("start").to_numpy(), table.column("doc_ord").to_numpy()))
+        table = table.take(order).set_column(0, _PASSAGE_ROWS.field("passage_id"),
+                                             pa.array(np.arange(live, dtype=np.int32)))
+        ann = AnnIndex.build(all_vectors[order], target)
+    else:
+        ann.remove(removed)
+        table = pa.concat_tables([retained, _passages_table(ann.add(vectors), fresh)])
+    update = {"mode": "merged" if merge else "in-place", "added": len(fresh), "removed": int(len(removed)),
+              "dead_slots": ann.n - ann.live_count}
+    return _write(folder, documents, table, ann, encoder, settings, encoded, update)
+
+
+def _write(folder: Path, documents: pa.Table, passages: pa.Table, ann: AnnIndex, encoder: Encoder,
+           settings: Settings, encoded: int, update: dict | None = None) -> DenseManifest:
+    """Check recall, then write `folder/dense/`: serving arrays, inspection Parquet and dense.json."""
+    recall = ann.ensure_recall(settings.dense.recall_floor)
     out = folder / DENSE_DIR
     out.mkdir(parents=True, exist_ok=True)
-    doc_ids = documents.column("doc_id").to_pylist()
-    passage_docs = np.fromiter((p.doc_ord for p in passages), dtype=np.int32, count=len(passages))
-    np.save(out / "vectors.npy", vectors)
+    slots = passages.column("passage_id").to_numpy()
+    doc_ords = passages.column("doc_ord").to_numpy()
+    doc_ids = documents.column("doc_id").take(pa.array(doc_ords))
+    passage_docs = np.full(ann.n, -1, dtype=np.int32)
+    passage_docs[slots] = doc_ords
+    np.save(out / "vectors.npy", np.asarray(ann.vectors, dtype=np.float32))
     np.save(out / "passage_docs.npy", passage_docs)
+    pq.write_table(passages.add_column(2, "doc_id", doc_ids).select(schemas.PASSAGES.names).cast(schemas.PASSAGES),
+                   out / "passages.parquet")
+    order = np.argsort(slots)
+    vectors = np.asarray(ann.vectors[slots[order]], dtype=np.float32)
     pq.write_table(
         pa.table(
             {
-                "passage_id": pa.array(np.arange(len(passages), dtype=np.int32)),
-                "doc_ord": pa.array(passage_docs),
-                "doc_id": pa.array([doc_ids[p.doc_ord] for p in passages], pa.string()),
-                "start": pa.array([p.start for p in passages], pa.int32()),
-                "end": pa.array([p.end for p in passages], pa.int32()),
-                "text_hash": pa.array([text_hash(t) for t in texts], pa.string()),
-            },
-            schema=schemas.PASSAGES,
-        ),
-        out / "passages.parquet",
-    )
-    pq.write_table(
-        pa.table(
-            {
-                "passage_id": pa.array(np.arange(len(passages), dtype=np.int32)),
-                "doc_id": pa.array([doc_ids[p.doc_ord] for p in passages], pa.string()),
-                "model_id": pa.repeat(pa.scalar(encoder.model_id), len(passages)),
+                "passage_id": pa.array(slots[order]),
+                "doc_id": doc_ids.take(pa.array(order)),
+                "model_id": pa.repeat(pa.scalar(encoder.model_id), len(slots)),
                 "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), encoder.dim),
             },
             schema=schemas.embeddings_schema(encoder.dim),
@@ -116,12 +199,14 @@ def build_dense(
         model_id=encoder.model_id,
         dim=encoder.dim,
         normalized=encoder.normalized,
-        passage_window=config.passage_window,
-        passage_overlap=config.passage_overlap,
-        passages=len(passages),
+        passage_window=settings.dense.passage_window,
+        passage_overlap=settings.dense.passage_overlap,
+        passages=len(slots),
         encoded=encoded,
-        ann=asdict(spec),
+        ann=asdict(ann.spec),
         recall_at_10=round(recall, 4),
+        slots=ann.n,
+        update=update,
     )
     (out / "dense.json").write_text(json.dumps(asdict(manifest), indent=2))
     return manifest
@@ -133,8 +218,12 @@ class DenseIndex:
     def __init__(self, folder: Path):
         folder = Path(folder) / DENSE_DIR
         self.manifest = DenseManifest.read(folder)
-        self.passage_docs = np.load(folder / "passage_docs.npy")
+        self.passage_docs = np.load(folder / "passage_docs.npy")  # slot → doc ordinal, -1 once removed
         self.ann = AnnIndex.load(folder, np.load(folder / "vectors.npy", mmap_mode="r"))
+        # Updates append slots out of document order; doc_cosines needs each document's slots together.
+        live = np.flatnonzero(self.passage_docs >= 0)
+        self._slots_by_doc = live[np.argsort(self.passage_docs[live], kind="stable")]
+        self._docs_of_sorted_slots = self.passage_docs[self._slots_by_doc]
         self._encoder: Encoder | None = None
 
     @staticmethod
@@ -161,10 +250,11 @@ class DenseIndex:
 
     def doc_cosines(self, query_vector: np.ndarray, docs: np.ndarray) -> np.ndarray:
         """Each document's best passage cosine with the query."""
-        starts = np.searchsorted(self.passage_docs, docs, side="left")
-        ends = np.searchsorted(self.passage_docs, docs, side="right")
+        starts = np.searchsorted(self._docs_of_sorted_slots, docs, side="left")
+        ends = np.searchsorted(self._docs_of_sorted_slots, docs, side="right")
         lengths = ends - starts
-        rows = np.concatenate([np.arange(a, b) for a, b in zip(starts, ends)]) if len(docs) else np.zeros(0, int)
+        positions = np.concatenate([np.arange(a, b) for a, b in zip(starts, ends)]) if len(docs) else []
+        rows = self._slots_by_doc[np.asarray(positions, dtype=np.int64)]
         cosines = np.asarray(self.ann.vectors[rows], dtype=np.float32) @ np.asarray(query_vector, np.float32)
         out = np.full(len(docs), np.nan)
         has = lengths > 0
@@ -178,8 +268,8 @@ class DenseIndex:
         Passages are over-fetched until k distinct documents are found or every allowed passage was seen,
         so a filter never leaves fewer than k results while k allowed documents exist.
         """
-        allowed = None if allowed_docs is None else allowed_docs[self.passage_docs]
-        available = self.ann.n if allowed is None else int(allowed.sum())
+        allowed = None if allowed_docs is None else allowed_docs[self.passage_docs] & (self.passage_docs >= 0)
+        available = self.ann.live_count if allowed is None else int(allowed.sum())
         fetch = min(available, max(k * 3, 10))
         query = np.asarray(query_vector, dtype=np.float32)[None, :]
         while True:

@@ -4,22 +4,26 @@ A new version is written from the new corpus snapshot. Documents whose (doc_id, 
 version already holds keep their analyzed tokens (copied from its forward index, term ids stay valid because
 the vocabulary only grows); only new and changed documents are analyzed. The postings are then regenerated
 from the forward index with one vectorised sort, so df, cf and avgdl are exactly those of a full rebuild, and
-deleted documents simply vanish instead of lingering as tombstones. Embeddings come from the (model, text)
-cache, so only new and changed passages are encoded; the ANN index is rebuilt from those vectors.
+deleted documents simply vanish instead of lingering as tombstones. The dense branch is updated in place
+(`dense.update_dense`): the passages of deleted and changed documents leave the ANN index, those of new and
+changed ones are embedded (through the cache) and added, and a merge rebuilds the index once too many removed
+entries have piled up.
 """
 
 from __future__ import annotations
 
 from array import array
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 
 from .analysis import Analyzer
 from .build import StageTimer, Staging, corpus_fingerprint, stage_dense, stage_finalize, stage_ingest
 from .build import stage_write_documents
 from .config import Settings
+from .dense import DenseIndex, update_dense
 from .forward_index import STORED_FIELDS, ForwardField, ForwardIndex
 from .index_store import IndexVersion, Manifest, current_version, prune_versions, publish
 from .inverted_index import InvertedIndex
@@ -45,22 +49,32 @@ def diff(previous: dict[str, str], current: dict[str, str]) -> ChangeSet:
     return ChangeSet(added, changed, deleted, len(current) - len(added) - len(changed))
 
 
-def _reuse_forward(previous: IndexVersion, documents, analyzer: Analyzer) -> ForwardIndex:
-    """Forward index of `documents`: copied slices for unchanged docs, fresh analysis for the rest."""
-    old_ord = {doc_id: i for i, doc_id in enumerate(previous.documents.column("doc_id").to_pylist())}
-    old_hash = previous.documents.column("content_hash").to_pylist()
-    vocabulary = previous.vocabulary
-    ids = documents.column("doc_id").to_pylist()
+def unchanged_map(previous: pa.Table, documents: pa.Table) -> np.ndarray:
+    """For each previous document, its ordinal in `documents` when it is there unchanged, else -1."""
+    position = {doc_id: i for i, doc_id in enumerate(documents.column("doc_id").to_pylist())}
     hashes = documents.column("content_hash").to_pylist()
+    kept = np.full(previous.num_rows, -1, dtype=np.int64)
+    for j, (doc_id, digest) in enumerate(zip(previous.column("doc_id").to_pylist(),
+                                             previous.column("content_hash").to_pylist())):
+        i = position.get(doc_id)
+        if i is not None and hashes[i] == digest:
+            kept[j] = i
+    return kept
+
+
+def _reuse_forward(previous: IndexVersion, kept: np.ndarray, documents: pa.Table, analyzer: Analyzer) -> ForwardIndex:
+    """Forward index of `documents`: copied slices for unchanged docs, fresh analysis for the rest."""
+    previous_ord = np.full(documents.num_rows, -1, dtype=np.int64)
+    previous_ord[kept[kept >= 0]] = np.flatnonzero(kept >= 0)
+    vocabulary = previous.vocabulary
     texts = {name: documents.column(name).to_pylist() for name in STORED_FIELDS}
     fields = {}
     for name in STORED_FIELDS:
         old = previous.forward.fields[name]
         parts: dict[str, list] = {"term_ids": [], "positions": [], "starts": [], "ends": []}
         lengths = array("q")
-        for i, (doc_id, digest) in enumerate(zip(ids, hashes)):
-            j = old_ord.get(doc_id)
-            if j is not None and old_hash[j] == digest:
+        for i, j in enumerate(previous_ord.tolist()):
+            if j >= 0:
                 window = old.doc_slice(j)
                 for key in parts:
                     parts[key].append(getattr(old, key)[window])
@@ -99,14 +113,18 @@ def update_index(corpus_paths: list[Path | str], index_dir: Path | str, settings
     try:
         with timer.stage("write documents"):
             stage_write_documents(ingested, staging.folder)
+        kept = unchanged_map(previous.documents, documents)
         with timer.stage("analyze changed"):
-            forward = _reuse_forward(previous, documents, Analyzer(settings.analyzer))
+            forward = _reuse_forward(previous, kept, documents, Analyzer(settings.analyzer))
         with timer.stage("postings"):
             inverted = InvertedIndex.build(forward, len(previous.vocabulary))
             forward.save(staging.folder / "forward", documents.column("doc_id"))
             inverted.save(staging.folder / "inverted", previous.vocabulary)
         with timer.stage("embed changed+ann"):
-            dense = stage_dense(staging.folder, settings)
+            if settings.dense.enabled and DenseIndex.exists(previous.path):
+                dense = asdict(update_dense(previous.path, kept, documents, settings, staging.folder))
+            else:
+                dense = stage_dense(staging.folder, settings)
         counts = {
             "doc_count": documents.num_rows,
             "term_count": len(previous.vocabulary),

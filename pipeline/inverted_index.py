@@ -58,10 +58,8 @@ class FieldPostings:
         return np.diff(self.term_indptr)
 
     def collection_frequencies(self) -> np.ndarray:
-        counts = np.zeros(self.n_terms, dtype=np.int64)
         term_of_posting = np.repeat(np.arange(self.n_terms), self.doc_frequencies())
-        np.add.at(counts, term_of_posting, self.tfs)
-        return counts
+        return np.bincount(term_of_posting, weights=self.tfs, minlength=self.n_terms).astype(np.int64)
 
     def positions_of(self, posting: int) -> np.ndarray:
         return self.positions[self.pos_indptr[posting] : self.pos_indptr[posting + 1]]
@@ -136,6 +134,7 @@ class InvertedIndex:
 
     def terms_table(self, vocabulary: Vocabulary) -> pa.Table:
         tables = []
+        terms = pa.array(vocabulary.terms, pa.string())
         for name, postings in self.fields.items():
             df = postings.doc_frequencies()
             present = np.flatnonzero(df)
@@ -143,7 +142,7 @@ class InvertedIndex:
                 pa.table(
                     {
                         "term_id": pa.array(present.astype(np.int32)),
-                        "term": pa.array([vocabulary.terms[i] for i in present], pa.string()),
+                        "term": terms.take(pa.array(present)),
                         "field": pa.array([name] * len(present), pa.string()),
                         "df": pa.array(df[present].astype(np.int32)),
                         "cf": pa.array(postings.collection_frequencies()[present]),

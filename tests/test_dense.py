@@ -1,11 +1,13 @@
 """Dense retrieval: encoders, passages, the embedding cache, ANN kinds against exact search, filters, refusals."""
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from pipeline.ann import AnnIndex, RecallTooLow, choose_spec
 from pipeline.config import DenseConfig, Settings
-from pipeline.dense import DenseIndex, build_dense
+from pipeline.dense import DenseIndex, build_dense, update_dense
 from pipeline.embeddings import (
     MINILM,
     MULTILINGUAL_E5,
@@ -18,6 +20,7 @@ from pipeline.embeddings import (
     load_encoder,
     split_passages,
 )
+from pipeline.incremental import unchanged_map
 from pipeline.ingest import ingest
 from pipeline.search import Filters, Searcher
 
@@ -149,6 +152,65 @@ def test_filtered_ann_search_returns_k_results_that_all_pass(ann_indexes, kind, 
     _, exact = index.exact(index.vectors[:8], 10, np.flatnonzero(allowed))
     overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids.tolist(), exact.tolist())])
     assert overlap >= 0.9
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf-flat", "ivf-pq"])
+def test_removed_ann_entries_never_return_and_added_ones_are_found(tmp_path, kind):
+    vectors = clustered(6_000, seed=3)
+    index = AnnIndex.build(vectors[:5_000], choose_spec(5_000, vectors.shape[1], 1 << 30, kind))
+    removed = np.arange(0, 5_000, 10)
+    index.remove(removed)
+    added = index.add(vectors[5_000:])
+    assert added.tolist() == list(range(5_000, 6_000)) and index.live_count == 5_500
+    index.save(tmp_path)
+    reloaded = AnnIndex.load(tmp_path, index.vectors)
+    for ann in (index, reloaded):
+        _, found = ann.search(vectors[removed[:50]], 10)
+        assert not np.isin(found, removed).any()
+        _, found = ann.search(vectors[5_000:5_050], 1)
+        assert (found[:, 0] == added[:50]).mean() >= 0.95
+        assert ann.recall_at(10) >= 0.9
+
+
+@pytest.fixture(scope="module")
+def sample_dense_update(tmp_path_factory, settings, e5):
+    """The sample's dense branch, then its first five documents deleted and the sixth edited."""
+    root = tmp_path_factory.mktemp("dense-update")
+    documents = ingest([SAMPLE]).documents
+    build_dense(documents, settings, root / "previous", encoder=e5)
+    final = documents.slice(5)
+    body = final.column("body").to_pylist()
+    body[0] += " Edited."
+    hashes = final.column("content_hash").to_pylist()
+    hashes[0] = "edited"
+    final = final.set_column(final.schema.get_field_index("body"), "body", pa.array(body))
+    final = final.set_column(final.schema.get_field_index("content_hash"), "content_hash", pa.array(hashes))
+    return root, documents, final
+
+
+def test_an_update_past_the_dead_fraction_merges_into_the_layout_of_a_full_build(sample_dense_update, settings, e5):
+    root, documents, final = sample_dense_update
+    merging = settings.model_copy(update={"dense": DenseConfig(merge_dead_fraction=0.0)})
+    merged = update_dense(root / "previous", unchanged_map(documents, final), final, merging, root / "merged",
+                          encoder=e5)
+    full = build_dense(final, settings, root / "full", encoder=e5)
+    assert merged.update["mode"] == "merged" and merged.update["dead_slots"] == 0
+    assert merged.slots == merged.passages == full.passages
+    assert pq.read_table(root / "merged/dense/passages.parquet").equals(pq.read_table(root / "full/dense/passages.parquet"))
+    np.testing.assert_array_equal(np.load(root / "merged/dense/vectors.npy"), np.load(root / "full/dense/vectors.npy"))
+
+
+def test_an_update_under_the_dead_fraction_keeps_slots_and_tombstones(sample_dense_update, settings, e5):
+    root, documents, final = sample_dense_update
+    updated = update_dense(root / "previous", unchanged_map(documents, final), final, settings, root / "in-place",
+                           encoder=e5)
+    dense = DenseIndex(root / "in-place")
+    assert updated.update["mode"] == "in-place" and updated.update["added"] == 1
+    assert updated.slots == updated.passages + updated.update["dead_slots"]
+    assert (dense.passage_docs[: updated.update["removed"]] == -1).all()
+    query = dense.ann.vectors[-1]  # the edited document's new passage
+    docs, _ = dense.rank(query, 3)
+    assert docs[0] == 0
 
 
 def test_index_kind_follows_corpus_size_and_memory_budget():

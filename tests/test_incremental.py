@@ -72,3 +72,11 @@ def test_top10_and_scores_equal_a_full_rebuild(updated_and_rebuilt, mode):
         b = full.search(query, k=10, mode=mode, syntax=False, with_snippets=False)
         assert [h.doc_id for h in a.hits] == [h.doc_id for h in b.hits], query
         np.testing.assert_allclose([h.score for h in a.hits], [h.score for h in b.hits], atol=1e-6)
+
+
+def test_the_ann_index_gets_additions_and_removals_in_place(updated_and_rebuilt):
+    manifest, _, incremental, full = updated_and_rebuilt
+    # 2 new + 2 changed documents' passages added; 3 deleted + 2 changed documents' passages removed.
+    assert manifest.dense["update"] == {"mode": "in-place", "added": 4, "removed": 5, "dead_slots": 5}
+    assert manifest.dense["slots"] == full.dense.ann.n + 5
+    assert incremental.dense.ann.live_count == full.dense.ann.live_count == manifest.dense["passages"]
