@@ -18,7 +18,12 @@ from .build import build_flow
 @task(retries=2, retry_delay_seconds=5)
 def update_task(corpus: list[str], index: str, settings: Settings) -> dict:
     manifest, changes = update_index(corpus, index, settings)
-    return {"version": manifest.version, **changes.to_json(), **{f"{k} (s)": v for k, v in manifest.stages.items()}}
+    result = {"version": manifest.version, **changes.to_json()}
+    if manifest.dense:
+        ann = manifest.dense.get("update") or {"mode": "built", "added": manifest.dense["passages"], "removed": 0}
+        result["ANN update"] = f"{ann['mode']}: +{ann['added']} -{ann['removed']} passages"
+        result["ANN recall@10"] = manifest.dense["recall_at_10"]
+    return {**result, **{f"{k} (s)": v for k, v in manifest.stages.items()}}
 
 
 @flow(name="sousuo-update", log_prints=True)

@@ -1,5 +1,6 @@
 """The Prefect build flow: stages as tasks, no work on unchanged input, atomic publish under kills and load."""
 
+import json
 import os
 import random
 import shutil
@@ -11,7 +12,10 @@ import time
 
 import pytest
 
+from prefect.artifacts import Artifact
+
 from flows.build import build_flow
+from flows.update import update_flow
 from pipeline.index_store import current_version, list_versions, publish, versions_dir
 from pipeline.search import Searcher
 
@@ -49,6 +53,22 @@ def test_a_changed_corpus_builds_a_new_version_with_a_trained_ranker(flow_index)
     assert searcher.search("zebras", k=1).hits[0].doc_id == "new-1"
     # With judgments, the flow trained and published a ranker for the new version before publishing it.
     assert searcher.has_ranker and searcher.search("向量检索", mode="ltr", k=3).hits
+
+
+def test_the_update_flow_publishes_the_changes_and_reports_the_ann_update(tmp_path, sample_index):
+    index = tmp_path / "index"
+    shutil.copytree(sample_index, index)
+    served = current_version(index)
+    corpus = tmp_path / "corpus"
+    shutil.copytree(SAMPLE, corpus)
+    with open(corpus / "corpus.jsonl", "a", encoding="utf-8") as handle:
+        handle.write('{"_id": "okapi", "text": "an update about okapis, written after the build"}\n')
+    version = update_flow([str(corpus)], str(index))
+    assert current_version(index) == version != served
+    assert Searcher.open(index).search("okapis", mode="dense", k=1).hits[0].doc_id == "okapi"
+    report = {row["measure"]: row["value"] for row in json.loads(Artifact.get("sousuo-update").data)}
+    assert report["added"] == 1 and report["ANN update"] == "in-place: +1 -0 passages"
+    assert update_flow([str(corpus)], str(index)) == version  # nothing changed since
 
 
 def test_a_build_killed_at_a_random_moment_never_changes_what_is_served(tmp_path, sample_index):
