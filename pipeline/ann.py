@@ -82,19 +82,17 @@ class AnnIndex:
         self.index = index
         self.vectors = vectors
         self.live = live
+        self._counted()
+
+    def _counted(self) -> None:
+        # Searches read both on every query; at a million slots recounting or repacking would cost a millisecond.
+        self.live_count = self.n if self.live is None else int(self.live.sum())
+        self._live_bits = None if self.live is None else np.packbits(self.live, bitorder="little")
 
     @property
     def n(self) -> int:
         """Slots, removed ones included."""
         return len(self.vectors)
-
-    @property
-    def live_count(self) -> int:
-        return self.n if self.live is None else int(self.live.sum())
-
-    @property
-    def dead_fraction(self) -> float:
-        return 1 - self.live_count / self.n if self.n else 0.0
 
     @property
     def _keeps_tombstones(self) -> bool:
@@ -140,6 +138,7 @@ class AnnIndex:
             self.vectors = vectors if self.n == 0 else np.concatenate([np.asarray(self.vectors, np.float32), vectors])
             if self.live is not None:
                 self.live = np.r_[self.live, np.ones(len(vectors), dtype=bool)]
+            self._counted()
         return ids
 
     def remove(self, ids: np.ndarray) -> None:
@@ -154,6 +153,7 @@ class AnnIndex:
         if self.live is None:
             self.live = np.ones(self.n, dtype=bool)
         self.live[ids] = False
+        self._counted()
 
     def _params(self, selector=None):
         import faiss
@@ -184,7 +184,8 @@ class AnnIndex:
         """(scores, ids) of the k nearest rows, restricted to rows where `allowed` is True.
 
         Missing neighbours are id -1. A restriction to at most `exact_up_to` rows is answered exactly over
-        those rows; a larger one goes through the index with an ID selector.
+        those rows; a larger one goes through the index with an ID selector. HNSW's tombstones always go
+        through the selector.
         """
         import faiss
 
@@ -192,14 +193,17 @@ class AnnIndex:
         k = max(1, min(k, self.live_count)) if self.live_count else 0
         if k == 0:
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
-        if self.live is not None and (allowed is not None or self._keeps_tombstones):
-            allowed = self.live if allowed is None else allowed & self.live
-        selector = None
+        selector = bitmap = None
         if allowed is not None:
+            if self.live is not None:
+                allowed = allowed & self.live
             rows = np.flatnonzero(allowed)
             if len(rows) <= exact_up_to or self.spec.kind == "flat":
                 return self.exact(queries, k, rows)
             bitmap = np.packbits(allowed.astype(np.uint8), bitorder="little")
+        elif self.live is not None and self._keeps_tombstones:
+            allowed, bitmap = self.live, self._live_bits
+        if bitmap is not None:
             selector = faiss.IDSelectorBitmap(self.n, faiss.swig_ptr(bitmap))
         fetch = k * self.spec.rerank if self.spec.kind == "ivf-pq" else k
         # A handful of queries gain nothing from OpenMP threads, whose spinning only steals the other core.

@@ -165,21 +165,14 @@ def embed_shard(folder: Path, start: int, stop: int, settings: Settings) -> int:
     """Embed the passages of documents [start, stop) into the shared cache; returns how many were encoded.
 
     The dense stage that follows finds every vector cached and only builds the ANN index."""
-    from .dense import resolve_encoder_name
-    from .embeddings import EmbeddingCache, embed_with_cache, load_encoder, split_passages
+    from .dense import configured_encoder, split_documents
+    from .embeddings import EmbeddingCache, embed_with_cache
 
     if not settings.dense.enabled:
         return 0
-    all_docs = pq.read_table(folder / "documents.parquet", columns=["title", "body", "lang"])
-    encoder = load_encoder(resolve_encoder_name(settings, all_docs.column("lang").to_pylist()),
-                           settings.dense.batch_size)
-    shard = all_docs.slice(start, stop - start)
-    texts = [
-        passage.text
-        for title, body in zip(shard.column("title").to_pylist(), shard.column("body").to_pylist())
-        for passage in split_passages(0, title or "", body or "", settings.dense.passage_window,
-                                      settings.dense.passage_overlap)
-    ]
+    documents = pq.read_table(folder / "documents.parquet", columns=["title", "body", "lang"])
+    encoder = configured_encoder(settings, documents)
+    texts = [passage.text for passage in split_documents(documents, range(start, stop), settings)]
     _, encoded = embed_with_cache(encoder, texts, EmbeddingCache(settings.cache_dir, encoder.model_id, encoder.dim))
     return encoded
 

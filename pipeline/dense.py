@@ -57,7 +57,7 @@ def resolve_encoder_name(settings: Settings, langs: list[str | None]) -> str:
     return choose_encoder_name(langs) if configured == "auto" else canonical_encoder_name(configured)
 
 
-def _configured_encoder(settings: Settings, documents: pa.Table) -> Encoder:
+def configured_encoder(settings: Settings, documents: pa.Table) -> Encoder:
     return load_encoder(resolve_encoder_name(settings, documents.column("lang").to_pylist()),
                         settings.dense.batch_size)
 
@@ -70,14 +70,14 @@ def _target_spec(n: int, dim: int, settings: Settings):
     )
 
 
-def _split(documents: pa.Table, doc_ords: Sequence[int], settings: Settings) -> list[Passage]:
-    titles = documents.column("title")
-    bodies = documents.column("body")
+def split_documents(documents: pa.Table, doc_ords: Sequence[int], settings: Settings) -> list[Passage]:
+    """The passages of the documents at `doc_ords`, in that order."""
+    rows = documents.select(["title", "body"]).take(pa.array(doc_ords, pa.int64())).to_pylist()
     return [
         passage
-        for doc_ord in doc_ords
-        for passage in split_passages(doc_ord, titles[doc_ord].as_py() or "", bodies[doc_ord].as_py() or "",
-                                      settings.dense.passage_window, settings.dense.passage_overlap)
+        for doc_ord, row in zip(doc_ords, rows)
+        for passage in split_passages(doc_ord, row["title"] or "", row["body"] or "", settings.dense.passage_window,
+                                      settings.dense.passage_overlap)
     ]
 
 
@@ -100,8 +100,8 @@ def build_dense(
     progress: Callable[[int], None] | None = None,
 ) -> DenseManifest:
     """Split, embed (through the cache), index and check recall; writes `folder/dense/`."""
-    encoder = encoder or _configured_encoder(settings, documents)
-    passages = _split(documents, range(documents.num_rows), settings)
+    encoder = encoder or configured_encoder(settings, documents)
+    passages = split_documents(documents, range(documents.num_rows), settings)
     cache = EmbeddingCache(settings.cache_dir, encoder.model_id, encoder.dim)
     vectors, encoded = embed_with_cache(encoder, [p.text for p in passages], cache, progress=progress)
     ann = AnnIndex.build(vectors, _target_spec(len(vectors), encoder.dim, settings))
@@ -127,7 +127,7 @@ def update_dense(
     vectors are merged into a fresh index laid out as a full build would lay them.
     """
     old = DenseManifest.read(previous / DENSE_DIR)
-    encoder = encoder or _configured_encoder(settings, documents)
+    encoder = encoder or configured_encoder(settings, documents)
     if (encoder.model_id, old.passage_window, old.passage_overlap) != (
         old.model_id, settings.dense.passage_window, settings.dense.passage_overlap
     ):
@@ -139,7 +139,7 @@ def update_dense(
     retained = old_passages.filter(pa.array(survives)).set_column(
         1, _PASSAGE_ROWS.field("doc_ord"), pa.array(new_ords[survives], pa.int32()))
     removed = old_passages.column("passage_id").to_numpy()[~survives]
-    fresh = _split(documents, np.setdiff1d(np.arange(documents.num_rows), kept[kept >= 0]).tolist(), settings)
+    fresh = split_documents(documents, np.setdiff1d(np.arange(documents.num_rows), kept[kept >= 0]).tolist(), settings)
     cache = EmbeddingCache(settings.cache_dir, encoder.model_id, encoder.dim)
     vectors, encoded = embed_with_cache(encoder, [p.text for p in fresh], cache, progress=progress)
 
