@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Literal
 
@@ -36,6 +36,13 @@ class AnnSpec:
     pq_bits: int = 8
     rerank: int = 10  # IVF-PQ fetches k · rerank candidates and re-ranks them on the exact vectors
     extra: dict = field(default_factory=dict)
+
+    def construction(self) -> dict:
+        """What a built index's structure depends on; the rest (ef_search, nprobe, rerank) is set per search."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _SEARCH_TIME}
+
+
+_SEARCH_TIME = {"ef_search", "nprobe", "rerank", "extra"}
 
 
 def estimated_bytes(kind: AnnKind, n: int, dim: int, spec: AnnSpec) -> int:
@@ -97,6 +104,18 @@ class AnnIndex:
     @property
     def _keeps_tombstones(self) -> bool:
         return self.spec.kind == "hnsw"
+
+    def can_update_to(self, target: AnnSpec) -> bool:
+        """Whether in-place additions and removals leave an index that `target` describes: the same kind and
+        construction, IVF lists within 2× of the target's (so a growing corpus does not retrain on every
+        update), and ids that removals leave alone (flat indexes from before the id map renumber)."""
+        import faiss
+
+        if self.spec.kind == "flat" and not isinstance(self.index, faiss.IndexIDMap2):
+            return False
+        built, wanted = self.spec.construction(), target.construction()
+        lists = built.pop("nlist"), wanted.pop("nlist")
+        return built == wanted and (lists[0] == lists[1] or 0.5 < lists[1] / max(lists[0], 1) < 2)
 
     @classmethod
     def build(cls, vectors: np.ndarray, spec: AnnSpec, seed: int = 0) -> AnnIndex:
@@ -204,7 +223,7 @@ class AnnIndex:
         elif self.live is not None and self._keeps_tombstones:
             allowed, bitmap = self.live, self._live_bits
         if bitmap is not None:
-            selector = faiss.IDSelectorBitmap(self.n, faiss.swig_ptr(bitmap))
+            selector = faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap))
         fetch = k * self.spec.rerank if self.spec.kind == "ivf-pq" else k
         # A handful of queries gain nothing from OpenMP threads, whose spinning only steals the other core.
         threads = faiss.omp_get_max_threads()
@@ -267,6 +286,8 @@ class AnnIndex:
         (folder / "ann.json").write_text(json.dumps(asdict(self.spec), indent=2))
         if self.live is not None:
             np.save(folder / "ann_live.npy", self.live)
+        else:
+            (folder / "ann_live.npy").unlink(missing_ok=True)
 
     @classmethod
     def load(cls, folder: Path, vectors: np.ndarray) -> AnnIndex:

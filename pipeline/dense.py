@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import schemas
-from .ann import AnnIndex, choose_spec
+from .ann import AnnIndex, AnnSpec, choose_spec
 from .config import Settings
 from .embeddings import (
     Encoder,
@@ -62,12 +62,24 @@ def configured_encoder(settings: Settings, documents: pa.Table) -> Encoder:
                         settings.dense.batch_size)
 
 
-def _target_spec(n: int, dim: int, settings: Settings):
+def _target_spec(n: int, dim: int, settings: Settings, kind: str | None = None) -> AnnSpec:
     config = settings.dense
     return choose_spec(
-        n, dim, config.memory_budget_mb << 20, config.ann_kind, hnsw_m=config.hnsw_m,
+        n, dim, config.memory_budget_mb << 20, kind or config.ann_kind, hnsw_m=config.hnsw_m,
         ef_construction=config.ef_construction, ef_search=config.ef_search, nprobe=config.nprobe,
     )
+
+
+def _update_spec(current: AnnSpec, n: int, dim: int, settings: Settings) -> AnnSpec:
+    """The spec a full build of `n` vectors would choose, except that a corpus within 10% of the size where the
+    automatic kind changes keeps its current kind: one hovering at a boundary would otherwise rebuild on every
+    update."""
+    target = _target_spec(n, dim, settings)
+    if settings.dense.ann_kind == "auto" and target.kind != current.kind and any(
+        _target_spec(int(n * f), dim, settings).kind == current.kind for f in (0.9, 1.1)
+    ):
+        return _target_spec(n, dim, settings, current.kind)
+    return target
 
 
 def split_documents(documents: pa.Table, doc_ords: Sequence[int], settings: Settings) -> list[Passage]:
@@ -145,9 +157,9 @@ def update_dense(
 
     ann = AnnIndex.load(previous / DENSE_DIR, np.load(previous / DENSE_DIR / "vectors.npy", mmap_mode="r"))
     live = retained.num_rows + len(fresh)
-    target = _target_spec(live, encoder.dim, settings)
+    target = _update_spec(ann.spec, live, encoder.dim, settings)
     dead = ann.n - ann.live_count + len(removed)
-    merge = ((target.kind, target.nlist) != (ann.spec.kind, ann.spec.nlist)
+    merge = (not ann.can_update_to(target)
              or dead / max(ann.n + len(fresh), 1) > settings.dense.merge_dead_fraction)
     if merge:
         slots = retained.column("passage_id").to_numpy()
@@ -158,6 +170,7 @@ def update_dense(
                                              pa.array(np.arange(live, dtype=np.int32)))
         ann = AnnIndex.build(all_vectors[order], target)
     else:
+        ann.spec = replace(target, nlist=ann.spec.nlist)  # search settings as configured now
         ann.remove(removed)
         table = pa.concat_tables([retained, _passages_table(ann.add(vectors), fresh)])
     update = {"mode": "merged" if merge else "in-place", "added": len(fresh), "removed": int(len(removed)),
@@ -221,7 +234,8 @@ class DenseIndex:
         self.passage_docs = np.load(folder / "passage_docs.npy")  # slot → doc ordinal, -1 once removed
         self.ann = AnnIndex.load(folder, np.load(folder / "vectors.npy", mmap_mode="r"))
         # Updates append slots out of document order; doc_cosines needs each document's slots together.
-        live = np.flatnonzero(self.passage_docs >= 0)
+        self._slot_is_live = self.passage_docs >= 0
+        live = np.flatnonzero(self._slot_is_live)
         self._slots_by_doc = live[np.argsort(self.passage_docs[live], kind="stable")]
         self._docs_of_sorted_slots = self.passage_docs[self._slots_by_doc]
         self._encoder: Encoder | None = None
@@ -268,7 +282,11 @@ class DenseIndex:
         Passages are over-fetched until k distinct documents are found or every allowed passage was seen,
         so a filter never leaves fewer than k results while k allowed documents exist.
         """
-        allowed = None if allowed_docs is None else allowed_docs[self.passage_docs] & (self.passage_docs >= 0)
+        allowed = None
+        if allowed_docs is not None:
+            live = self._slot_is_live
+            allowed = np.zeros(len(self.passage_docs), dtype=bool)
+            allowed[live] = allowed_docs[self.passage_docs[live]]
         available = self.ann.live_count if allowed is None else int(allowed.sum())
         fetch = min(available, max(k * 3, 10))
         query = np.asarray(query_vector, dtype=np.float32)[None, :]

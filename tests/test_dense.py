@@ -1,13 +1,16 @@
-"""Dense retrieval: encoders, passages, the embedding cache, ANN kinds against exact search, filters, refusals."""
+"""Dense retrieval: encoders, passages, the embedding cache, ANN kinds against exact search, filters, refusals,
+and ANN indexes updated in place."""
+
+from dataclasses import replace
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.ann import AnnIndex, RecallTooLow, choose_spec
+from pipeline.ann import AnnIndex, AnnSpec, RecallTooLow, choose_spec
 from pipeline.config import DenseConfig, Settings
-from pipeline.dense import DenseIndex, build_dense, update_dense
+from pipeline.dense import DenseIndex, _update_spec, build_dense, update_dense
 from pipeline.embeddings import (
     MINILM,
     MULTILINGUAL_E5,
@@ -172,45 +175,133 @@ def test_removed_ann_entries_never_return_and_added_ones_are_found(tmp_path, kin
         assert ann.recall_at(10) >= 0.9
 
 
-@pytest.fixture(scope="module")
-def sample_dense_update(tmp_path_factory, settings, e5):
-    """The sample's dense branch, then its first five documents deleted and the sixth edited."""
-    root = tmp_path_factory.mktemp("dense-update")
-    documents = ingest([SAMPLE]).documents
-    build_dense(documents, settings, root / "previous", encoder=e5)
-    final = documents.slice(5)
+def changed(documents, drop: int, edit: int = 0):
+    """`documents` without its first `drop` rows, and with the next `edit` rows' bodies edited."""
+    final = documents.slice(drop)
     body = final.column("body").to_pylist()
-    body[0] += " Edited."
     hashes = final.column("content_hash").to_pylist()
-    hashes[0] = "edited"
+    for i in range(edit):
+        body[i] += " Edited."
+        hashes[i] = f"edited-{i}"
     final = final.set_column(final.schema.get_field_index("body"), "body", pa.array(body))
-    final = final.set_column(final.schema.get_field_index("content_hash"), "content_hash", pa.array(hashes))
-    return root, documents, final
+    return final.set_column(final.schema.get_field_index("content_hash"), "content_hash", pa.array(hashes))
 
 
-def test_an_update_past_the_dead_fraction_merges_into_the_layout_of_a_full_build(sample_dense_update, settings, e5):
-    root, documents, final = sample_dense_update
-    merging = settings.model_copy(update={"dense": DenseConfig(merge_dead_fraction=0.0)})
-    merged = update_dense(root / "previous", unchanged_map(documents, final), final, merging, root / "merged",
-                          encoder=e5)
-    full = build_dense(final, settings, root / "full", encoder=e5)
+def dense_settings(settings, **dense):
+    return settings.model_copy(update={"dense": settings.dense.model_copy(update=dense)})
+
+
+def update(previous, documents, final, settings, folder, e5):
+    return update_dense(previous, unchanged_map(documents, final), final, settings, folder, encoder=e5)
+
+
+@pytest.fixture(scope="module")
+def sample_documents():
+    return ingest([SAMPLE]).documents
+
+
+@pytest.fixture(scope="module")
+def sample_dense(tmp_path_factory, settings, e5, sample_documents):
+    folder = tmp_path_factory.mktemp("dense-previous")
+    build_dense(sample_documents, settings, folder, encoder=e5)
+    return folder
+
+
+def test_an_update_past_the_dead_fraction_merges_into_the_layout_of_a_full_build(
+    tmp_path, sample_dense, sample_documents, settings, e5
+):
+    final = changed(sample_documents, drop=5, edit=1)
+    merged = update(sample_dense, sample_documents, final, dense_settings(settings, merge_dead_fraction=0.0),
+                    tmp_path / "merged", e5)
+    full = build_dense(final, settings, tmp_path / "full", encoder=e5)
     assert merged.update["mode"] == "merged" and merged.update["dead_slots"] == 0
     assert merged.slots == merged.passages == full.passages
-    assert pq.read_table(root / "merged/dense/passages.parquet").equals(pq.read_table(root / "full/dense/passages.parquet"))
-    np.testing.assert_array_equal(np.load(root / "merged/dense/vectors.npy"), np.load(root / "full/dense/vectors.npy"))
+    assert pq.read_table(tmp_path / "merged/dense/passages.parquet").equals(
+        pq.read_table(tmp_path / "full/dense/passages.parquet"))
+    np.testing.assert_array_equal(np.load(tmp_path / "merged/dense/vectors.npy"),
+                                  np.load(tmp_path / "full/dense/vectors.npy"))
 
 
-def test_an_update_under_the_dead_fraction_keeps_slots_and_tombstones(sample_dense_update, settings, e5):
-    root, documents, final = sample_dense_update
-    updated = update_dense(root / "previous", unchanged_map(documents, final), final, settings, root / "in-place",
-                           encoder=e5)
-    dense = DenseIndex(root / "in-place")
+def test_an_update_in_place_maps_kept_passages_to_their_new_documents(
+    tmp_path, sample_dense, sample_documents, settings, e5
+):
+    final = changed(sample_documents, drop=5, edit=1)
+    updated = update(sample_dense, sample_documents, final, settings, tmp_path, e5)
+    previous, dense = DenseIndex(sample_dense), DenseIndex(tmp_path)
     assert updated.update["mode"] == "in-place" and updated.update["added"] == 1
-    assert updated.slots == updated.passages + updated.update["dead_slots"]
-    assert (dense.passage_docs[: updated.update["removed"]] == -1).all()
-    query = dense.ann.vectors[-1]  # the edited document's new passage
-    docs, _ = dense.rank(query, 3)
-    assert docs[0] == 0
+    removed = np.flatnonzero(previous.passage_docs < 6)  # the deleted five and the edited sixth
+    assert updated.update["removed"] == len(removed) and (dense.passage_docs[removed] == -1).all()
+    _, found = dense.ann.search(np.asarray(previous.ann.vectors[removed]), dense.ann.live_count)
+    assert not np.isin(found, removed).any()
+    for old_doc in (6, 40):  # each kept document is still found by its own passage, under its new ordinal
+        query = previous.ann.vectors[np.flatnonzero(previous.passage_docs == old_doc)[0]]
+        assert dense.rank(query, 1)[0][0] == old_doc - 5
+    assert dense.rank(dense.ann.vectors[-1], 1)[0][0] == 0  # the edited document's new passage
+
+
+def test_successive_hnsw_updates_serve_what_a_full_build_serves(tmp_path, sample_documents, settings, e5):
+    hnsw = dense_settings(settings, ann_kind="hnsw")
+    build_dense(sample_documents, hnsw, tmp_path / "v1", encoder=e5)
+    second = changed(sample_documents, drop=3, edit=2)
+    first_update = update(tmp_path / "v1", sample_documents, second, hnsw, tmp_path / "v2", e5)
+    third = changed(second, drop=2, edit=1)
+    second_update = update(tmp_path / "v2", second, third, hnsw, tmp_path / "v3", e5)
+    merged = update(tmp_path / "v2", second, third, dense_settings(hnsw, merge_dead_fraction=0.0), tmp_path / "m3", e5)
+    assert (first_update.update["mode"], second_update.update["mode"], merged.update["mode"]) == (
+        "in-place", "in-place", "merged")
+    assert DenseIndex(tmp_path / "v3").ann.live is not None  # HNSW keeps tombstones
+    build_dense(third, settings, tmp_path / "full", encoder=e5)
+    full = DenseIndex(tmp_path / "full")
+    for served in (DenseIndex(tmp_path / "v3"), DenseIndex(tmp_path / "m3")):
+        for query in np.asarray(full.ann.vectors[::7]):
+            docs, scores = served.rank(query, 5)
+            expected_docs, expected_scores = full.rank(query, 5)
+            assert docs.tolist() == expected_docs.tolist()
+            np.testing.assert_allclose(scores, expected_scores, atol=1e-6)
+
+
+def test_an_update_applies_changed_search_settings_in_place(tmp_path, sample_documents, settings, e5):
+    build_dense(sample_documents, dense_settings(settings, ann_kind="ivf-flat", nprobe=1), tmp_path / "v1", encoder=e5)
+    final = changed(sample_documents, drop=1)
+    updated = update(tmp_path / "v1", sample_documents, final, dense_settings(settings, ann_kind="ivf-flat", nprobe=2),
+                     tmp_path / "v2", e5)
+    assert updated.update["mode"] == "in-place" and updated.ann["nprobe"] == 2
+    assert DenseIndex(tmp_path / "v2").ann.spec.nprobe == 2
+
+
+def test_a_flat_index_without_stable_ids_is_merged_rather_than_renumbered(
+    tmp_path, sample_dense, sample_documents, settings, e5
+):
+    import shutil
+
+    import faiss
+
+    shutil.copytree(sample_dense, tmp_path / "v1")
+    bare = faiss.IndexFlatIP(e5.dim)  # what flat indexes were before they sat behind an id map
+    bare.add(np.load(tmp_path / "v1/dense/vectors.npy"))
+    faiss.write_index(bare, str(tmp_path / "v1/dense/ann.faiss"))
+    updated = update(tmp_path / "v1", sample_documents, changed(sample_documents, drop=1), settings, tmp_path / "v2", e5)
+    assert updated.update["mode"] == "merged"
+
+
+def test_filtered_dense_search_on_an_emptied_index_returns_nothing(tmp_path, sample_dense, sample_documents,
+                                                                    settings, e5):
+    empty = sample_documents.slice(0, 0)
+    update(sample_dense, sample_documents, empty, dense_settings(settings, merge_dead_fraction=1.0), tmp_path, e5)
+    dense = DenseIndex(tmp_path)
+    docs, _ = dense.rank(np.ones(e5.dim, dtype=np.float32) / np.sqrt(e5.dim), 5, np.zeros(0, dtype=bool))
+    assert len(docs) == 0
+
+
+def test_an_index_near_a_size_boundary_keeps_its_shape_through_updates(settings):
+    flat, hnsw = AnnSpec(kind="flat"), AnnSpec(kind="hnsw")
+    assert _update_spec(flat, 21_000, 384, settings).kind == "flat"  # within 10% of the 20,000 boundary
+    assert _update_spec(flat, 30_000, 384, settings).kind == "hnsw"
+    assert _update_spec(hnsw, 19_000, 384, settings).kind == "hnsw"
+    ivf = AnnIndex.build(clustered(4_000), choose_spec(4_000, 48, 1 << 30, "ivf-flat", nlist=64))
+    assert ivf.can_update_to(replace(ivf.spec, nlist=100, nprobe=4))
+    assert not ivf.can_update_to(replace(ivf.spec, nlist=128))
+    assert not ivf.can_update_to(replace(ivf.spec, kind="ivf-pq"))
 
 
 def test_index_kind_follows_corpus_size_and_memory_budget():
