@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.ann import jittered, scifact_vectors  # noqa: E402
+from bench.query import synthetic_corpus  # noqa: E402
 from bench.report import markdown_table, write_section  # noqa: E402
 from pipeline.ann import AnnIndex, choose_spec  # noqa: E402
 from pipeline.build import build_index  # noqa: E402
@@ -39,6 +40,11 @@ def change_one_percent(docs: list[dict], seed: int = 0) -> list[dict]:
         out.append(doc)
     out += [{"_id": f"added-{i}", "title": "Added", "text": docs[i]["text"][::-1]} for i in range(n - 2 * (n // 3))]
     return out
+
+
+def read(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle]
 
 
 def write(path: Path, docs: list[dict]) -> None:
@@ -110,12 +116,17 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=1000,
                         help="first N documents for the dense row (embedding all of them is slow here)")
     parser.add_argument("--ann-vectors", type=int, default=100_000, help="vectors in the ANN maintenance table")
+    parser.add_argument("--copies", type=int, default=20, help="SciFact variants in the large lexical row")
     args = parser.parse_args()
     work = ROOT / "bench" / "out" / "incremental"
     work.mkdir(parents=True, exist_ok=True)
-    docs = [json.loads(line) for line in open(args.dataset / "corpus.jsonl", encoding="utf-8")]
-    rows = [update_vs_full("lexical only", docs, DenseConfig(enabled=False), work),
-            update_vs_full("lexical + dense (MiniLM, flat ANN)", docs[: args.docs], DenseConfig(), work)]
+    docs = read(args.dataset / "corpus.jsonl")
+    large = read(synthetic_corpus(args.dataset, ROOT / "bench" / "out" / f"scifact-x{args.copies}" / "corpus",
+                                  args.copies))
+    rows = [update_vs_full("lexical only, SciFact", docs, DenseConfig(enabled=False), work),
+            update_vs_full(f"lexical only, SciFact ×{args.copies} (synthetic)", large, DenseConfig(enabled=False),
+                           work),
+            update_vs_full("lexical + dense (MiniLM, flat ANN), SciFact", docs[: args.docs], DenseConfig(), work)]
     ann_rows = ann_maintenance(args.ann_vectors, args.dataset)
     write_section(
         "incremental",

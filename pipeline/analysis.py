@@ -19,6 +19,7 @@ CJK_CLASS = "".join(f"{chr(lo)}-{chr(hi)}" for lo, hi in _CJK_RANGES)
 _WORD = rf"[^\W{CJK_CLASS}]"
 TOKEN_PATTERN = re.compile(rf"(?P<cjk>[{CJK_CLASS}]+)|(?P<word>{_WORD}+(?:\.{_WORD}+)*(?:\+\+|#)?)")
 CJK_PATTERN = re.compile(f"[{CJK_CLASS}]")
+_LATIN_LETTER = re.compile("[A-Za-z]")
 # Half-open code point ranges whose odd-numbered buckets are A–Z, a–z, kana, CJK ext. A, CJK, Hangul,
 # CJK compatibility and CJK ext. B–F.
 _SCRIPT_BOUNDS = np.array([0x41, 0x5B, 0x61, 0x7B, 0x3040, 0x3100, 0x3400, 0x4DC0, 0x4E00, 0xA000, 0xAC00, 0xD7B0,
@@ -176,6 +177,8 @@ class Analyzer:
 
 def detect_language(text: str) -> str:
     """Script-based language guess: `zh`, `ja`, `ko`, `en`, or `und` when there are no letters."""
+    if text.isascii():
+        return "en" if _LATIN_LETTER.search(text) else "und"
     # One bucketing pass over the code points in numpy: ingest runs this on every record, and four regex scans
     # took most of an incremental update's time.
     points = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)

@@ -31,6 +31,13 @@ def load_arrays(folder: Path, name: str, array_names: tuple[str, ...], mmap: boo
     return [np.load(folder / f"{name}.{a}.npy", mmap_mode=mode).view(np.ndarray) for a in array_names]
 
 
+def run_gather_index(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Indices that lay runs `source[starts[i] : starts[i] + lengths[i]]` end to end, for one vectorised take."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    ends = np.cumsum(lengths)
+    return np.repeat(np.asarray(starts, dtype=np.int64) - (ends - lengths), lengths) + np.arange(ends[-1] if len(ends) else 0)
+
+
 @dataclass
 class ForwardField:
     """Tokens of one field for every document; doc d owns the slice indptr[d]:indptr[d + 1]."""
@@ -44,6 +51,19 @@ class ForwardField:
     @property
     def lengths(self) -> np.ndarray:
         return np.diff(self.indptr).astype(np.int32)
+
+    @classmethod
+    def interleave(cls, old: ForwardField, old_ords: np.ndarray, new: ForwardField) -> ForwardField:
+        """Documents in a new order: document i is `old`'s document old_ords[i], or where that is -1, the next
+        document of `new`."""
+        taken = old_ords >= 0
+        lengths = np.empty(len(old_ords), dtype=np.int64)
+        starts = np.empty(len(old_ords), dtype=np.int64)
+        lengths[taken], lengths[~taken] = np.diff(old.indptr)[old_ords[taken]], np.diff(new.indptr)
+        starts[taken], starts[~taken] = old.indptr[old_ords[taken]], len(old.term_ids) + new.indptr[:-1]
+        index = run_gather_index(starts, lengths)
+        return cls(np.r_[0, np.cumsum(lengths)].astype(np.int64),
+                   *(np.concatenate([getattr(old, key), getattr(new, key)])[index] for key in _ARRAYS[1:]))
 
     def doc_slice(self, doc_ord: int) -> slice:
         return slice(int(self.indptr[doc_ord]), int(self.indptr[doc_ord + 1]))

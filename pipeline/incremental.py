@@ -2,9 +2,10 @@
 
 A new version is written from the new corpus snapshot. Documents whose (doc_id, content hash) the published
 version already holds keep their analyzed tokens (copied from its forward index, term ids stay valid because
-the vocabulary only grows); only new and changed documents are analyzed. The postings are then regenerated
-from the forward index with one vectorised sort, so df, cf and avgdl are exactly those of a full rebuild, and
-deleted documents simply vanish instead of lingering as tombstones. The dense branch is updated in place
+the vocabulary only grows); only new and changed documents are analyzed. The previous postings, less those of
+deleted and changed documents and renumbered, are merged in linear time with the new documents' postings, so
+the arrays, and with them df, cf and avgdl, are exactly those a full analysis would give, and deleted documents
+vanish instead of lingering as tombstones. The dense branch is updated in place
 (`dense.update_dense`): the passages of deleted and changed documents leave the ANN index, those of new and
 changed ones are embedded (through the cache) and added, and a merge rebuilds the index once too many removed
 entries have piled up.
@@ -12,7 +13,6 @@ entries have piled up.
 
 from __future__ import annotations
 
-from array import array
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -62,34 +62,19 @@ def unchanged_map(previous: pa.Table, documents: pa.Table) -> np.ndarray:
     return kept
 
 
-def _reuse_forward(previous: IndexVersion, kept: np.ndarray, documents: pa.Table, analyzer: Analyzer) -> ForwardIndex:
-    """Forward index of `documents`: copied slices for unchanged docs, fresh analysis for the rest."""
+def _reuse_forward(previous: IndexVersion, kept: np.ndarray, documents: pa.Table,
+                   analyzer: Analyzer) -> tuple[ForwardIndex, ForwardIndex, np.ndarray]:
+    """(forward index of `documents`, that of the new and changed ones alone, their ordinals): unchanged
+    documents' tokens are copied from the previous version, only the rest are analyzed."""
     previous_ord = np.full(documents.num_rows, -1, dtype=np.int64)
     previous_ord[kept[kept >= 0]] = np.flatnonzero(kept >= 0)
-    vocabulary = previous.vocabulary
-    texts = {name: documents.column(name).to_pylist() for name in STORED_FIELDS}
-    fields = {}
-    for name in STORED_FIELDS:
-        old = previous.forward.fields[name]
-        parts: dict[str, list] = {"term_ids": [], "positions": [], "starts": [], "ends": []}
-        lengths = array("q")
-        for i, j in enumerate(previous_ord.tolist()):
-            if j >= 0:
-                window = old.doc_slice(j)
-                for key in parts:
-                    parts[key].append(getattr(old, key)[window])
-                lengths.append(window.stop - window.start)
-                continue
-            analyzed = analyzer.analyze(texts[name][i] or "")
-            parts["term_ids"].append(np.asarray(vocabulary.add_all(analyzed.terms), dtype=np.int32))
-            for key in ("positions", "starts", "ends"):
-                parts[key].append(np.asarray(getattr(analyzed, key), dtype=np.int32))
-            lengths.append(len(analyzed))
-        indptr = np.r_[0, np.cumsum(np.frombuffer(lengths, dtype=np.int64))].astype(np.int64)
-        fields[name] = ForwardField(
-            indptr, *(np.concatenate(parts[key]) if parts[key] else np.zeros(0, np.int32) for key in parts)
-        )
-    return ForwardIndex(fields)
+    fresh_ords = np.flatnonzero(previous_ord < 0)
+    fresh = ForwardIndex.build(documents.take(pa.array(fresh_ords)), analyzer, previous.vocabulary)
+    forward = ForwardIndex({
+        name: ForwardField.interleave(previous.forward.fields[name], previous_ord, fresh.fields[name])
+        for name in STORED_FIELDS
+    })
+    return forward, fresh, fresh_ords
 
 
 def update_index(corpus_paths: list[Path | str], index_dir: Path | str, settings: Settings | None = None,
@@ -115,9 +100,10 @@ def update_index(corpus_paths: list[Path | str], index_dir: Path | str, settings
             stage_write_documents(ingested, staging.folder)
         kept = unchanged_map(previous.documents, documents)
         with timer.stage("analyze changed"):
-            forward = _reuse_forward(previous, kept, documents, Analyzer(settings.analyzer))
+            forward, fresh, fresh_ords = _reuse_forward(previous, kept, documents, Analyzer(settings.analyzer))
         with timer.stage("postings"):
-            inverted = InvertedIndex.build(forward, len(previous.vocabulary))
+            inverted = InvertedIndex.updated(previous.inverted, kept, forward, fresh, fresh_ords,
+                                             len(previous.vocabulary))
             forward.save(staging.folder / "forward", documents.column("doc_id"))
             inverted.save(staging.folder / "inverted", previous.vocabulary)
         with timer.stage("embed changed+ann"):

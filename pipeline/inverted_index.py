@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import schemas
-from .forward_index import ForwardField, ForwardIndex, Vocabulary, load_arrays, save_arrays
+from .forward_index import ForwardField, ForwardIndex, Vocabulary, load_arrays, run_gather_index, save_arrays
 
 # The catch-all field: title then body, with a position gap so phrases never straddle the two.
 TEXT_FIELD = "text"
@@ -91,6 +91,41 @@ class FieldPostings:
         doc_of_token = np.repeat(np.arange(n_docs, dtype=np.int32), field.lengths)
         return cls.from_tokens(doc_of_token, np.asarray(field.term_ids), np.asarray(field.positions), n_docs, n_terms)
 
+    @classmethod
+    def merged(cls, old: FieldPostings, kept: np.ndarray, fresh: FieldPostings, fresh_ords: np.ndarray,
+               doc_lengths: np.ndarray, n_terms: int) -> FieldPostings:
+        """`old`'s postings of kept documents (old ordinal d becomes kept[d]; -1 drops it) merged with `fresh`'s
+        (local ordinal j becomes fresh_ords[j]), in (term, doc) order without sorting. Kept documents must keep
+        their relative order and `fresh_ords` must ascend, so that both inputs are already in that order."""
+        n_docs = len(doc_lengths)
+        old_terms = np.repeat(np.arange(old.n_terms, dtype=np.int64), old.doc_frequencies())
+        old_docs = kept[old.docs]
+        keep = old_docs >= 0
+        fresh_terms = np.repeat(np.arange(fresh.n_terms, dtype=np.int64), fresh.doc_frequencies())
+        fresh_docs = fresh_ords[fresh.docs]
+        old_keys = old_terms[keep] * n_docs + old_docs[keep]
+        at = np.searchsorted(old_keys, fresh_terms * n_docs + fresh_docs) + np.arange(len(fresh_docs))
+        from_fresh = np.zeros(len(old_keys) + len(fresh_docs), dtype=bool)
+        from_fresh[at] = True
+
+        def merge(old_values, fresh_values, dtype):
+            out = np.empty(len(from_fresh), dtype=dtype)
+            out[~from_fresh], out[from_fresh] = old_values, fresh_values
+            return out
+
+        terms = merge(old_terms[keep], fresh_terms, np.int64)
+        tfs = merge(old.tfs[keep], fresh.tfs, np.int32)
+        run_starts = merge(old.pos_indptr[:-1][keep], len(old.positions) + fresh.pos_indptr[:-1], np.int64)
+        positions = np.concatenate([old.positions, fresh.positions])[run_gather_index(run_starts, tfs)]
+        return cls(
+            term_indptr=np.r_[0, np.cumsum(np.bincount(terms, minlength=n_terms))].astype(np.int64),
+            docs=merge(old_docs[keep], fresh_docs, np.int32),
+            tfs=tfs,
+            pos_indptr=np.r_[0, np.cumsum(tfs)].astype(np.int64),
+            positions=positions.astype(np.int32),
+            doc_lengths=np.asarray(doc_lengths, dtype=np.int32),
+        )
+
     def save(self, folder: Path, name: str) -> None:
         save_arrays(self, folder, name, _ARRAYS)
 
@@ -123,6 +158,25 @@ class InvertedIndex:
         docs, terms, positions = _text_field(forward.fields["title"], forward.fields["body"])
         fields[TEXT_FIELD] = FieldPostings.from_tokens(docs, terms, positions, forward.n_docs, n_terms)
         return cls(fields)
+
+    @classmethod
+    def updated(cls, previous: InvertedIndex, kept: np.ndarray, forward: ForwardIndex, fresh: ForwardIndex,
+                fresh_ords: np.ndarray, n_terms: int) -> InvertedIndex:
+        """The postings `build(forward)` gives, from the previous version's postings (`kept[old_ord]` is each
+        unchanged document's new ordinal, -1 for the rest) and those of the new and changed documents
+        `fresh`, which sit at `fresh_ords`. Merging runs in linear time; a corpus whose unchanged documents
+        changed order is re-sorted instead."""
+        survivors = kept[kept >= 0]
+        if np.any(np.diff(survivors) <= 0):
+            return cls.build(forward, n_terms)
+        fresh_postings = cls.build(fresh, n_terms)
+        lengths = {name: forward.fields[name].lengths for name in ("title", "body")}
+        lengths[TEXT_FIELD] = lengths["title"] + lengths["body"]
+        return cls({
+            name: FieldPostings.merged(previous.fields[name], kept, fresh_postings.fields[name], fresh_ords,
+                                       lengths[name], n_terms)
+            for name in INDEXED_FIELDS
+        })
 
     def save(self, folder: Path, vocabulary: Vocabulary) -> None:
         folder.mkdir(parents=True, exist_ok=True)

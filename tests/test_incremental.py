@@ -5,9 +5,14 @@ import json
 import numpy as np
 import pytest
 
+from pipeline.analysis import Analyzer
 from pipeline.build import build_index
+from pipeline.config import DenseConfig
+from pipeline.forward_index import STORED_FIELDS, ForwardIndex, Vocabulary
 from pipeline.evaluation import BeirDataset
 from pipeline.incremental import diff, update_index
+from pipeline.index_store import IndexVersion
+from pipeline.inverted_index import INDEXED_FIELDS, InvertedIndex
 from pipeline.search import Searcher
 
 from conftest import SAMPLE
@@ -80,3 +85,43 @@ def test_the_ann_index_gets_additions_and_removals_in_place(updated_and_rebuilt)
     assert manifest.dense["update"] == {"mode": "in-place", "added": 4, "removed": 5, "dead_slots": 5}
     assert manifest.dense["slots"] == full.dense.ann.n + 5
     assert incremental.dense.ann.live_count == full.dense.ann.live_count == manifest.dense["passages"]
+
+
+def assert_indexes_equal_a_fresh_analysis(version: IndexVersion, settings):
+    """The version's forward and inverted arrays are exactly what analyzing its documents from scratch gives
+    (term ids taken from its own vocabulary, which an update only grows)."""
+    vocabulary = Vocabulary(version.vocabulary.terms)
+    forward = ForwardIndex.build(version.documents, Analyzer(settings.analyzer), vocabulary)
+    assert len(vocabulary) == len(version.vocabulary)
+    for name in STORED_FIELDS:
+        for key in ("indptr", "term_ids", "positions", "starts", "ends"):
+            np.testing.assert_array_equal(getattr(version.forward.fields[name], key), getattr(forward.fields[name], key))
+    inverted = InvertedIndex.build(forward, len(vocabulary))
+    for name in INDEXED_FIELDS:
+        for key in ("term_indptr", "docs", "tfs", "pos_indptr", "positions", "doc_lengths"):
+            np.testing.assert_array_equal(getattr(version.inverted.fields[name], key),
+                                          getattr(inverted.fields[name], key), err_msg=f"{name}.{key}")
+
+
+def test_merged_postings_equal_a_fresh_analysis_of_the_final_corpus(updated_and_rebuilt, settings):
+    _, _, incremental, _ = updated_and_rebuilt
+    assert_indexes_equal_a_fresh_analysis(incremental.index, settings)
+
+
+def test_a_reordered_corpus_is_indexed_as_a_full_rebuild_would(tmp_path, settings):
+    lexical = settings.model_copy(update={"dense": DenseConfig(enabled=False)})
+    docs = [json.loads(line) for line in (SAMPLE / "corpus.jsonl").read_text(encoding="utf-8").splitlines()]
+    corpus = tmp_path / "corpus.jsonl"
+    write(corpus, docs)
+    build_index([corpus], tmp_path / "incremental", lexical)
+    docs = docs[::-1]  # unchanged documents in another order: postings cannot simply be merged
+    docs[0] = {**docs[0], "text": docs[0]["text"] + " 重新排序"}
+    write(corpus, docs)
+    update_index([corpus], tmp_path / "incremental", lexical)
+    build_index([corpus], tmp_path / "full", lexical)
+    assert_indexes_equal_a_fresh_analysis(IndexVersion.open(tmp_path / "incremental"), settings)
+    incremental, full = Searcher.open(tmp_path / "incremental", lexical), Searcher.open(tmp_path / "full", lexical)
+    for query in BeirDataset.load(SAMPLE).queries.values():
+        a, b = incremental.search(query, k=10, syntax=False), full.search(query, k=10, syntax=False)
+        assert [h.doc_id for h in a.hits] == [h.doc_id for h in b.hits], query
+        np.testing.assert_allclose([h.score for h in a.hits], [h.score for h in b.hits], atol=1e-6)
