@@ -18,6 +18,8 @@ import numpy as np
 AnnKind = Literal["flat", "hnsw", "ivf-flat", "ivf-pq"]
 # Below this many vectors exact search is fast enough that an approximate index only loses recall.
 EXACT_UP_TO = 20_000
+# The most efSearch a recall check may raise HNSW to; beyond this a graph search costs about as much as exact.
+MAX_EF_SEARCH = 2048
 
 
 class RecallTooLow(RuntimeError):
@@ -253,28 +255,44 @@ class AnnIndex:
             ids[row, : len(order)] = np.sort(found)[order]
         return scores, ids
 
-    def recall_at(self, k: int = 10, n_queries: int = 200, noise: float = 0.05, seed: int = 0) -> float:
-        """Recall@k against exact search, for held-aside queries: stored vectors moved by a little noise."""
+    def _probe(self, k: int, n_queries: int = 200, noise: float = 0.05, seed: int = 0):
+        """(held-aside queries, their exact top-k): stored vectors moved by a little noise."""
         slots = np.arange(self.n) if self.live is None else np.flatnonzero(self.live)
-        if len(slots) == 0:
-            return 1.0
         rng = np.random.default_rng(seed)
         picks = rng.choice(slots, size=min(n_queries, len(slots)), replace=False)
         queries = np.asarray(self.vectors[np.sort(picks)], dtype=np.float32)
         queries = queries + rng.normal(scale=noise / math.sqrt(queries.shape[1]), size=queries.shape)
         queries = (queries / np.linalg.norm(queries, axis=1, keepdims=True)).astype(np.float32)
-        _, truth = self.exact(queries, k)
-        _, found = self.search(queries, k)
-        hits = sum(len(set(t.tolist()) & set(f.tolist())) for t, f in zip(truth, found))
-        return hits / truth.size
+        return queries, self.exact(queries, k)[1]
+
+    def _recall(self, queries: np.ndarray, truth: np.ndarray) -> float:
+        _, found = self.search(queries, truth.shape[1])
+        return sum(len(set(t.tolist()) & set(f.tolist())) for t, f in zip(truth, found)) / truth.size
+
+    def recall_at(self, k: int = 10) -> float:
+        """Recall@k against exact search, for held-aside queries."""
+        return self._recall(*self._probe(k)) if self.live_count else 1.0
 
     def ensure_recall(self, floor: float, k: int = 10) -> float:
-        """Measured recall@k, or RecallTooLow when it is under `floor`."""
-        recall = self.recall_at(k)
+        """Measured recall@k, after doubling the search effort (HNSW's efSearch, IVF's nprobe) while it is under
+        `floor`; RecallTooLow when the most effort still misses it. The effort found is kept in the spec.
+
+        An index that grows by in-place updates, or a corpus that clusters less than the rule for lists assumed,
+        would otherwise fail its build on the configured effort alone."""
+        if not self.live_count:
+            return 1.0
+        queries, truth = self._probe(k)
+        knob, most = {"hnsw": ("ef_search", MAX_EF_SEARCH), "ivf-flat": ("nprobe", self.spec.nlist),
+                      "ivf-pq": ("nprobe", self.spec.nlist)}.get(self.spec.kind, (None, 0))
+        recall = self._recall(queries, truth)
+        while recall < floor and knob and getattr(self.spec, knob) < most:
+            setattr(self.spec, knob, min(most, getattr(self.spec, knob) * 2))
+            recall = self._recall(queries, truth)
         if recall < floor:
+            effort = f" even at {knob} {getattr(self.spec, knob)}" if knob else ""
             raise RecallTooLow(
-                f"{self.spec.kind} index recall@{k} {recall:.3f} is below the floor {floor}: "
-                "raise ef_search / nprobe, or choose another dense.ann_kind"
+                f"{self.spec.kind} index recall@{k} {recall:.3f} is below the floor {floor}{effort}: "
+                "choose another dense.ann_kind (or, for ivf-pq, a larger rerank)"
             )
         return recall
 

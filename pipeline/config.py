@@ -56,6 +56,8 @@ class DenseConfig(BaseModel):
     batch_size: int = 32
     ann_kind: Literal["auto", "flat", "hnsw", "ivf-flat", "ivf-pq"] = "auto"
     memory_budget_mb: int = 4096
+    # Builds and updates measure recall@10 against exact search and double efSearch / nprobe until it reaches
+    # this floor; an index that misses it even at full effort fails the build (RecallTooLow).
     recall_floor: float = Field(0.90, ge=0, le=1)
     hnsw_m: int = 32
     ef_construction: int = 80

@@ -311,11 +311,21 @@ def test_index_kind_follows_corpus_size_and_memory_budget():
     assert choose_spec(200_000, 384, 1 << 30, "ivf-flat").kind == "ivf-flat"
 
 
-def test_an_index_below_the_recall_floor_fails_loudly():
+@pytest.mark.parametrize(("kind", "knob", "low"), [("ivf-flat", "nprobe", {"nprobe": 1}),
+                                                  ("hnsw", "ef_search", {"ef_search": 1, "hnsw_m": 4})])
+def test_the_recall_check_raises_search_effort_until_the_floor_is_met(kind, knob, low):
+    vectors = clustered(20_000, seed=2)
+    index = AnnIndex.build(vectors, choose_spec(len(vectors), vectors.shape[1], 1 << 30, kind, **low))
+    assert index.recall_at(10) < 0.9
+    assert index.ensure_recall(0.95) >= 0.95
+    assert getattr(index.spec, knob) > low[knob] and index.recall_at(10) >= 0.95
+
+
+def test_an_index_below_the_recall_floor_at_full_effort_fails_loudly():
     vectors = clustered(20_000, seed=2)
     starved = AnnIndex.build(vectors, choose_spec(len(vectors), vectors.shape[1], 1 << 30, "ivf-pq", nprobe=1,
                                                   rerank=1))
-    with pytest.raises(RecallTooLow, match="below the floor 0.99"):
+    with pytest.raises(RecallTooLow, match="below the floor 0.99 even at nprobe 512"):
         starved.ensure_recall(0.99)
 
 
