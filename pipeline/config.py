@@ -129,6 +129,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SOUSUO_", env_nested_delimiter="__", toml_file="sousuo.toml")
 
     cache_dir: Path = Path("data/cache")
+    # The public BEIR test collections, searched before a reproduction matrix's own dataset roots
+    # (SOUSUO_DATASETS_DIR); tests and the matrix otherwise expect them in ../shared/datasets.
+    datasets_dir: Path | None = None
     analyzer: AnalyzerConfig = AnalyzerConfig()
     ingest: IngestConfig = IngestConfig()
     bm25: BM25Config = BM25Config()

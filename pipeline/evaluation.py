@@ -382,12 +382,14 @@ class MatrixCell:
     dense: bool = True
 
 
-def load_matrix(path: Path) -> tuple[list[Path], float, list[MatrixCell]]:
+def load_matrix(path: Path, datasets_dir: Path | None = None) -> tuple[list[Path], float, list[MatrixCell]]:
+    """(dataset roots, `datasets_dir` first when given; tolerance; cells) of a reproduction matrix."""
     import yaml
 
     spec = yaml.safe_load(Path(path).read_text())
     base = Path(path).resolve().parent
-    roots = [(base / root).resolve() for root in spec["dataset_roots"]]
+    roots = [Path(datasets_dir)] if datasets_dir else []
+    roots += [(base / root).resolve() for root in spec["dataset_roots"]]
     cells = [
         MatrixCell(c["dataset"], c["method"], float(c["ndcg@10"]), c.get("split", "test"), bool(c.get("slow")),
                    bool(c.get("dense", True)))
@@ -405,7 +407,7 @@ def dataset_path(roots: list[Path], name: str) -> Path:
 
 def run_matrix(path: Path, settings: Settings, include_slow: bool = False, show_progress: bool = False):
     """Each cell's measured nDCG@10 beside its expected value; yields one row per cell as it finishes."""
-    roots, tolerance, cells = load_matrix(path)
+    roots, tolerance, cells = load_matrix(path, settings.datasets_dir)
     for cell in cells:
         if cell.slow and not include_slow:
             continue

@@ -31,7 +31,7 @@ from pipeline.config import Settings  # noqa: E402
 from pipeline.search import Searcher  # noqa: E402
 
 SAMPLE = ROOT / "data" / "sample"
-DATASETS = ROOT.parent / "shared" / "datasets"
+DATASETS = Settings().datasets_dir or ROOT.parent / "shared" / "datasets"
 
 
 @pytest.fixture(scope="session")
@@ -54,7 +54,7 @@ def sample_searcher(sample_index, settings) -> Searcher:
 @pytest.fixture(scope="session")
 def shared_datasets() -> Path:
     if not DATASETS.is_dir():
-        pytest.fail(f"the shared BEIR datasets are expected at {DATASETS}")
+        pytest.fail(f"the shared BEIR datasets are expected at {DATASETS} (or set SOUSUO_DATASETS_DIR)")
     return DATASETS
 
 

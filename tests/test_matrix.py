@@ -4,10 +4,10 @@ import pytest
 
 from pipeline.evaluation import dataset_path, evaluate, load_matrix
 
-from conftest import ROOT
+from conftest import DATASETS, ROOT
 
 MATRIX = ROOT / "docs" / "matrix.yaml"
-ROOTS, TOLERANCE, CELLS = load_matrix(MATRIX)
+ROOTS, TOLERANCE, CELLS = load_matrix(MATRIX, DATASETS)
 
 
 def cell_id(cell):
