@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 
 from . import schemas
 from .ann import AnnIndex, AnnSpec, choose_spec
+from .forward_index import run_gather_index
 from .config import Settings
 from .embeddings import (
     Encoder,
@@ -267,8 +268,7 @@ class DenseIndex:
         starts = np.searchsorted(self._docs_of_sorted_slots, docs, side="left")
         ends = np.searchsorted(self._docs_of_sorted_slots, docs, side="right")
         lengths = ends - starts
-        positions = np.concatenate([np.arange(a, b) for a, b in zip(starts, ends)]) if len(docs) else []
-        rows = self._slots_by_doc[np.asarray(positions, dtype=np.int64)]
+        rows = self._slots_by_doc[run_gather_index(starts, lengths)]
         cosines = np.asarray(self.ann.vectors[rows], dtype=np.float32) @ np.asarray(query_vector, np.float32)
         out = np.full(len(docs), np.nan)
         has = lengths > 0
