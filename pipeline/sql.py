@@ -18,6 +18,8 @@ INDEX_VIEWS = {
     "terms": "inverted/terms.parquet",
     "postings": "inverted/postings.parquet",
     "forward": "forward/forward.parquet",
+    "passages": "dense/passages.parquet",
+    "embeddings": "dense/embeddings.parquet",
 }
 # View name → glob under the cache folder.
 CACHE_VIEWS = {"runs": "runs/*.run.parquet", "metrics": "metrics/*.parquet"}

@@ -24,7 +24,7 @@ def session(sample_index, settings):
 
 def test_every_artifact_has_a_view(session):
     assert set(session.views) == {"documents", "quarantine", "vocabulary", "terms", "postings", "forward",
-                                  "runs", "metrics"}
+                                  "passages", "embeddings", "runs", "metrics"}
 
 
 def test_views_read_the_index_as_it_stands(session, sample_searcher):
