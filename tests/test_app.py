@@ -16,6 +16,7 @@ from streamlit.testing.v1 import AppTest
 from pipeline import schemas
 from pipeline.build import build_index
 from pipeline.config import DenseConfig, RankerConfig, Settings
+from pipeline.incremental import update_index
 from pipeline.index_store import current_version, list_versions
 from pipeline.querylog import QueryLog
 
@@ -436,6 +437,18 @@ def test_index_page_lists_versions_languages_and_top_terms(use_index, two_versio
     top = [d.value for d in at.dataframe if list(d.value.columns) == ["term", "df", "cf"]][0]
     assert len(top) == 25 and top["df"].is_monotonic_decreasing
     assert len(charts(at)) >= 3
+
+
+def test_index_page_tells_updates_from_full_builds(use_index, plain_index, tmp_path, settings):
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text((SAMPLE / "corpus.jsonl").read_text(encoding="utf-8")
+                      + '{"_id": "late", "text": "an update written after the build"}\n', encoding="utf-8")
+    update_index([corpus], plain_index, settings)
+    use_index(plain_index)
+    at = run("index")
+    versions = at.dataframe[0].value
+    assert list(versions["kind of build"]) == ["full", "update +1 ~0 -0"]
+    assert list(versions["ann update"]) == ["built", "in-place"]
 
 
 def test_rollback_and_publish_wait_for_a_confirmation(use_index, two_versions):

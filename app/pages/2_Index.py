@@ -48,6 +48,7 @@ for version, manifest in manifests.items():
         rows.append({"version": version, "published": version == current, "status": "unreadable manifest"})
         continue
     dense = manifest.dense or {}
+    changes = manifest.changes
     rows.append({
         "version": version,
         "published": version == current,
@@ -58,6 +59,9 @@ for version, manifest in manifests.items():
         "quarantined": manifest.quarantined,
         "dense model": dense.get("model_id"),
         "ann": (dense.get("ann") or {}).get("kind"),
+        "kind of build": (f"update +{changes['added']} ~{changes['changed']} -{changes['deleted']}" if changes
+                          else "full"),
+        "ann update": (dense.get("update") or {}).get("mode", "built") if dense else None,
         "build s": round(sum(manifest.stages.values()), 2),
         "sources": ", ".join(manifest.sources),
     })
@@ -116,8 +120,10 @@ c.metric("Quarantined", f"{manifest.quarantined:,}")
 d.metric("Dense passages", f"{(manifest.dense or {}).get('passages', 0):,}")
 if manifest.dense:
     ann = (manifest.dense.get("ann") or {}).get("kind")
+    dead = (manifest.dense.get("update") or {}).get("dead_slots", 0)
+    pending = f", {dead:,} removed passages awaiting a merge" if dead else ""
     st.caption(f"Dense branch: {common.md(manifest.dense.get('model_id'))}, {manifest.dense.get('dim')} dimensions, "
-               f"ANN index {common.md(ann)}, recall@10 {manifest.dense.get('recall_at_10')}.")
+               f"ANN index {common.md(ann)}, recall@10 {manifest.dense.get('recall_at_10')}{pending}.")
 
 
 @st.cache_data(max_entries=16, show_spinner="Reading the index with DuckDB…")
