@@ -25,6 +25,8 @@ from pipeline.build import (
 from pipeline.config import Settings
 from pipeline.index_store import Manifest, current_version, prune_versions, publish, versions_dir
 
+from .retrain import MODES, evaluate_task, judged_splits, train_task
+
 
 def _ingest_cache_key(_context, parameters) -> str:
     return f"sousuo-ingest-{parameters['corpus_key']}"
@@ -71,40 +73,36 @@ def publish_task(index: str, version: str, keep: int) -> None:
     prune_versions(Path(index), keep)
 
 
-def _report(manifest: Manifest, ingested: dict) -> None:
+def report(manifest: Manifest, key: str, extra: list[dict] | None = None) -> None:
+    """The run's table artifact: counts, quarantine, ANN kind and recall, stage timings (and `extra` rows)."""
     dense = manifest.dense or {}
     rows = [
         {"measure": "documents", "value": manifest.doc_count},
         {"measure": "terms", "value": manifest.term_count},
-        {"measure": "quarantined", "value": ingested["quarantined"]},
+        {"measure": "quarantined", "value": manifest.quarantined},
         {"measure": "passages", "value": dense.get("passages", 0)},
         {"measure": "ANN kind", "value": dense.get("ann", {}).get("kind", "none")},
         {"measure": "ANN recall@10", "value": dense.get("recall_at_10", "n/a")},
+        *(extra or []),
         *({"measure": f"stage {name} (s)", "value": seconds} for name, seconds in manifest.stages.items()),
     ]
-    create_table_artifact(rows, key="sousuo-build", description=f"index version {manifest.version}")
+    create_table_artifact(rows, key=key, description=f"index version {manifest.version}")
     create_markdown_artifact(
         f"# Index version `{manifest.version}`\n\n{manifest.doc_count:,} documents, {manifest.term_count:,} terms, "
-        f"{ingested['quarantined']} quarantined; sources: {', '.join(manifest.sources)}.",
-        key="sousuo-build-summary",
+        f"{manifest.quarantined} quarantined; sources: {', '.join(manifest.sources)}.",
+        key=f"{key}-summary",
     )
 
 
-@task(retries=1)
-def train_and_evaluate_task(version_folder: str, index: str, judgments: str, settings: Settings) -> list[dict]:
-    """Train the ranker on the judgments' train split against the new version, then report every mode on
-    their test split (or on the same split when there is only one)."""
-    from pipeline.evaluation import BeirDataset, evaluate_searcher, train_from_judgments
-    from pipeline.search import Searcher
+def configured_judgments(judgments: str | None, settings: Settings) -> str | None:
+    return judgments or (str(settings.schedule.judgments) if settings.schedule.judgments else None)
 
-    dataset = BeirDataset.load(judgments)
-    splits = dataset.splits()
-    train_split = "train" if "train" in splits else splits[0]
-    test_split = "test" if "test" in splits else splits[0]
-    searcher = Searcher.open(Path(version_folder), settings)
-    train_from_judgments(searcher, dataset, train_split)
-    searcher = Searcher.open(Path(version_folder), settings)
-    return evaluate_searcher(searcher, dataset, test_split, ["bm25", "dense", "hybrid", "ltr"])
+
+def evaluate_version(version_folder: str, judgments: str, settings: Settings) -> list[dict]:
+    """Every search mode of a version on the judgments' test split, as the `sousuo-evaluation` artifact."""
+    metrics = evaluate_task(version_folder, judgments, judged_splits(judgments)[1], list(MODES), settings)
+    create_table_artifact(metrics, key="sousuo-evaluation", description=f"{Path(judgments).name}")
+    return metrics
 
 
 @flow(name="sousuo-build", log_prints=True)
@@ -152,14 +150,15 @@ def build_flow(corpus: list[str], index: str, publish_version: bool = True, shar
     except BaseException:
         staging.abandon()
         raise
-    judgments = judgments or (str(settings.schedule.judgments) if settings.schedule.judgments else None)
+    judgments = configured_judgments(judgments, settings)
     if judgments:
         started = time.perf_counter()
-        metrics = train_and_evaluate_task(str(versions_dir(index_dir) / manifest.version), index, judgments, settings)
-        create_table_artifact(metrics, key="sousuo-evaluation", description=f"{Path(judgments).name}")
+        folder = str(versions_dir(index_dir) / manifest.version)
+        train_task(folder, judgments, judged_splits(judgments)[0], settings)
+        metrics = evaluate_version(folder, judgments, settings)
         logger.info("ranker trained and evaluated in %.1f s: %s", time.perf_counter() - started, metrics)
     if publish_version:
         publish_task(index, manifest.version, settings.keep_versions)
-    _report(manifest, ingested)
+    report(manifest, "sousuo-build")
     logger.info("built version %s", manifest.version)
     return manifest.version

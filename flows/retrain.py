@@ -11,9 +11,18 @@ from pipeline.config import Settings
 from pipeline.evaluation import BeirDataset, evaluate_searcher, train_from_judgments
 from pipeline.search import Searcher
 
+MODES = ("bm25", "dense", "hybrid", "ltr")
+
+
+def judged_splits(judgments: str) -> tuple[str, str]:
+    """(train split, test split) of a judgments folder; the same split twice when it has only one."""
+    splits = BeirDataset.load(judgments).splits()
+    return ("train" if "train" in splits else splits[0]), ("test" if "test" in splits else splits[0])
+
 
 @task(retries=1)
 def train_task(index: str, judgments: str, split: str, settings: Settings) -> dict:
+    """Train and publish the ranker on a judged split; `index` is an index folder or one version's folder."""
     searcher = Searcher.open(Path(index), settings)
     ranker = train_from_judgments(searcher, BeirDataset.load(judgments), split)
     return {"model_id": ranker.card.model_id, **ranker.card.metrics}
@@ -34,7 +43,7 @@ def evaluate_task(index: str, judgments: str, split: str, methods: list[str], se
 
 @flow(name="sousuo-report", log_prints=True)
 def report_flow(index: str, judgments: str, split: str = "test",
-                methods: tuple[str, ...] = ("bm25", "dense", "hybrid", "ltr")) -> list[dict]:
+                methods: tuple[str, ...] = MODES) -> list[dict]:
     """Metrics of each search mode of the published index on judged queries, as a Prefect table artifact."""
     rows = evaluate_task(index, judgments, split, list(methods), Settings())
     create_table_artifact(rows, key="sousuo-evaluation", description=f"{Path(judgments).name} / {split}")

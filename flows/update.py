@@ -2,42 +2,57 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_table_artifact
 
 from pipeline.build import corpus_fingerprint
 from pipeline.config import Settings
 from pipeline.incremental import update_index
 from pipeline.index_store import Manifest, current_version, versions_dir
 
-from .build import build_flow
+from .build import build_flow, configured_judgments, evaluate_version, publish_task, report
 
 
 @task(retries=2, retry_delay_seconds=5)
-def update_task(corpus: list[str], index: str, settings: Settings) -> dict:
-    manifest, changes = update_index(corpus, index, settings)
-    result = {"version": manifest.version, **changes.to_json()}
+def update_task(corpus: list[str], index: str, settings: Settings) -> str:
+    """A new, unpublished version with the changes applied; a failed try leaves nothing behind."""
+    manifest, _ = update_index(corpus, index, settings, publish_version=False)
+    return manifest.version
+
+
+def _change_rows(manifest: Manifest) -> list[dict]:
+    rows = [{"measure": f"documents {kind}", "value": count} for kind, count in (manifest.changes or {}).items()]
     if manifest.dense:
         ann = manifest.dense.get("update") or {"mode": "built", "added": manifest.dense["passages"], "removed": 0}
-        result["ANN update"] = f"{ann['mode']}: +{ann['added']} -{ann['removed']} passages"
-        result["ANN recall@10"] = manifest.dense["recall_at_10"]
-    return {**result, **{f"{k} (s)": v for k, v in manifest.stages.items()}}
+        rows.append({"measure": "ANN update", "value": f"{ann['mode']}: +{ann['added']} -{ann['removed']} passages"})
+    return rows
 
 
 @flow(name="sousuo-update", log_prints=True)
-def update_flow(corpus: list[str], index: str) -> str:
-    """Apply what changed since the published version; a first run, with no version yet, is a full build."""
+def update_flow(corpus: list[str], index: str, judgments: str | None = None) -> str:
+    """Apply what changed since the published version, evaluate it when judgments are configured, publish.
+
+    The published ranker keeps serving: the update changes documents, not the features' definitions (the
+    weekly retrain flow refreshes the model). A first run, with no version yet, is a full build."""
     logger = get_run_logger()
     settings = Settings()
-    current = current_version(Path(index))
+    index_dir = Path(index)
+    current = current_version(index_dir)
     if current is None:
-        return build_flow(corpus, index)
-    if Manifest.read(versions_dir(Path(index)) / current).corpus_key == corpus_fingerprint(corpus, settings):
+        return build_flow(corpus, index, judgments=judgments)
+    if Manifest.read(versions_dir(index_dir) / current).corpus_key == corpus_fingerprint(corpus, settings):
         logger.info("nothing changed since %s", current)
         return current
-    result = update_task(corpus, index, settings)
-    create_table_artifact([{"measure": k, "value": v} for k, v in result.items()], key="sousuo-update")
-    logger.info("updated to %s: %s", result["version"], result)
-    return result["version"]
+    version = update_task(corpus, index, settings)
+    manifest = Manifest.read(versions_dir(index_dir) / version)
+    judgments = configured_judgments(judgments, settings)
+    if judgments:
+        started = time.perf_counter()
+        metrics = evaluate_version(str(versions_dir(index_dir) / version), judgments, settings)
+        logger.info("evaluated in %.1f s: %s", time.perf_counter() - started, metrics)
+    publish_task(index, version, settings.keep_versions)
+    report(manifest, "sousuo-update", _change_rows(manifest))
+    logger.info("updated to %s: %s", version, manifest.changes)
+    return version

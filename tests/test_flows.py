@@ -63,11 +63,15 @@ def test_the_update_flow_publishes_the_changes_and_reports_the_ann_update(tmp_pa
     shutil.copytree(SAMPLE, corpus)
     with open(corpus / "corpus.jsonl", "a", encoding="utf-8") as handle:
         handle.write('{"_id": "okapi", "text": "an update about okapis, written after the build"}\n')
-    version = update_flow([str(corpus)], str(index))
+    version = update_flow([str(corpus)], str(index), judgments=str(SAMPLE))
     assert current_version(index) == version != served
     assert Searcher.open(index).search("okapis", mode="dense", k=1).hits[0].doc_id == "okapi"
     report = {row["measure"]: row["value"] for row in json.loads(Artifact.get("sousuo-update").data)}
-    assert report["added"] == 1 and report["ANN update"] == "in-place: +1 -0 passages"
+    assert report["documents added"] == 1 and report["ANN update"] == "in-place: +1 -0 passages"
+    assert report["documents"] == 73 and report["quarantined"] == 0 and report["ANN recall@10"] == 1.0
+    assert any(name.startswith("stage ") for name in report)
+    evaluated = {row["mode"]: row for row in json.loads(Artifact.get("sousuo-evaluation").data)}
+    assert {"bm25", "dense", "hybrid"} <= set(evaluated) and evaluated["bm25"]["ndcg@10"] > 0.9
     assert update_flow([str(corpus)], str(index)) == version  # nothing changed since
 
 
