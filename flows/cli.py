@@ -225,7 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--index", required=True, type=Path)
     train.add_argument("--dataset", required=True, type=Path,
                        help="BEIR-layout folder whose qrels name documents of this index")
-    train.add_argument("--split", default="train")
+    train.add_argument("--split", help="judged split to learn from (default: train where there is one, else the only "
+                                       "split)")
     train.set_defaults(func=cmd_train)
 
     update = sub.add_parser("update", help="run the incremental update flow: only new, changed, deleted documents")

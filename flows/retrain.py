@@ -29,9 +29,9 @@ def train_task(index: str, judgments: str, split: str, settings: Settings) -> di
 
 
 @flow(name="sousuo-retrain", log_prints=True)
-def retrain_flow(index: str, judgments: str, split: str = "train") -> str:
-    """Train the LambdaMART ranker on the judged queries and publish it for the query path."""
-    result = train_task(index, judgments, split, Settings())
+def retrain_flow(index: str, judgments: str, split: str | None = None) -> str:
+    """Train the LambdaMART ranker on the judged queries (`train`, or the only split) and publish it."""
+    result = train_task(index, judgments, split or judged_splits(judgments)[0], Settings())
     create_table_artifact([{"measure": k, "value": str(v)} for k, v in result.items()], key="sousuo-retrain")
     return result["model_id"]
 

@@ -115,7 +115,8 @@ class ScheduleConfig(BaseModel):
     retrain_cron: str = "0 3 * * 0"  # ranker retraining, weekly
     # Judged queries (a BEIR folder) that the weekly retraining and the evaluation report use.
     judgments: Path | None = None
-    judgments_split: str = "train"
+    # The split the retraining learns from; None: `train` where the folder has one, else its only split.
+    judgments_split: str | None = None
 
 
 class SnippetConfig(BaseModel):

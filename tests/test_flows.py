@@ -15,6 +15,7 @@ import pytest
 from prefect.artifacts import Artifact
 
 from flows.build import build_flow
+from flows.retrain import retrain_flow
 from flows.update import update_flow
 from pipeline.index_store import current_version, list_versions, publish, versions_dir
 from pipeline.search import Searcher
@@ -73,6 +74,13 @@ def test_the_update_flow_publishes_the_changes_and_reports_the_ann_update(tmp_pa
     evaluated = {row["mode"]: row for row in json.loads(Artifact.get("sousuo-evaluation").data)}
     assert {"bm25", "dense", "hybrid"} <= set(evaluated) and evaluated["bm25"]["ndcg@10"] > 0.9
     assert update_flow([str(corpus)], str(index)) == version  # nothing changed since
+
+
+def test_retraining_on_judgments_without_a_train_split_learns_from_their_only_split(tmp_path, sample_index):
+    index = tmp_path / "index"
+    shutil.copytree(sample_index, index)
+    model_id = retrain_flow(str(index), str(SAMPLE))  # data/sample has qrels/test.tsv only
+    assert Searcher.open(index).ranker.card.model_id == model_id
 
 
 def test_a_build_killed_at_a_random_moment_never_changes_what_is_served(tmp_path, sample_index):
