@@ -9,7 +9,7 @@ from prefect import flow, get_run_logger, task
 
 from pipeline.build import corpus_fingerprint
 from pipeline.config import Settings
-from pipeline.incremental import update_index
+from pipeline.incremental import full_build_reason, update_index
 from pipeline.index_store import Manifest, current_version, versions_dir
 
 from .build import build_flow, configured_judgments, evaluate_version, publish_task, report
@@ -35,16 +35,22 @@ def update_flow(corpus: list[str], index: str, judgments: str | None = None) -> 
     """Apply what changed since the published version, evaluate it when judgments are configured, publish.
 
     The published ranker keeps serving: the update changes documents, not the features' definitions (the
-    weekly retrain flow refreshes the model). A first run, with no version yet, is a full build."""
+    weekly retrain flow refreshes the model). A first run, with no version yet, and a run after the analyzer
+    or the dense model changed, is a full build instead."""
     logger = get_run_logger()
     settings = Settings()
     index_dir = Path(index)
     current = current_version(index_dir)
     if current is None:
         return build_flow(corpus, index, judgments=judgments)
-    if Manifest.read(versions_dir(index_dir) / current).corpus_key == corpus_fingerprint(corpus, settings):
+    published = Manifest.read(versions_dir(index_dir) / current)
+    if published.corpus_key == corpus_fingerprint(corpus, settings):
         logger.info("nothing changed since %s", current)
         return current
+    reason = full_build_reason(published, settings)
+    if reason:
+        logger.info("%s since %s: running a full build", reason, current)
+        return build_flow(corpus, index, judgments=judgments)
     version = update_task(corpus, index, settings)
     manifest = Manifest.read(versions_dir(index_dir) / version)
     judgments = configured_judgments(judgments, settings)

@@ -286,7 +286,7 @@ class AnnIndex:
                       "ivf-pq": ("nprobe", self.spec.nlist)}.get(self.spec.kind, (None, 0))
         recall = self._recall(queries, truth)
         while recall < floor and knob and getattr(self.spec, knob) < most:
-            setattr(self.spec, knob, min(most, getattr(self.spec, knob) * 2))
+            setattr(self.spec, knob, min(most, max(1, getattr(self.spec, knob)) * 2))
             recall = self._recall(queries, truth)
         if recall < floor:
             effort = f" even at {knob} {getattr(self.spec, knob)}" if knob else ""

@@ -59,10 +59,10 @@ class DenseConfig(BaseModel):
     # Builds and updates measure recall@10 against exact search and double efSearch / nprobe until it reaches
     # this floor; an index that misses it even at full effort fails the build (RecallTooLow).
     recall_floor: float = Field(0.90, ge=0, le=1)
-    hnsw_m: int = 32
-    ef_construction: int = 80
-    ef_search: int = 128
-    nprobe: int = 16
+    hnsw_m: int = Field(32, gt=0)
+    ef_construction: int = Field(80, gt=0)
+    ef_search: int = Field(128, gt=0)
+    nprobe: int = Field(16, gt=0)
     # An incremental update adds and removes ANN entries in place until removed ones pass this fraction of
     # the index; then the live vectors are merged into a fresh index (Lucene's deletes-allowed policy).
     merge_dead_fraction: float = Field(0.2, ge=0, le=1)

@@ -24,6 +24,7 @@ from .build import StageTimer, Staging, corpus_fingerprint, stage_dense, stage_f
 from .build import stage_write_documents
 from .config import Settings
 from .dense import DenseIndex, update_dense
+from .embeddings import canonical_encoder_name
 from .forward_index import STORED_FIELDS, ForwardField, ForwardIndex
 from .index_store import IndexVersion, Manifest, current_version, prune_versions, publish
 from .inverted_index import InvertedIndex
@@ -75,6 +76,21 @@ def _reuse_forward(previous: IndexVersion, kept: np.ndarray, documents: pa.Table
         for name in STORED_FIELDS
     })
     return forward, fresh, fresh_ords
+
+
+def full_build_reason(manifest: Manifest, settings: Settings) -> str | None:
+    """Why the configuration rules out updating the version in `manifest` incrementally, or None.
+
+    A changed analyzer or dense model leaves nothing to reuse, and the published ranker's features would no
+    longer match: that takes a full build (which retrains the ranker where judgments are configured)."""
+    if settings.analyzer.fingerprint() != manifest.analyzer_fingerprint:
+        return "the analyzer configuration changed"
+    if settings.dense.enabled != bool(manifest.dense):
+        return "the dense branch was switched " + ("on" if settings.dense.enabled else "off")
+    if (manifest.dense and settings.dense.encoder != "auto"
+            and canonical_encoder_name(settings.dense.encoder) != manifest.dense["model_id"]):
+        return "the dense encoder changed"
+    return None
 
 
 def update_index(corpus_paths: list[Path | str], index_dir: Path | str, settings: Settings | None = None,

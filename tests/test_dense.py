@@ -321,6 +321,12 @@ def test_the_recall_check_raises_search_effort_until_the_floor_is_met(kind, knob
     assert getattr(index.spec, knob) > low[knob] and index.recall_at(10) >= 0.95
 
 
+@pytest.mark.parametrize("knob", ["ef_search", "nprobe", "hnsw_m", "ef_construction"])
+def test_search_effort_must_be_positive(knob):
+    with pytest.raises(ValueError, match="greater than 0"):
+        DenseConfig(**{knob: 0})
+
+
 def test_an_index_below_the_recall_floor_at_full_effort_fails_loudly():
     vectors = clustered(20_000, seed=2)
     starved = AnnIndex.build(vectors, choose_spec(len(vectors), vectors.shape[1], 1 << 30, "ivf-pq", nprobe=1,

@@ -17,7 +17,7 @@ from prefect.artifacts import Artifact
 from flows.build import build_flow
 from flows.retrain import retrain_flow
 from flows.update import update_flow
-from pipeline.index_store import current_version, list_versions, publish, versions_dir
+from pipeline.index_store import Manifest, current_version, list_versions, publish, versions_dir
 from pipeline.search import Searcher
 
 from conftest import ROOT, SAMPLE
@@ -74,6 +74,14 @@ def test_the_update_flow_publishes_the_changes_and_reports_the_ann_update(tmp_pa
     evaluated = {row["mode"]: row for row in json.loads(Artifact.get("sousuo-evaluation").data)}
     assert {"bm25", "dense", "hybrid"} <= set(evaluated) and evaluated["bm25"]["ndcg@10"] > 0.9
     assert update_flow([str(corpus)], str(index)) == version  # nothing changed since
+
+
+def test_an_update_after_the_dense_branch_is_switched_off_is_a_full_build(tmp_path, sample_index, monkeypatch):
+    index = tmp_path / "index"
+    shutil.copytree(sample_index, index)
+    monkeypatch.setenv("SOUSUO_DENSE__ENABLED", "false")
+    manifest = Manifest.read(versions_dir(index) / update_flow([str(SAMPLE)], str(index)))
+    assert manifest.changes is None and manifest.dense is None
 
 
 def test_retraining_on_judgments_without_a_train_split_learns_from_their_only_split(tmp_path, sample_index):

@@ -7,10 +7,10 @@ import pytest
 
 from pipeline.analysis import Analyzer
 from pipeline.build import build_index
-from pipeline.config import DenseConfig
-from pipeline.forward_index import STORED_FIELDS, ForwardIndex, Vocabulary
+from pipeline.config import AnalyzerConfig, DenseConfig
 from pipeline.evaluation import BeirDataset
-from pipeline.incremental import diff, update_index
+from pipeline.forward_index import STORED_FIELDS, ForwardIndex, Vocabulary
+from pipeline.incremental import diff, full_build_reason, update_index
 from pipeline.index_store import IndexVersion
 from pipeline.inverted_index import INDEXED_FIELDS, InvertedIndex
 from pipeline.search import Searcher
@@ -125,3 +125,15 @@ def test_a_reordered_corpus_is_indexed_as_a_full_rebuild_would(tmp_path, setting
         a, b = incremental.search(query, k=10, syntax=False), full.search(query, k=10, syntax=False)
         assert [h.doc_id for h in a.hits] == [h.doc_id for h in b.hits], query
         np.testing.assert_allclose([h.score for h in a.hits], [h.score for h in b.hits], atol=1e-6)
+
+
+def test_a_changed_analyzer_or_dense_model_calls_for_a_full_build(sample_index, settings):
+    manifest = IndexVersion.open(sample_index).manifest
+    assert full_build_reason(manifest, settings) is None
+    changed = {
+        "the analyzer configuration changed": {"analyzer": AnalyzerConfig(stem_english=False)},
+        "the dense branch was switched off": {"dense": DenseConfig(enabled=False)},
+        "the dense encoder changed": {"dense": DenseConfig(encoder="minilm")},
+    }
+    for reason, update in changed.items():
+        assert full_build_reason(manifest, settings.model_copy(update=update)) == reason
