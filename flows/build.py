@@ -154,7 +154,7 @@ def build_flow(corpus: list[str], index: str, publish_version: bool = True, shar
     if judgments:
         started = time.perf_counter()
         folder = str(versions_dir(index_dir) / manifest.version)
-        train_task(folder, judgments, judged_splits(judgments)[0], settings)
+        train_task(folder, judgments, settings.schedule.judgments_split or judged_splits(judgments)[0], settings)
         metrics = evaluate_version(folder, judgments, settings)
         logger.info("ranker trained and evaluated in %.1f s: %s", time.perf_counter() - started, metrics)
     if publish_version:

@@ -121,9 +121,9 @@ d.metric("Dense passages", f"{(manifest.dense or {}).get('passages', 0):,}")
 if manifest.dense:
     ann = (manifest.dense.get("ann") or {}).get("kind")
     dead = (manifest.dense.get("update") or {}).get("dead_slots", 0)
-    pending = f", {dead:,} removed passages awaiting a merge" if dead else ""
+    awaiting_merge = f", {dead:,} removed passages awaiting a merge" if dead else ""
     st.caption(f"Dense branch: {common.md(manifest.dense.get('model_id'))}, {manifest.dense.get('dim')} dimensions, "
-               f"ANN index {common.md(ann)}, recall@10 {manifest.dense.get('recall_at_10')}{pending}.")
+               f"ANN index {common.md(ann)}, recall@10 {manifest.dense.get('recall_at_10')}{awaiting_merge}.")
 
 
 @st.cache_data(max_entries=16, show_spinner="Reading the index with DuckDB…")
