@@ -56,14 +56,20 @@ def test_a_changed_corpus_builds_a_new_version_with_a_trained_ranker(flow_index)
     assert searcher.has_ranker and searcher.search("向量检索", mode="ltr", k=3).hits
 
 
-def test_the_update_flow_publishes_the_changes_and_reports_the_ann_update(tmp_path, sample_index):
+def served_copy_and_grown_corpus(tmp_path, sample_index, document: str):
+    """(a copy of the sample index, the version it serves, a copy of the sample corpus with `document` added)."""
     index = tmp_path / "index"
     shutil.copytree(sample_index, index)
-    served = current_version(index)
     corpus = tmp_path / "corpus"
     shutil.copytree(SAMPLE, corpus)
     with open(corpus / "corpus.jsonl", "a", encoding="utf-8") as handle:
-        handle.write('{"_id": "okapi", "text": "an update about okapis, written after the build"}\n')
+        handle.write(document + "\n")
+    return index, current_version(index), corpus
+
+
+def test_the_update_flow_publishes_the_changes_and_reports_the_ann_update(tmp_path, sample_index):
+    index, served, corpus = served_copy_and_grown_corpus(
+        tmp_path, sample_index, '{"_id": "okapi", "text": "an update about okapis, written after the build"}')
     version = update_flow([str(corpus)], str(index), judgments=str(SAMPLE))
     assert current_version(index) == version != served
     assert Searcher.open(index).search("okapis", mode="dense", k=1).hits[0].doc_id == "okapi"
@@ -92,13 +98,8 @@ def test_retraining_on_judgments_without_a_train_split_learns_from_their_only_sp
 
 
 def test_a_build_killed_at_a_random_moment_never_changes_what_is_served(tmp_path, sample_index):
-    index = tmp_path / "index"
-    shutil.copytree(sample_index, index)
-    served = current_version(index)
-    corpus = tmp_path / "corpus"
-    shutil.copytree(SAMPLE, corpus)
-    with open(corpus / "corpus.jsonl", "a") as handle:
-        handle.write('{"_id": "late", "text": "a document added after the served version"}\n')
+    index, served, corpus = served_copy_and_grown_corpus(
+        tmp_path, sample_index, '{"_id": "late", "text": "a document added after the served version"}')
     env = {**os.environ, "SOUSUO_CACHE_DIR": str(tmp_path / "cache")}
     command = [sys.executable, "-m", "flows.cli", "build", "--corpus", str(corpus), "--index", str(index)]
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
