@@ -13,7 +13,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 export STREAMLIT_BROWSER_GATHER_USAGE_STATS := false
 export PREFECT_HOME := $(CURDIR)/.prefect
 
-.PHONY: install browser demo test test-slow bench bench-bm25 bench-ann bench-embed bench-query bench-incremental clean
+.PHONY: install browser demo test test-slow lint-imports bench bench-bm25 bench-ann bench-embed bench-query bench-incremental clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (the local torch wheel is cp311)"; exit 1; }
@@ -34,8 +34,12 @@ demo: install
 	$(VENV)/bin/sousuo search "向量检索" --index $(INDEX) --mode ltr -k 3
 	$(VENV)/bin/sousuo ui --index $(INDEX)
 
-test: install browser
+test: install browser lint-imports
 	$(PY) -m pytest -q -m "not slow"
+
+# The layer order of pyproject.toml's import contracts: data flows one way, and so do imports.
+lint-imports: install
+	$(VENV)/bin/lint-imports
 
 test-slow: install
 	$(PY) -m pytest -q -m slow

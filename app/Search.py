@@ -13,10 +13,10 @@ import pyarrow.compute as pc
 import streamlit as st
 
 from app import common
-from pipeline.index_store import IndexStoreError
-from pipeline.query import QuerySyntaxError
-from pipeline.querylog import QueryLog, filters_json
-from pipeline.search import MAX_K, Filters
+from pipeline.constants import MAX_K
+from pipeline.errors import QuerySyntaxError, SousuoError
+from pipeline.index.querylog import QueryLog, filters_json
+from pipeline.search.filters import Filters
 
 PAGE_SIZE = 10
 MODES = {"bm25": "BM25", "dense": "Dense", "hybrid": "Hybrid", "ltr": "Hybrid + ranker"}
@@ -29,7 +29,7 @@ st.title("搜索 sousuo")
 searcher = common.require_searcher()
 root = common.index_dir()
 version = common.version_key(root)
-documents = searcher.index.documents
+documents = searcher.reader.version.documents
 
 
 # -- callbacks: they run before the page, so they may set widget values ---------------------------------------
@@ -163,7 +163,7 @@ with st.sidebar:
 filters = Filters(sources=tuple(sources), langs=tuple(langs), tags=tuple(tags), since=since, until=until)
 
 if not query.strip():
-    manifest = searcher.index.manifest
+    manifest = searcher.reader.version.manifest
     st.info(
         f"{manifest.doc_count} documents and {manifest.term_count} terms in version {common.md(manifest.version)}. "
         "Type a query in English or Chinese; `AND`, `OR`, `NOT`, `-word` and \"quoted phrases\" work in BM25 mode."
@@ -189,7 +189,7 @@ def run_search(text: str, wanted: str, offset: int) -> dict:
     try:
         try:
             response, used = attempt(wanted)
-        except (IndexStoreError, ValueError) as error:
+        except (SousuoError, ValueError) as error:
             if wanted != "ltr":
                 raise
             notices.append(f"No usable learned ranker for this index ({error}). Showing hybrid results instead.")

@@ -14,10 +14,12 @@ from pathlib import Path
 
 import streamlit as st
 
-from pipeline.config import Settings
-from pipeline.index_store import CURRENT_POINTER, IndexStoreError, current_version, resolve_version_dir
-
 from app.launch import INDEX_ENV
+from pipeline.config import Settings
+from pipeline.errors import SousuoError
+from pipeline.index.store import current_version, resolve_version_dir
+from pipeline.io import CURRENT_POINTER
+
 ROOT = Path(__file__).resolve().parents[1]
 APP_TITLE = "搜索 sousuo"
 
@@ -87,7 +89,7 @@ def version_key(root: Path) -> tuple[str, str | None, float]:
 
 @st.cache_resource(show_spinner="Opening the index…", max_entries=4)
 def _open_searcher(root: str, version: str | None, _mtime: float):
-    from pipeline.search import Searcher
+    from pipeline.searcher import Searcher
 
     return Searcher.open(Path(root), settings())
 
@@ -98,7 +100,7 @@ def searcher():
     try:
         resolve_version_dir(root)
         return _open_searcher(*version_key(root))
-    except IndexStoreError as error:
+    except SousuoError as error:
         raise IndexUnavailable(f"The index at {root} cannot be opened: {error}") from None
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise IndexUnavailable(
@@ -114,14 +116,14 @@ def searcher():
 
 @st.cache_resource(show_spinner="Preparing autocomplete…", max_entries=4)
 def _suggester(key: tuple, _searcher):
-    from pipeline.suggest import Suggester
+    from pipeline.serving.suggest import suggester_for
 
-    return Suggester.from_searcher(_searcher)
+    return suggester_for(_searcher.reader)
 
 
 @st.cache_data(ttl=30, show_spinner=False)
 def _popular_queries(root: str) -> list[tuple[str, int]]:
-    from pipeline.querylog import QueryLog
+    from pipeline.index.querylog import QueryLog
 
     try:
         return [(r["text"], r["searches"]) for r in QueryLog(root).top_queries(limit=200, min_results=1)]

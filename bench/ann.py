@@ -1,4 +1,4 @@
-"""faiss HNSW and IVF (through pipeline.ann) against hnswlib and Annoy: build time, size, recall@10 and QPS.
+"""faiss HNSW and IVF (through pipeline.dense.ann) against hnswlib and Annoy: build time, size, recall@10 and QPS.
 
 Two vector sets, all unit length and searched by inner product:
 
@@ -35,17 +35,19 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.report import markdown_table, write_section  # noqa: E402
-from pipeline.ann import AnnIndex, AnnSpec, choose_spec  # noqa: E402
+from pipeline.dense.ann import AnnIndex, AnnSpec, choose_spec  # noqa: E402
 from pipeline.config import Settings  # noqa: E402
-from pipeline.embeddings import MINILM, EmbeddingCache, embed_with_cache, load_encoder, split_passages  # noqa: E402
-from pipeline.evaluation import BeirDataset  # noqa: E402
+from pipeline.dense.cache import EmbeddingCache, embed_with_cache  # noqa: E402
+from pipeline.dense.encoders import MINILM, load_encoder  # noqa: E402
+from pipeline.dense.passages import split_passages  # noqa: E402
+from pipeline.eval.beir import BeirDataset  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
 PLOT = ROOT / "docs" / "ann_recall_qps.png"
 K = 10
 BUILD_THREADS = 2
 HNSW_M = 32
-# 16-dim sub-vectors: pipeline.ann's default (dim/4 = 96 sub-quantizers of 4 dims) trains about 30× slower.
+# 16-dim sub-vectors: pipeline.dense.ann's default (dim/4 = 96 sub-quantizers of 4 dims) trains about 30× slower.
 PQ_M = 24
 EF_SEARCH = (16, 32, 64, 128, 256)
 NPROBE = (1, 2, 4, 8, 16, 32, 64)
@@ -351,7 +353,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=1_000, help="held-out synthetic queries")
     parser.add_argument("--noise", type=float, default=1.0, help="jitter scale; 1 = as spread out as the passages")
     parser.add_argument("--ef-construction", type=int, default=40, help="HNSW efConstruction, faiss and hnswlib")
-    parser.add_argument("--nlist", type=int, default=0, help="IVF lists; 0 = pipeline.ann's rule (about 4·√n)")
+    parser.add_argument("--nlist", type=int, default=0, help="IVF lists; 0 = pipeline.dense.ann's rule (about 4·√n)")
     parser.add_argument("--annoy-trees", type=int, default=50, help="Annoy trees on SciFact")
     parser.add_argument("--annoy-trees-synthetic", type=int, default=20, help="Annoy trees on the synthetic set")
     parser.add_argument("--repeats", type=int, default=2, help="search timings keep the best of this many runs")
@@ -373,7 +375,7 @@ def main() -> None:
     plot([scifact, synthetic], goal=synthetic)
     minutes = (time.perf_counter() - started) / 60
     text = f"""\
-faiss (through `pipeline.ann.AnnIndex`, the index the pipeline serves) against hnswlib and Annoy, on the same
+faiss (through `pipeline.dense.ann.AnnIndex`, the index the pipeline serves) against hnswlib and Annoy, on the same
 vectors in the same run. All vectors are unit length, searched by inner product, k = 10.
 
 - **SciFact**: {scifact.n:,} MiniLM passage vectors (title + 200-word windows, from {source}); the
@@ -397,7 +399,7 @@ thread, one batch), and recall@10 is against that exact search. Index MB is the 
 
 - HNSW: M = {HNSW_M} and efConstruction = {args.ef_construction} in both libraries (the pipeline's default is 80;
   the benchmark's default of 40 keeps the 1M builds within its time budget).
-- IVF: lists follow `pipeline.ann.choose_spec` (about 4·√n). IVF-PQ uses {PQ_M} sub-quantizers of 8 bits (the
+- IVF: lists follow `pipeline.dense.ann.choose_spec` (about 4·√n). IVF-PQ uses {PQ_M} sub-quantizers of 8 bits (the
   pipeline's default of {passages.shape[1] // 4}, 4-dim sub-vectors, trains about 30× slower) and re-ranks k ×
   rerank candidates on the float vectors, which the pipeline memory-maps: its index MB excludes them.
 - Annoy: {args.annoy_trees} trees on SciFact, {args.annoy_trees_synthetic} on the synthetic set.

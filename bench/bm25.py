@@ -17,20 +17,22 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.report import markdown_table, write_section  # noqa: E402
-from pipeline.bm25 import bm25_scores  # noqa: E402
+from pipeline.search.bm25 import bm25_scores  # noqa: E402
 from pipeline.config import Settings  # noqa: E402
-from pipeline.evaluation import BeirDataset, cached_index, settings_for  # noqa: E402
-from pipeline.forward_index import Vocabulary  # noqa: E402
-from pipeline.inverted_index import FieldPostings  # noqa: E402
-from pipeline.search import Searcher, _top_k  # noqa: E402
+from pipeline.eval.beir import BeirDataset  # noqa: E402
+from pipeline.experiment.runs import cached_index, settings_for  # noqa: E402
+from pipeline.index.forward import Vocabulary  # noqa: E402
+from pipeline.index.postings import FieldPostings  # noqa: E402
+from pipeline.search.topk import top_k  # noqa: E402
+from pipeline.searcher import Searcher  # noqa: E402
 
 
 def corpus_tokens(searcher: Searcher) -> list[list[str]]:
-    forward, terms = searcher.index.forward.fields, searcher.index.vocabulary.terms
+    forward, terms = searcher.reader.version.forward.fields, searcher.reader.version.vocabulary.terms
     title, body = np.asarray(forward["title"].term_ids), np.asarray(forward["body"].term_ids)
     return [
         [terms[i] for i in np.concatenate([title[forward["title"].doc_slice(d)], body[forward["body"].doc_slice(d)]])]
-        for d in range(searcher.n_docs)
+        for d in range(searcher.reader.n_docs)
     ]
 
 
@@ -66,7 +68,7 @@ def main() -> None:
     settings = settings_for("bm25", settings)
     searcher = Searcher.open(cached_index(dataset, settings), settings)
     tokens = corpus_tokens(searcher)
-    queries = [searcher.analyzer.terms(text) for text in dataset.queries.values()]
+    queries = [searcher.reader.analyzer.terms(text) for text in dataset.queries.values()]
     k1, b = settings.bm25.k1, settings.bm25.b
     n_docs = len(tokens)
 
@@ -79,7 +81,7 @@ def main() -> None:
         for ids in query_ids:
             scores = bm25_scores(postings, ids, k1, b)
             candidates = np.flatnonzero(scores > 0)
-            out.append(_top_k(candidates, scores[candidates], 10))
+            out.append(candidates[top_k(candidates, scores[candidates], 10)])
         return out
 
     query_ours, top_ours = best_of(args.repeats, ours_query_all)

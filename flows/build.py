@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
@@ -10,7 +9,9 @@ import pyarrow.parquet as pq
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from pipeline.build import (
+from pipeline.config import Settings
+from pipeline.constants import SEARCH_MODES
+from pipeline.index.build import (
     Staging,
     analyze_shard,
     corpus_fingerprint,
@@ -22,10 +23,16 @@ from pipeline.build import (
     stage_ingest,
     stage_write_documents,
 )
-from pipeline.config import Settings
-from pipeline.index_store import Manifest, current_version, prune_versions, publish, versions_dir
+from pipeline.index.store import (
+    Manifest,
+    current_version,
+    prune_versions,
+    publish,
+    versions_dir,
+)
+from pipeline.io import staged_folder
 
-from .retrain import MODES, evaluate_task, judged_splits, train_task
+from .retrain import evaluate_task, judged_splits, train_task
 
 
 def _ingest_cache_key(_context, parameters) -> str:
@@ -38,10 +45,8 @@ def ingest_task(corpus: list[str], corpus_key: str, settings: Settings) -> dict:
     folder = settings.cache_dir / "ingest" / corpus_key
     if not (folder / "documents.parquet").is_file():
         ingested = stage_ingest(corpus, settings)
-        staging = folder.with_name(folder.name + ".partial")
-        shutil.rmtree(staging, ignore_errors=True)  # left by an interrupted run
-        stage_write_documents(ingested, staging)
-        staging.rename(folder)
+        with staged_folder(folder, folder.with_name(folder.name + ".partial")) as staging:
+            stage_write_documents(ingested, staging)
     return {"folder": str(folder), "documents": pq.read_metadata(folder / "documents.parquet").num_rows,
             "quarantined": pq.read_metadata(folder / "quarantine.parquet").num_rows}
 
@@ -100,7 +105,7 @@ def configured_judgments(judgments: str | None, settings: Settings) -> str | Non
 
 def evaluate_version(version_folder: str, judgments: str, settings: Settings) -> list[dict]:
     """Every search mode of a version on the judgments' test split, as the `sousuo-evaluation` artifact."""
-    metrics = evaluate_task(version_folder, judgments, judged_splits(judgments)[1], list(MODES), settings)
+    metrics = evaluate_task(version_folder, judgments, judged_splits(judgments)[1], list(SEARCH_MODES), settings)
     create_table_artifact(metrics, key="sousuo-evaluation", description=f"{Path(judgments).name}")
     return metrics
 
@@ -130,8 +135,7 @@ def build_flow(corpus: list[str], index: str, publish_version: bool = True, shar
     started = time.perf_counter()
     ingested = ingest_task(corpus, corpus_key, settings)
     stages["ingest"] = round(time.perf_counter() - started, 3)
-    staging = Staging.start(index_dir)
-    try:
+    with Staging.start(index_dir) as staging:
         for name in ("documents.parquet", "quarantine.parquet"):
             (staging.folder / name).write_bytes((Path(ingested["folder"]) / name).read_bytes())
         started = time.perf_counter()
@@ -147,9 +151,6 @@ def build_flow(corpus: list[str], index: str, publish_version: bool = True, shar
         dense = embed_task(str(staging.folder), settings)
         stages["embed+ann"] = round(time.perf_counter() - started, 3)
         manifest = stage_finalize(staging, settings, counts, dense, [str(p) for p in corpus], stages, corpus_key)
-    except BaseException:
-        staging.abandon()
-        raise
     judgments = configured_judgments(judgments, settings)
     if judgments:
         started = time.perf_counter()

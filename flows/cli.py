@@ -10,10 +10,9 @@ from datetime import datetime
 from pathlib import Path
 
 from pipeline.config import Settings
-from pipeline.embeddings import EncoderMismatch
-from pipeline.evaluation import METHODS
-from pipeline.index_store import IndexStoreError
-from pipeline.search import SEARCH_MODES
+from pipeline.errors import InputError, SousuoError
+from pipeline.experiment.runs import METHODS
+from pipeline.constants import SEARCH_MODES
 
 
 def _date(value: str) -> datetime:
@@ -28,7 +27,7 @@ def cmd_build(args, settings: Settings) -> int:
 
     import pyarrow.parquet as pq
 
-    from pipeline.index_store import Manifest, versions_dir
+    from pipeline.index.store import Manifest, versions_dir
 
     if args.no_dense:
         os.environ["SOUSUO_DENSE__ENABLED"] = "false"
@@ -51,7 +50,7 @@ def cmd_build(args, settings: Settings) -> int:
 
 
 def cmd_search(args, settings: Settings) -> int:
-    from pipeline.search import Filters, Searcher
+    from pipeline.searcher import Filters, Searcher
 
     if args.encoder:
         settings = settings.model_copy(update={"dense": settings.dense.model_copy(update={"encoder": args.encoder})})
@@ -82,7 +81,7 @@ def cmd_search(args, settings: Settings) -> int:
 def cmd_train(args, settings: Settings) -> int:
     from flows.retrain import retrain_flow
 
-    print(retrain_flow(str(args.index), str(args.dataset), args.split))
+    print(retrain_flow(str(args.index), str(args.dataset), args.split, args.tune_fusion))
     return 0
 
 
@@ -109,7 +108,8 @@ def cmd_serve(args, settings: Settings) -> int:
 
 
 def cmd_eval(args, settings: Settings) -> int:
-    from pipeline.evaluation import evaluate, run_matrix
+    from pipeline.experiment.matrix import run_matrix
+    from pipeline.experiment.runs import evaluate
 
     if args.matrix:
         failed = 0
@@ -118,7 +118,7 @@ def cmd_eval(args, settings: Settings) -> int:
             print(json.dumps(row, ensure_ascii=False), flush=True)
         return 1 if failed else 0
     if args.dataset is None:
-        raise ValueError("give a DATASET folder or --matrix FILE")
+        raise InputError("give a DATASET folder or --matrix FILE")
     summary = evaluate(args.dataset, args.method, args.split, settings, show_progress=not args.quiet,
                        encoder=args.encoder, dense=not args.no_dense)
     if not args.json:
@@ -130,7 +130,7 @@ def cmd_eval(args, settings: Settings) -> int:
 
 
 def cmd_sql(args, settings: Settings) -> int:
-    from pipeline.sql import SqlSession
+    from pipeline.serving.sql import SqlSession
 
     with SqlSession(args.index, settings.cache_dir, writable=args.writable) as session:
         if args.command:
@@ -158,7 +158,12 @@ def cmd_sql(args, settings: Settings) -> int:
 
 
 def cmd_versions(args, settings: Settings) -> int:
-    from pipeline.index_store import Manifest, current_version, list_versions, versions_dir
+    from pipeline.index.store import (
+        Manifest,
+        current_version,
+        list_versions,
+        versions_dir,
+    )
 
     current = current_version(args.index)
     for version in list_versions(args.index):
@@ -169,7 +174,7 @@ def cmd_versions(args, settings: Settings) -> int:
 
 
 def cmd_publish(args, settings: Settings) -> int:
-    from pipeline.index_store import publish
+    from pipeline.index.store import publish
 
     publish(args.index, args.version)
     print(args.version)
@@ -177,7 +182,7 @@ def cmd_publish(args, settings: Settings) -> int:
 
 
 def cmd_rollback(args, settings: Settings) -> int:
-    from pipeline.index_store import current_version, list_versions, publish
+    from pipeline.index.store import current_version, list_versions, publish
 
     versions = list_versions(args.index)
     current = current_version(args.index)
@@ -227,6 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="BEIR-layout folder whose qrels name documents of this index")
     train.add_argument("--split", help="judged split to learn from (default: train where there is one, else the only "
                                        "split)")
+    train.add_argument("--tune-fusion", action="store_true",
+                       help="first tune the fusion weights on the same split and publish them beside the ranker")
     train.set_defaults(func=cmd_train)
 
     update = sub.add_parser("update", help="run the incremental update flow: only new, changed, deleted documents")
@@ -298,9 +305,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args, Settings())
-    except (IndexStoreError, EncoderMismatch, FileNotFoundError, ValueError, PermissionError) as error:
-        print(f"sousuo {args.subcommand}: {error}", file=sys.stderr)
-        return 2
+    except SousuoError as error:  # the user's to fix: one line; anything else is a bug and keeps its traceback
+        message = " ".join(str(error).split())
+        print(f"sousuo {args.subcommand}: {message}", file=sys.stderr)
+        return error.exit_code
 
 
 if __name__ == "__main__":

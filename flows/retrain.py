@@ -8,10 +8,11 @@ from prefect import flow, task
 from prefect.artifacts import create_table_artifact
 
 from pipeline.config import Settings
-from pipeline.evaluation import BeirDataset, evaluate_searcher, train_from_judgments
-from pipeline.search import Searcher
-
-MODES = ("bm25", "dense", "hybrid", "ltr")
+from pipeline.constants import SEARCH_MODES
+from pipeline.eval.beir import BeirDataset
+from pipeline.experiment.runs import evaluate_searcher
+from pipeline.rank.training import plan_queries, train_from_judgments, tune_fusion
+from pipeline.searcher import Searcher
 
 
 def judged_splits(judgments: str) -> tuple[str, str]:
@@ -20,18 +21,30 @@ def judged_splits(judgments: str) -> tuple[str, str]:
     return ("train" if "train" in splits else splits[0]), ("test" if "test" in splits else splits[0])
 
 
-@task(retries=1)
-def train_task(index: str, judgments: str, split: str, settings: Settings) -> dict:
-    """Train and publish the ranker on a judged split; `index` is an index folder or one version's folder."""
+@task
+def train_task(index: str, judgments: str, split: str, settings: Settings, tune_weights: bool = False) -> dict:
+    """Train and publish the ranker on a judged split; `index` is an index folder or one version's folder.
+
+    With `tune_weights`, first tune the configured fusion method's weights on the same split and publish them,
+    so the ranker learns on the candidates it will be served. Input errors are not retried: they cannot pass."""
     searcher = Searcher.open(Path(index), settings)
-    ranker = train_from_judgments(searcher, BeirDataset.load(judgments), split)
-    return {"model_id": ranker.card.model_id, **ranker.card.metrics}
+    dataset = BeirDataset.load(judgments)
+    result = {}
+    if tune_weights:
+        queries, qrels = dataset.judged_queries(split)
+        planned = plan_queries(searcher.reader, queries, label="tune fusion")
+        weights = tune_fusion(searcher.reader, settings.fusion.method, planned, qrels, f"{dataset.name}/{split}")
+        weights.save(searcher.reader.root)
+        searcher = Searcher(searcher.reader)  # serves the weights just published
+        result["fusion_weights"] = weights.weights_id
+    ranker = train_from_judgments(searcher.reader, dataset, searcher.fusion_weights, split)
+    return {"model_id": ranker.card.model_id, **result, **ranker.card.metrics}
 
 
 @flow(name="sousuo-retrain", log_prints=True)
-def retrain_flow(index: str, judgments: str, split: str | None = None) -> str:
+def retrain_flow(index: str, judgments: str, split: str | None = None, tune_weights: bool = False) -> str:
     """Train the LambdaMART ranker on the judged queries (`train`, or the only split) and publish it."""
-    result = train_task(index, judgments, split or judged_splits(judgments)[0], Settings())
+    result = train_task(index, judgments, split or judged_splits(judgments)[0], Settings(), tune_weights)
     create_table_artifact([{"measure": k, "value": str(v)} for k, v in result.items()], key="sousuo-retrain")
     return result["model_id"]
 
@@ -43,7 +56,7 @@ def evaluate_task(index: str, judgments: str, split: str, methods: list[str], se
 
 @flow(name="sousuo-report", log_prints=True)
 def report_flow(index: str, judgments: str, split: str = "test",
-                methods: tuple[str, ...] = MODES) -> list[dict]:
+                methods: tuple[str, ...] = SEARCH_MODES) -> list[dict]:
     """Metrics of each search mode of the published index on judged queries, as a Prefect table artifact."""
     rows = evaluate_task(index, judgments, split, list(methods), Settings())
     create_table_artifact(rows, key="sousuo-evaluation", description=f"{Path(judgments).name} / {split}")

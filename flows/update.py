@@ -7,12 +7,18 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 
-from pipeline.build import corpus_fingerprint
 from pipeline.config import Settings
-from pipeline.incremental import full_build_reason, update_index
-from pipeline.index_store import Manifest, current_version, versions_dir
+from pipeline.index.build import corpus_fingerprint
+from pipeline.index.incremental import full_build_reason, update_index
+from pipeline.index.store import Manifest, current_version, versions_dir
 
-from .build import build_flow, configured_judgments, evaluate_version, publish_task, report
+from .build import (
+    build_flow,
+    configured_judgments,
+    evaluate_version,
+    publish_task,
+    report,
+)
 
 
 @task(retries=2, retry_delay_seconds=5)

@@ -8,7 +8,12 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
 
 class AnalyzerConfig(BaseModel):
@@ -121,7 +126,6 @@ class ScheduleConfig(BaseModel):
 
 class SnippetConfig(BaseModel):
     width_chars: int = 160
-    max_fragments: int = 2
 
 
 class Settings(BaseSettings):

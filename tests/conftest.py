@@ -26,9 +26,9 @@ for key, value in {
 
 import pytest  # noqa: E402
 
-from pipeline.build import build_index  # noqa: E402
+from pipeline.index.build import build_index  # noqa: E402
 from pipeline.config import Settings  # noqa: E402
-from pipeline.search import Searcher  # noqa: E402
+from pipeline.searcher import Searcher  # noqa: E402
 
 SAMPLE = ROOT / "data" / "sample"
 DATASETS = Settings().datasets_dir or ROOT.parent / "shared" / "datasets"

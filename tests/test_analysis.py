@@ -2,7 +2,7 @@
 
 import pytest
 
-from pipeline.analysis import Analyzer, detect_language
+from pipeline.text.analysis import Analyzer, detect_language
 from pipeline.config import AnalyzerConfig
 
 

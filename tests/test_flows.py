@@ -17,8 +17,8 @@ from prefect.artifacts import Artifact
 from flows.build import build_flow
 from flows.retrain import retrain_flow
 from flows.update import update_flow
-from pipeline.index_store import Manifest, current_version, list_versions, publish, versions_dir
-from pipeline.search import Searcher
+from pipeline.index.store import Manifest, current_version, list_versions, publish, versions_dir
+from pipeline.searcher import Searcher
 
 from conftest import ROOT, SAMPLE
 
@@ -121,7 +121,7 @@ def test_queries_during_publishes_see_no_errors(tmp_path, sample_index, settings
     index = tmp_path / "index"
     shutil.copytree(sample_index, index)
     first = current_version(index)
-    from pipeline.build import build_index
+    from pipeline.index.build import build_index
 
     second, _ = build_index([SAMPLE], index, settings.model_copy(update={"keep_versions": 10}))
     errors, answered = [], [0]

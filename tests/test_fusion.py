@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from pipeline.fusion import convex, dbsf, fuse, rrf, tune_weights
-from pipeline.recall import BranchResult
+from pipeline.errors import InputError
+from pipeline.retrieval.fusion import convex, dbsf, fuse, rrf, tune_weights
+from pipeline.retrieval.branches import BranchResult
 
 
 def branch(name, docs, scores):
@@ -70,7 +71,7 @@ def test_dbsf_scales_by_three_sigma():
 
 def test_fuse_dispatches_by_name_and_rejects_unknown_methods():
     assert fuse(RESULTS, "rrf", {}, 60)[0].tolist() == rrf(RESULTS)[0].tolist()
-    with pytest.raises(ValueError, match="unknown fusion method"):
+    with pytest.raises(InputError, match="unknown fusion method"):
         fuse(RESULTS, "borda", {})
 
 

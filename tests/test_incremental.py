@@ -5,15 +5,15 @@ import json
 import numpy as np
 import pytest
 
-from pipeline.analysis import Analyzer
-from pipeline.build import build_index
+from pipeline.text.analysis import Analyzer
+from pipeline.index.build import build_index
 from pipeline.config import AnalyzerConfig, DenseConfig
-from pipeline.evaluation import BeirDataset
-from pipeline.forward_index import STORED_FIELDS, ForwardIndex, Vocabulary
-from pipeline.incremental import diff, full_build_reason, update_index
-from pipeline.index_store import IndexVersion
-from pipeline.inverted_index import INDEXED_FIELDS, InvertedIndex
-from pipeline.search import Searcher
+from pipeline.eval.beir import BeirDataset
+from pipeline.index.forward import STORED_FIELDS, ForwardIndex, Vocabulary
+from pipeline.index.incremental import diff, full_build_reason, update_index
+from pipeline.index.store import IndexVersion
+from pipeline.index.postings import INDEXED_FIELDS, InvertedIndex
+from pipeline.searcher import Searcher
 
 from conftest import SAMPLE
 
@@ -60,11 +60,11 @@ def test_only_new_and_changed_passages_are_embedded(updated_and_rebuilt):
 
 def test_global_statistics_equal_a_full_rebuild(updated_and_rebuilt):
     _, _, incremental, full = updated_and_rebuilt
-    assert incremental.index.manifest.avgdl == full.index.manifest.avgdl
-    assert incremental.n_docs == full.n_docs == 71
+    assert incremental.reader.version.manifest.avgdl == full.reader.version.manifest.avgdl
+    assert incremental.reader.n_docs == full.reader.n_docs == 71
     for term in ["hnsw", "倒排", "index", "segment", "增量"]:
-        a = incremental.index.inverted.fields["text"].df(incremental.index.vocabulary.ids[term])
-        b = full.index.inverted.fields["text"].df(full.index.vocabulary.ids[term])
+        a = incremental.reader.version.inverted.fields["text"].df(incremental.reader.version.vocabulary.ids[term])
+        b = full.reader.version.inverted.fields["text"].df(full.reader.version.vocabulary.ids[term])
         assert a == b
 
 
@@ -83,8 +83,8 @@ def test_the_ann_index_gets_additions_and_removals_in_place(updated_and_rebuilt)
     manifest, _, incremental, full = updated_and_rebuilt
     # 2 new + 2 changed documents' passages added; 3 deleted + 2 changed documents' passages removed.
     assert manifest.dense["update"] == {"mode": "in-place", "added": 4, "removed": 5, "dead_slots": 5}
-    assert manifest.dense["slots"] == full.dense.ann.n + 5
-    assert incremental.dense.ann.live_count == full.dense.ann.live_count == manifest.dense["passages"]
+    assert manifest.dense["slots"] == full.reader.dense.ann.n + 5
+    assert incremental.reader.dense.ann.live_count == full.reader.dense.ann.live_count == manifest.dense["passages"]
 
 
 def assert_indexes_equal_a_fresh_analysis(version: IndexVersion, settings):
@@ -105,7 +105,7 @@ def assert_indexes_equal_a_fresh_analysis(version: IndexVersion, settings):
 
 def test_merged_postings_equal_a_fresh_analysis_of_the_final_corpus(updated_and_rebuilt, settings):
     _, _, incremental, _ = updated_and_rebuilt
-    assert_indexes_equal_a_fresh_analysis(incremental.index, settings)
+    assert_indexes_equal_a_fresh_analysis(incremental.reader.version, settings)
 
 
 def test_a_reordered_corpus_is_indexed_as_a_full_rebuild_would(tmp_path, settings):

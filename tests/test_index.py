@@ -6,9 +6,10 @@ import duckdb
 import numpy as np
 import pytest
 
-from pipeline.build import build_index
+from pipeline.index.build import build_index
 from pipeline.config import AnalyzerConfig, Settings
-from pipeline.index_store import AnalyzerMismatch, IndexVersion, Manifest, current_version, resolve_version_dir
+from pipeline.errors import AnalyzerMismatch
+from pipeline.index.store import IndexVersion, Manifest, current_version, resolve_version_dir
 
 DOCS = [
     {"_id": "d0", "title": "Search engines", "text": "search search index"},

@@ -6,9 +6,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from pipeline.errors import InputError
 from pipeline import schemas
 from pipeline.config import IngestConfig
-from pipeline.ingest import ingest
+from pipeline.ingest.ingest import ingest
 
 
 def write_jsonl(path, records):
@@ -105,10 +106,10 @@ def test_invalid_utf8_csv_row_is_quarantined(tmp_path):
 
 
 def test_unknown_input_is_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(InputError, match="does not exist"):
         ingest([tmp_path / "missing.jsonl"])
     (tmp_path / "x.xml").write_text("<a/>")
-    with pytest.raises(ValueError, match="no reader"):
+    with pytest.raises(InputError, match="no reader"):
         ingest([tmp_path / "x.xml"])
 
 

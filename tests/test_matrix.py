@@ -2,7 +2,9 @@
 
 import pytest
 
-from pipeline.evaluation import dataset_path, evaluate, load_matrix
+from pipeline.errors import InputError
+from pipeline.experiment.matrix import dataset_path, load_matrix
+from pipeline.experiment.runs import evaluate
 
 from conftest import DATASETS, ROOT
 
@@ -35,8 +37,13 @@ def test_slow_cell_reproduces(cell, shared_datasets):
     assert summary["ndcg@10"] == pytest.approx(cell.expected, abs=TOLERANCE)
 
 
-def test_ltr_is_at_least_the_best_single_branch_on_every_recorded_dataset():
-    for dataset in {c.dataset for c in CELLS if c.method == "ltr"}:
-        single = [c.expected for c in CELLS if c.dataset == dataset and c.method in ("bm25", "dense")]
-        learned = [c.expected for c in CELLS if c.dataset == dataset and c.method == "ltr"]
-        assert max(learned) >= max(single), dataset
+def test_a_dataset_missing_from_every_root_is_a_clear_error(tmp_path):
+    with pytest.raises(InputError, match="'nowhere' is in none of"):
+        dataset_path([tmp_path], "nowhere")
+
+
+def test_the_datasets_folder_setting_is_searched_before_the_matrix_roots(tmp_path):
+    (tmp_path / "sample").mkdir()
+    (tmp_path / "sample" / "corpus.jsonl").write_text("")
+    roots, _, _ = load_matrix(MATRIX, tmp_path)
+    assert dataset_path(roots, "sample") == tmp_path / "sample"

@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.querylog import CLICKS, QUERIES, QueryLog, filters_json
-from pipeline.search import Filters
+from pipeline.errors import InputError
+from pipeline.index.querylog import CLICKS, QUERIES, QueryLog, filters_json
+from pipeline.searcher import Filters
 
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
 
@@ -56,7 +57,7 @@ def test_filters_json_is_stable_and_drops_empty_values():
 def test_long_queries_are_truncated_and_positions_are_one_based(log):
     log.log_query("x" * 10_000, "bm25")
     assert len(log.queries()[0]["text"]) == 2_000
-    with pytest.raises(ValueError):
+    with pytest.raises(InputError):
         log.log_click("q", "d", 0)
 
 
@@ -106,7 +107,7 @@ def test_latency_percentiles_by_hour_and_day(log):
     assert hourly[0]["p90_ms"] == pytest.approx(46.0)
     (daily,) = log.latency_percentiles("day")
     assert daily["searches"] == 6 and daily["p50_ms"] == 35.0
-    with pytest.raises(ValueError):
+    with pytest.raises(InputError):
         log.latency_percentiles("fortnight")
 
 

@@ -6,13 +6,17 @@ import math
 import numpy as np
 import pytest
 
-from pipeline.build import build_index
+from pipeline.index.build import build_index
 from pipeline.config import DenseConfig, Settings
-from pipeline.evaluation import _contexts, _training_set, train_ranker, validation_fraction
-from pipeline.features import FEATURES, extract, min_span
-from pipeline.ranking import Ranker, RankerMismatch, data_hash, split_queries
-from pipeline.recall import run_branches
-from pipeline.search import Searcher
+from pipeline.rank.features import FEATURES, extract
+from pipeline.rank.training import plan_queries, train_ranker, training_set, validation_fraction
+from pipeline.retrieval.weights import FusionWeights
+from pipeline.search.plan import plan_query
+from pipeline.search.proximity import min_span
+from pipeline.errors import RankerMismatch
+from pipeline.rank.model import Ranker, data_hash, split_queries
+from pipeline.retrieval.branches import available_branches, run_branches
+from pipeline.searcher import Searcher
 
 DOCS = [
     {"_id": "d0", "title": "Vector search", "text": "vector search with dense vectors and fast search",
@@ -33,10 +37,20 @@ def tiny(tmp_path_factory):
 
 
 def features_of(searcher, query):
-    ctx = searcher.prepare(query)
-    branches = run_branches(searcher, ctx, 10, searcher.branch_names())
+    reader = searcher.reader
+    plan = plan_query(reader, query)
+    branches = run_branches(reader, plan, 10, available_branches(reader))
     candidates = np.array([0, 1])
-    return dict(zip(FEATURES, extract(searcher, ctx, candidates, branches).T))
+    return dict(zip(FEATURES, extract(reader, plan, candidates, branches).T))
+
+
+def configured_weights(searcher) -> FusionWeights:
+    fusion = searcher.settings.fusion
+    return FusionWeights(fusion.method, fusion.weights)
+
+
+def train_on(searcher, queries, qrels):
+    return training_set(searcher.reader, plan_queries(searcher.reader, queries), qrels, configured_weights(searcher))
 
 
 def test_min_span_is_the_tightest_window_holding_every_term():
@@ -69,14 +83,13 @@ def test_features_match_values_computed_by_hand(tiny):
 
 @pytest.fixture(scope="module")
 def sample_ranker(sample_searcher):
-    from pipeline.evaluation import BeirDataset
+    from pipeline.eval.beir import BeirDataset
 
     from conftest import SAMPLE
 
     dataset = BeirDataset.load(SAMPLE)
-    qrels = dataset.qrels("test")
-    training = _training_set(sample_searcher, _contexts(sample_searcher, dataset.queries, False, "t"), qrels)
-    return train_ranker(sample_searcher, training, "sample/test"), training
+    training = train_on(sample_searcher, dataset.queries, dataset.qrels("test"))
+    return train_ranker(sample_searcher.reader, training, "sample/test"), training
 
 
 def test_a_trained_model_is_a_versioned_artifact(sample_ranker, tmp_path, sample_searcher):
@@ -90,7 +103,7 @@ def test_a_trained_model_is_a_versioned_artifact(sample_ranker, tmp_path, sample
     expected_hash = data_hash(training.subset(train_rows), training.subset(validation_rows))
     assert card["features"] == list(FEATURES) and card["training_data_hash"] == expected_hash
     assert card["created_at"] and card["metrics"]["train_queries"] > 0
-    assert card["index_compatibility"] == sample_searcher.compatibility()
+    assert card["index_compatibility"] == sample_searcher.reader.compatibility()
     assert (tmp_path / "rankers" / "CURRENT").read_text().strip() == ranker.card.model_id
     reloaded = Ranker.load_current(tmp_path / "rankers")
     np.testing.assert_allclose(reloaded.predict(training.features[:5]), ranker.predict(training.features[:5]))
@@ -107,16 +120,19 @@ def test_a_model_with_other_features_is_refused(sample_ranker, sample_searcher):
     ranker.card.features = ranker.card.features[:-1]
     try:
         with pytest.raises(RankerMismatch, match="other features"):
-            ranker.check(sample_searcher.compatibility())
+            ranker.check(sample_searcher.reader.compatibility())
     finally:
         ranker.card.features = list(FEATURES)
 
 
-def test_contributions_sum_to_the_model_score(sample_ranker, sample_searcher):
+def test_contributions_sum_to_the_model_score(sample_ranker, sample_index, settings, tmp_path):
+    import shutil
+
     ranker, _ = sample_ranker
-    ranker.save(sample_searcher.index.root / "rankers")
-    sample_searcher.__dict__.pop("ranker", None)
-    response = sample_searcher.search("向量检索 HNSW", mode="ltr", k=5, explain=True)
+    index = tmp_path / "index"
+    shutil.copytree(sample_index, index)
+    ranker.save(index / "rankers")
+    response = Searcher.open(index, settings).search("向量检索 HNSW", mode="ltr", k=5, explain=True)
     assert response.hits
     for hit in response.hits:
         why = hit.explanation
@@ -135,18 +151,20 @@ def test_hybrid_explanations_name_the_branches_and_ranks(sample_searcher):
 
 def test_the_trained_ranker_beats_bm25_on_held_aside_folds(shared_datasets, settings):
     """Cranfield, lexical branches only (fast): each fold is ranked by a model trained on the other four."""
-    from pipeline.evaluation import BeirDataset, cached_index, score_run, settings_for
-    from pipeline.ranking import folds
+    from pipeline.eval.beir import BeirDataset
+    from pipeline.eval.metrics import score_run
+    from pipeline.experiment.runs import cached_index, settings_for
+    from pipeline.rank.model import folds
 
     lexical = settings_for("bm25", settings)
     dataset = BeirDataset.load(shared_datasets / "cranfield")
     qrels = dataset.qrels("test")
     queries = {q: dataset.queries[q] for q in qrels}
     searcher = Searcher.open(cached_index(dataset, lexical), lexical)
-    data = _training_set(searcher, _contexts(searcher, queries, False, "features"), qrels)
+    data = train_on(searcher, queries, qrels)
     learned, bm25 = {}, {}
     for fold in folds(len(data.groups), 5, seed=13):
-        ranker = train_ranker(searcher, data.subset(sorted(set(range(len(data.groups))) - set(fold))), "cv")
+        ranker = train_ranker(searcher.reader, data.subset(sorted(set(range(len(data.groups))) - set(fold))), "cv")
         for i in fold:
             qid, docs = data.query_ids[i], data.doc_ords[i]
             scores = ranker.predict(data.features[data.rows_of(i)])
@@ -159,7 +177,7 @@ def test_the_trained_ranker_beats_bm25_on_held_aside_folds(shared_datasets, sett
 def test_click_features_come_from_the_query_log(tmp_path, sample_index, settings):
     import shutil
 
-    from pipeline.querylog import QueryLog
+    from pipeline.index.querylog import QueryLog
 
     index = tmp_path / "index"
     shutil.copytree(sample_index, index)
@@ -168,9 +186,10 @@ def test_click_features_come_from_the_query_log(tmp_path, sample_index, settings
         query_id = log.log_query("hnsw", "hybrid", result_ids=["en-015", "en-014"], result_count=2)
         log.log_click(query_id, "en-015", position=1)
     searcher = Searcher.open(index, settings)
-    ctx = searcher.prepare("hnsw")
-    branches = run_branches(searcher, ctx, 10, searcher.branch_names())
+    reader = searcher.reader
+    plan = plan_query(reader, "hnsw")
+    branches = run_branches(reader, plan, 10, available_branches(reader))
     ords = np.array([searcher.doc_ids.index("en-015"), searcher.doc_ids.index("en-014")])
-    f = dict(zip(FEATURES, extract(searcher, ctx, ords, branches).T))
+    f = dict(zip(FEATURES, extract(reader, plan, ords, branches).T))
     assert f["clicks"].tolist() == pytest.approx([math.log1p(3), 0.0])
     assert f["ctr"].tolist() == pytest.approx([3 / (3 + 5), 0.0])

@@ -7,8 +7,8 @@ import subprocess
 import sys
 import time
 
-from pipeline.build import build_index
-from pipeline.index_store import current_version
+from pipeline.index.build import build_index
+from pipeline.index.store import current_version
 
 from conftest import ROOT, SAMPLE
 

@@ -7,8 +7,8 @@ import sys
 import duckdb
 import pytest
 
-from pipeline.evaluation import evaluate
-from pipeline.sql import ReadOnlyViolation, SqlSession
+from pipeline.experiment.runs import evaluate
+from pipeline.serving.sql import ReadOnlyViolation, SqlSession
 
 from conftest import ROOT, SAMPLE
 
@@ -29,7 +29,7 @@ def test_every_artifact_has_a_view(session):
 
 def test_views_read_the_index_as_it_stands(session, sample_searcher):
     columns, rows = session.fetch("SELECT count(*) FROM documents")
-    assert rows == [(sample_searcher.n_docs,)]
+    assert rows == [(sample_searcher.reader.n_docs,)]
 
 
 def test_there_are_at_least_ten_documented_queries():
@@ -37,9 +37,13 @@ def test_there_are_at_least_ten_documented_queries():
 
 
 @pytest.mark.parametrize("sql", DOCUMENTED, ids=[f"query{i + 1}" for i in range(len(DOCUMENTED))])
-def test_documented_query_runs(session, sql):
+def test_documented_query_returns_rows(session, sql):
     columns, rows = session.fetch(sql)
-    assert columns
+    # The sample has no document without words and no quarantined record: those two queries find nothing.
+    if "HAVING sum(f.length) = 0" in sql or "FROM quarantine" in sql:
+        assert columns and rows == []
+    else:
+        assert columns and rows
 
 
 def test_df_per_language_query_finds_chinese_terms(session):

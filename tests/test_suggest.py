@@ -2,8 +2,15 @@
 
 import pytest
 
-from pipeline.querylog import QueryLog
-from pipeline.suggest import Suggester, edit_distance, pinyin_initials, pinyin_matches, pinyin_syllables
+from pipeline.index.querylog import QueryLog
+from pipeline.serving.suggest import (
+    Suggester,
+    edit_distance,
+    pinyin_initials,
+    pinyin_matches,
+    pinyin_syllables,
+    suggester_for,
+)
 
 TERMS = {"向量": 13, "检索": 10, "索引": 8, "倒排": 5, "retrieval": 9, "reciprocal": 3, "rank": 13, "ranking": 6,
          "fusion": 4, "hnsw": 5}
@@ -113,7 +120,7 @@ def test_nothing_to_correct(suggester):
 
 @pytest.fixture(scope="module")
 def sample_suggester(sample_searcher):
-    return Suggester.from_searcher(sample_searcher)
+    return suggester_for(sample_searcher.reader)
 
 
 def test_sample_index_offers_the_phrase_for_pinyin_and_initials(sample_suggester):

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from app import common
-from pipeline.querylog import QueryLog
+from pipeline.index.querylog import QueryLog
 
 common.page("Analytics", ":material/query_stats:")
 st.title("Query analytics")

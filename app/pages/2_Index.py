@@ -9,8 +9,15 @@ import pandas as pd
 import streamlit as st
 
 from app import common
-from pipeline.index_store import IndexStoreError, Manifest, current_version, list_versions, publish, versions_dir
-from pipeline.sql import SqlSession
+from pipeline.errors import SousuoError
+from pipeline.index.store import (
+    Manifest,
+    current_version,
+    list_versions,
+    publish,
+    versions_dir,
+)
+from pipeline.serving.sql import SqlSession
 
 common.page("Index", ":material/inventory_2:")
 st.title("Index versions")
@@ -34,7 +41,7 @@ if current not in versions:
 def read_manifest(version: str) -> Manifest | None:
     try:
         return Manifest.read(versions_dir(root) / version)
-    except (IndexStoreError, OSError, TypeError, ValueError):
+    except (SousuoError, OSError, TypeError, ValueError):
         return None
 
 
@@ -97,7 +104,7 @@ if pending:
         try:
             publish(root, target)
             st.session_state["index_flash"] = f"Version {target} is now published."
-        except (IndexStoreError, OSError) as error:
+        except (SousuoError, OSError) as error:
             st.session_state["index_flash"] = f"Could not publish {target}: {error}"
         st.rerun()
     if no.button("Cancel", key="confirm_no"):

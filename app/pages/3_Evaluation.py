@@ -75,7 +75,7 @@ def queries_and_qrels(name: str, split: str) -> tuple[dict, dict]:
 def titles() -> dict[str, str]:
     """Titles of the UI's index, to name the documents of runs on the same corpus."""
     try:
-        documents = common.searcher().index.documents
+        documents = common.searcher().reader.version.documents
     except Exception:  # the index problem is already shown at the top of the page
         return {}
     return dict(zip(documents.column("doc_id").to_pylist(), documents.column("title").to_pylist()))

@@ -10,8 +10,8 @@ import pandas as pd
 import streamlit as st
 
 from app import common
-from pipeline.index_store import IndexStoreError
-from pipeline.sql import ReadOnlyViolation, SqlSession
+from pipeline.errors import SousuoError
+from pipeline.serving.sql import ReadOnlyViolation, SqlSession
 
 MAX_ROWS = 1_000
 EXAMPLES_DOC = common.ROOT / "docs" / "analysis.md"
@@ -46,7 +46,7 @@ def run_now() -> None:
 
 try:
     session = SqlSession(root, cache_dir if cache_dir.is_dir() else None)
-except (IndexStoreError, duckdb.Error, OSError) as error:
+except (SousuoError, duckdb.Error, OSError) as error:
     common.show_unavailable(common.IndexUnavailable(f"The artifacts of {root} cannot be opened: {error}"))
     st.stop()
 

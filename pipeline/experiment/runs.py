@@ -1,0 +1,214 @@
+"""Evaluation of a method on a BEIR-layout folder: cached indexes, runs per method, TREC and Parquet outputs.
+
+It reads and measures only: weights tuned and rankers trained here stay in memory and never reach an index."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from .. import schemas
+from ..config import Settings
+from ..constants import SEARCH_MODES
+from ..errors import InputError
+from ..eval.beir import BeirDataset, Qrels
+from ..eval.metrics import Run, run_of, run_table, score_run, write_trec_run
+from ..index.build import build_index
+from ..index.store import current_version
+from ..rank.model import folds
+from ..rank.training import (
+    plan_queries,
+    query_vectors,
+    train_ranker,
+    training_set,
+    tune_fusion,
+)
+from ..retrieval.fusion import fuse
+from ..retrieval.weights import FusionWeights
+from ..searcher import Searcher
+
+RUN_DEPTH = 1000
+Train = tuple[dict[str, str], Qrels] | None  # the train split's queries and judgments, when there is one
+
+
+def cached_index(dataset: BeirDataset, settings: Settings, show_progress: bool = False) -> Path:
+    """The index of a dataset's corpus under the cache folder, built on first use.
+
+    The key holds everything that changes the index: corpus, analyzer, and the encoder when dense is on.
+    """
+    dense = "nodense"
+    if settings.dense.enabled:
+        from ..dense.index import resolve_encoder_name
+        from ..ingest.ingest import ingest
+
+        langs = ingest([dataset.path]).documents.column("lang").to_pylist()
+        dense = re.sub(r"[^A-Za-z0-9._-]+", "_", resolve_encoder_name(settings, langs))
+    key = f"{dataset.name}-{dataset.fingerprint()}-{settings.analyzer.fingerprint()}-{dense}"
+    index_dir = settings.cache_dir / "indexes" / key
+    if current_version(index_dir) is None:
+        build_index([dataset.path], index_dir, settings, show_progress=show_progress)
+    return index_dir
+
+
+def settings_for(method: str, settings: Settings, encoder: str | None = None, dense: bool = True) -> Settings:
+    """The settings an evaluation runs with: lexical methods, or `dense=False`, skip the (slow) dense build."""
+    if method == "dense" and not dense:
+        raise InputError("--method dense needs the dense branch")
+    dense = settings.dense.model_copy(update={"enabled": dense and method in DENSE_METHODS})
+    if encoder:
+        dense = dense.model_copy(update={"encoder": encoder})
+    return settings.model_copy(update={"dense": dense})
+
+
+def bm25_run(searcher: Searcher, queries: dict[str, str], depth: int, show_progress: bool = False, **_) -> Run:
+    run: Run = {}
+    for qid, text in tqdm(queries.items(), desc="bm25", unit="q", disable=not show_progress):
+        top = searcher.rank(text, k=depth, syntax=False)
+        run[qid] = run_of(searcher.doc_ids, top.doc_ords, top.scores)
+    return run
+
+
+def dense_run(searcher: Searcher, queries: dict[str, str], depth: int, show_progress: bool = False, **_) -> Run:
+    qids = list(queries)
+    vectors = query_vectors(searcher.reader, [queries[q] for q in qids])
+    run: Run = {}
+    for qid, vector in tqdm(zip(qids, vectors), total=len(qids), desc="dense", unit="q", disable=not show_progress):
+        run[qid] = run_of(searcher.doc_ids, *searcher.reader.dense.rank(vector, depth))
+    return run
+
+
+def fusion_run(method: str):
+    def run_method(searcher: Searcher, queries: dict[str, str], depth: int, show_progress: bool = False,
+                   train: Train = None, dataset_name: str = "", **_) -> Run:
+        reader = searcher.reader
+        fusion = reader.settings.fusion
+        weights = fusion.weights
+        if method != "rrf" and train is not None:
+            planned = plan_queries(reader, train[0], show_progress, f"tune {method}")
+            weights = tune_fusion(reader, method, planned, train[1], f"{dataset_name}/train").weights
+        planned = plan_queries(reader, queries, show_progress, method)
+        return {
+            qid: run_of(searcher.doc_ids, *fuse(branches, method, weights, fusion.rrf_k, fusion.normalization))
+            for qid, (_, branches) in planned.items()
+        }
+
+    return run_method
+
+
+def ltr_run(searcher: Searcher, queries: dict[str, str], depth: int, show_progress: bool = False,
+            train: Train = None, test_qrels: Qrels | None = None, dataset_name: str = "") -> Run:
+    """Train on the train split and rank the test queries; without one, k-fold cross-validation over the test
+    queries, so that no query is ranked by a model that saw it. Candidates come from the configured weights."""
+    reader = searcher.reader
+    weights = FusionWeights(reader.settings.fusion.method, reader.settings.fusion.weights)
+    testing = training_set(reader, plan_queries(reader, queries, show_progress, "ltr features"), test_qrels or {},
+                           weights)
+    if train is not None:
+        training = training_set(reader, plan_queries(reader, train[0], show_progress, "ltr train"), train[1], weights)
+        plans = [(train_ranker(reader, training, f"{dataset_name}/train"), list(range(len(testing.groups))))]
+    else:
+        plans = []
+        for fold in folds(len(testing.groups), reader.settings.ranker.folds, reader.settings.ranker.seed):
+            others = sorted(set(range(len(testing.groups))) - set(fold))
+            plans.append((train_ranker(reader, testing.subset(others), f"{dataset_name}/cv"), fold))
+    run: Run = {}
+    for ranker, members in plans:
+        for i in members:
+            scores = ranker.predict(testing.features[testing.rows_of(i)])
+            run[testing.query_ids[i]] = run_of(searcher.doc_ids, testing.doc_ords[i], scores)
+    return run
+
+
+RunMethod = Callable[..., Run]
+METHODS: dict[str, RunMethod] = {
+    "bm25": bm25_run,
+    "dense": dense_run,
+    "rrf": fusion_run("rrf"),
+    "weighted_rrf": fusion_run("weighted_rrf"),
+    "convex": fusion_run("convex"),
+    "dbsf": fusion_run("dbsf"),
+    "ltr": ltr_run,
+}
+DENSE_METHODS = {"dense", "rrf", "weighted_rrf", "convex", "dbsf", "ltr"}
+TRAINED_METHODS = {"weighted_rrf", "convex", "dbsf", "ltr"}
+
+
+def _train_split(dataset: BeirDataset, split: str, settings: Settings) -> Train:
+    """The train split's judged queries (sampled down to `ranker.max_train_queries`), unless `split` is train."""
+    if "train" not in dataset.splits() or split == "train":
+        return None
+    train_qrels = dataset.qrels("train")
+    train_ids = sorted(q for q in train_qrels if q in dataset.queries)
+    cap = settings.ranker.max_train_queries
+    if len(train_ids) > cap:
+        keep = np.random.default_rng(settings.ranker.seed).choice(len(train_ids), cap, replace=False)
+        train_ids = [train_ids[i] for i in sorted(keep)]
+    return {q: dataset.queries[q] for q in train_ids}, train_qrels
+
+
+def evaluate(
+    dataset_dir: Path | str,
+    method: str = "bm25",
+    split: str = "test",
+    settings: Settings | None = None,
+    show_progress: bool = False,
+    encoder: str | None = None,
+    dense: bool = True,
+) -> dict:
+    """Run `method` on a split's judged queries; write the TREC run and metrics Parquet; return the summary."""
+    if method not in METHODS:
+        raise InputError(f"unknown method {method!r}; choose from {sorted(METHODS)}")
+    settings = settings_for(method, settings or Settings(), encoder, dense)
+    dataset = BeirDataset.load(dataset_dir)
+    queries, qrels = dataset.judged_queries(split)
+    searcher = Searcher.open(cached_index(dataset, settings, show_progress), settings)
+    train = _train_split(dataset, split, settings) if method in TRAINED_METHODS else None
+    run = METHODS[method](searcher, queries, RUN_DEPTH, show_progress, train=train, test_qrels=qrels,
+                          dataset_name=dataset.name)
+    means, per_query = score_run(run, {qid: qrels[qid] for qid in queries})
+    label = method if settings.dense.enabled or method not in DENSE_METHODS else f"{method}-lexical"
+    _write_outputs(settings.cache_dir, f"{dataset.name}.{label}.{split}", run, label, dataset.name, split, means,
+                   per_query)
+    return {"dataset": dataset.name, "method": label, "split": split, "queries": len(queries),
+            **{name: round(value, 4) for name, value in means.items()}}
+
+
+def _write_outputs(cache_dir: Path, stem: str, run: Run, label: str, dataset: str, split: str,
+                   means: dict[str, float], per_query: dict[str, dict[str, float]]) -> None:
+    """The TREC run, the run as Parquet, and per-query metrics as Parquet, for `sousuo sql` and the UI."""
+    runs_dir = cache_dir / "runs"
+    write_trec_run(runs_dir / f"{stem}.trec", run, f"sousuo-{label}")
+    pq.write_table(run_table(run, label), runs_dir / f"{stem}.run.parquet")
+    now = datetime.now(UTC)
+    rows = [
+        {"dataset": dataset, "method": label, "split": split, "query_id": qid, "measure": name, "value": value,
+         "evaluated_at": now}
+        for qid, values in [*per_query.items(), ("all", means)]
+        for name, value in values.items()
+    ]
+    (cache_dir / "metrics").mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows, schema=schemas.METRICS), cache_dir / "metrics" / f"{stem}.parquet")
+
+
+def evaluate_searcher(searcher: Searcher, dataset: BeirDataset, split: str, modes: list[str] = SEARCH_MODES
+                      ) -> list[dict]:
+    """Metrics of the index's own search modes (its published ranker for `ltr`) on a judged split."""
+    queries, qrels = dataset.judged_queries(split)
+    rows = []
+    for mode in modes:
+        if (mode == "dense" and not searcher.reader.has_dense) or (mode == "ltr" and not searcher.has_ranker):
+            continue
+        run = {}
+        for qid, text in queries.items():
+            top = searcher.rank(text, k=100, syntax=False, mode=mode)
+            run[qid] = run_of(searcher.doc_ids, top.doc_ords, top.scores)
+        means, _ = score_run(run, qrels)
+        rows.append({"mode": mode, "queries": len(queries), **{k: round(v, 4) for k, v in means.items()}})
+    return rows

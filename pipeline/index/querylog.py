@@ -1,0 +1,267 @@
+"""The query log: every search and every click on a result, appended as small Parquet part files.
+
+Layout under an index folder::
+
+    querylog/queries/<time>-<uuid>.parquet   one file per logged search
+    querylog/clicks/<time>-<uuid>.parquet    one file per logged click
+
+Each write goes to a hidden temporary name in the same folder and is then renamed into place with
+`os.replace`, which is atomic: readers (and concurrent writers in other Streamlit sessions or processes)
+see a complete part file or none, never a torn one. Nothing is ever rewritten or deleted, so the log is
+append-only. Analytics read every part back through DuckDB.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict, is_dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..constants import MAX_QUERY_CHARS
+from ..errors import InputError
+from ..io import atomic_write
+from ..schemas import CLICKS, QUERIES
+
+QUERYLOG_DIR = "querylog"
+QUERIES_DIR = "queries"
+CLICKS_DIR = "clicks"
+# The searcher only reads this many characters of a query, so the log keeps no more.
+
+
+# The two schemas, declared once: every part file is written with exactly these columns.
+
+_BUCKETS = {"minute", "hour", "day", "week", "month"}
+
+
+def filters_json(filters: Any) -> str:
+    """A stable JSON text of search filters: a `Filters` dataclass, a dict, or None; empty values dropped."""
+    if filters is None:
+        data: dict = {}
+    elif is_dataclass(filters):
+        data = asdict(filters)
+    else:
+        data = dict(filters)
+
+    def plain(value):
+        if isinstance(value, (datetime, date)):
+            return value.isoformat()
+        if isinstance(value, (list, tuple, set, frozenset)):
+            return [plain(v) for v in value]
+        return value
+
+    return json.dumps({k: plain(v) for k, v in sorted(data.items()) if v not in (None, (), [], "")},
+                      ensure_ascii=False, sort_keys=True)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _quote(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+class QueryLog:
+    """Append and read back the query log of one index folder; safe to share between threads and processes."""
+
+    def __init__(self, index_dir: Path | str):
+        self.root = Path(index_dir) / QUERYLOG_DIR
+
+    @property
+    def queries_dir(self) -> Path:
+        return self.root / QUERIES_DIR
+
+    @property
+    def clicks_dir(self) -> Path:
+        return self.root / CLICKS_DIR
+
+    # -- writing ------------------------------------------------------------------------------------
+
+    def log_query(
+        self,
+        text: str,
+        mode: str,
+        filters: Any = None,
+        latency_ms: float = 0.0,
+        result_ids: Sequence[str] = (),
+        result_count: int | None = None,
+        result_offset: int = 0,
+        ts: datetime | None = None,
+        query_id: str | None = None,
+    ) -> str:
+        """Append one search; returns its query_id, which clicks on its results refer to."""
+        query_id = query_id or uuid.uuid4().hex
+        row = {
+            "query_id": query_id,
+            "ts": ts or _now(),
+            "text": (text or "")[:MAX_QUERY_CHARS],
+            "mode": mode,
+            "filters": filters if isinstance(filters, str) else filters_json(filters),
+            "latency_ms": float(latency_ms),
+            "result_ids": [str(d) for d in result_ids],
+            "result_count": int(len(result_ids) if result_count is None else result_count),
+            "result_offset": int(result_offset),
+        }
+        self._append(self.queries_dir, pa.Table.from_pylist([row], schema=QUERIES))
+        return query_id
+
+    def log_click(self, query_id: str, doc_id: str, position: int, ts: datetime | None = None) -> None:
+        """Append one click on the result shown at 1-based `position` of search `query_id`."""
+        if int(position) < 1:
+            raise InputError(f"positions are 1-based, got {position}")
+        row = {"query_id": query_id, "ts": ts or _now(), "doc_id": str(doc_id), "position": int(position)}
+        self._append(self.clicks_dir, pa.Table.from_pylist([row], schema=CLICKS))
+
+    @staticmethod
+    def _append(folder: Path, table: pa.Table) -> Path:
+        name = f"{_now():%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex}.parquet"
+        return atomic_write(folder / name, lambda tmp: pq.write_table(table, tmp))
+
+    # -- reading ------------------------------------------------------------------------------------
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        """An in-memory DuckDB connection with views `queries` and `clicks` (empty when nothing is logged)."""
+        con = duckdb.connect()
+        con.execute("SET TimeZone = 'UTC'")
+        for name, folder, schema in (("queries", self.queries_dir, QUERIES), ("clicks", self.clicks_dir, CLICKS)):
+            if folder.is_dir() and any(folder.glob("*.parquet")):
+                con.execute(
+                    f"CREATE VIEW {name} AS SELECT * FROM read_parquet({_quote(folder / '*.parquet')}, "
+                    "union_by_name = true)"
+                )
+            else:
+                con.register(f"_{name}_empty", schema.empty_table())
+                con.execute(f"CREATE VIEW {name} AS SELECT * FROM _{name}_empty")
+        return con
+
+    def sql(self, query: str, params: Sequence | None = None) -> list[dict]:
+        """Rows of a query over the `queries` and `clicks` views, as dicts."""
+        con = self.connect()
+        try:
+            result = con.execute(query, params or [])
+            columns = [d[0] for d in result.description]
+            return [dict(zip(columns, row)) for row in result.fetchall()]
+        finally:
+            con.close()
+
+    def queries(self) -> list[dict]:
+        return self.sql("SELECT * FROM queries ORDER BY ts, query_id")
+
+    def clicks(self) -> list[dict]:
+        return self.sql("SELECT * FROM clicks ORDER BY ts, query_id")
+
+    def count(self) -> dict[str, int]:
+        rows = self.sql("SELECT (SELECT count(*) FROM queries) AS queries, (SELECT count(*) FROM clicks) AS clicks")
+        return rows[0]
+
+    # -- analytics ----------------------------------------------------------------------------------
+
+    def top_queries(self, limit: int = 20, min_results: int | None = None) -> list[dict]:
+        """Most frequent queries (case- and space-insensitive), with their zero-result share and latency.
+
+        `min_results=1` keeps only queries that found something: what autocomplete should offer.
+        """
+        having = "" if min_results is None else f"HAVING max(result_count) >= {int(min_results)}"
+        return self.sql(
+            f"""
+            SELECT any_value(text ORDER BY ts DESC) AS text, count(*) AS searches,
+                   count(*) FILTER (WHERE result_count = 0) AS zero_results,
+                   round(avg(latency_ms), 3) AS avg_latency_ms, max(ts) AS last_seen
+            FROM queries WHERE trim(text) <> ''
+            GROUP BY lower(trim(text)) {having}
+            ORDER BY searches DESC, text LIMIT ?
+            """,
+            [int(limit)],
+        )
+
+    def zero_result_queries(self, limit: int = 20) -> list[dict]:
+        """Queries that matched nothing, most frequent first: gaps in the corpus or in the analyzer."""
+        return self.sql(
+            """
+            SELECT any_value(text ORDER BY ts DESC) AS text, count(*) AS searches, max(ts) AS last_seen,
+                   list(DISTINCT mode ORDER BY mode) AS modes
+            FROM queries WHERE result_count = 0 AND trim(text) <> ''
+            GROUP BY lower(trim(text)) ORDER BY searches DESC, text LIMIT ?
+            """,
+            [int(limit)],
+        )
+
+    def latency_percentiles(self, bucket: str = "hour") -> list[dict]:
+        """p50 / p90 / p99 latency and the number of searches per time bucket (minute, hour, day, week, month)."""
+        if bucket not in _BUCKETS:
+            raise InputError(f"unknown bucket {bucket!r}; choose from {sorted(_BUCKETS)}")
+        return self.sql(
+            f"""
+            SELECT date_trunc('{bucket}', ts) AS bucket, count(*) AS searches,
+                   quantile_cont(latency_ms, 0.5) AS p50_ms, quantile_cont(latency_ms, 0.9) AS p90_ms,
+                   quantile_cont(latency_ms, 0.99) AS p99_ms
+            FROM queries GROUP BY bucket ORDER BY bucket
+            """
+        )
+
+    def latency_by_mode(self) -> list[dict]:
+        return self.sql(
+            """
+            SELECT mode, count(*) AS searches, quantile_cont(latency_ms, 0.5) AS p50_ms,
+                   quantile_cont(latency_ms, 0.9) AS p90_ms, quantile_cont(latency_ms, 0.99) AS p99_ms
+            FROM queries GROUP BY mode ORDER BY mode
+            """
+        )
+
+    def ctr_by_position(self, max_position: int = 10) -> list[dict]:
+        """Per result position: impressions (searches that showed a result there), clicks and click-through rate.
+
+        A click counts once per search and position, however often it was repeated.
+        """
+        return self.sql(
+            """
+            WITH shown AS (
+                SELECT query_id, result_offset + unnest(generate_series(1, len(result_ids))) AS position
+                FROM queries WHERE len(result_ids) > 0
+            ),
+            impressions AS (
+                SELECT position, count(*) AS impressions FROM shown WHERE position <= ? GROUP BY position
+            ),
+            clicked AS (
+                SELECT position, count(*) AS clicks
+                FROM (SELECT DISTINCT query_id, position FROM clicks WHERE position <= ?) GROUP BY position
+            )
+            SELECT position::INTEGER AS position, coalesce(i.impressions, 0) AS impressions,
+                   coalesce(c.clicks, 0) AS clicks,
+                   CASE WHEN coalesce(i.impressions, 0) = 0 THEN NULL
+                        ELSE round(coalesce(c.clicks, 0) / i.impressions, 4) END AS ctr
+            FROM impressions i FULL OUTER JOIN clicked c USING (position)
+            ORDER BY position
+            """,
+            [int(max_position), int(max_position)],
+        )
+
+    def engagement(self) -> dict[str, tuple[int, int]]:
+        """doc_id → (impressions, clicks) over the whole log: the data of the ranker's click features."""
+        rows = self.sql(
+            """
+            WITH shown AS (SELECT unnest(result_ids) AS doc_id FROM queries),
+                 impressions AS (SELECT doc_id, count(*) AS n FROM shown GROUP BY doc_id),
+                 clicked AS (SELECT doc_id, count(*) AS n FROM clicks GROUP BY doc_id)
+            SELECT coalesce(i.doc_id, c.doc_id) AS doc_id, coalesce(i.n, 0) AS impressions, coalesce(c.n, 0) AS clicks
+            FROM impressions i FULL OUTER JOIN clicked c ON i.doc_id = c.doc_id
+            """
+        )
+        return {row["doc_id"]: (int(row["impressions"]), int(row["clicks"])) for row in rows}
+
+    def clicked_documents(self, limit: int = 20) -> list[dict]:
+        return self.sql(
+            """
+            SELECT doc_id, count(*) AS clicks, round(avg(position), 2) AS avg_position
+            FROM clicks GROUP BY doc_id ORDER BY clicks DESC, doc_id LIMIT ?
+            """,
+            [int(limit)],
+        )

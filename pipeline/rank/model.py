@@ -1,0 +1,178 @@
+"""The learned ranker: a LightGBM LambdaMART model and its card, versioned under INDEX/rankers with a CURRENT pointer."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from ..config import RankerConfig
+from ..errors import RankerMismatch
+from ..io import CURRENT_POINTER, read_pointer, timestamped_id, write_pointer
+from .features import FEATURES
+
+RANKERS_DIR = "rankers"
+
+
+@dataclass
+class TrainingSet:
+    """Feature rows of many queries; group[i] rows belong to the i-th query."""
+
+    features: np.ndarray
+    labels: np.ndarray
+    groups: list[int]
+    query_ids: list[str]
+    doc_ords: list[np.ndarray] = field(default_factory=list)
+
+    def hash(self) -> str:
+        digest = hashlib.sha256()
+        for part in (self.features, self.labels, np.asarray(self.groups)):
+            digest.update(np.ascontiguousarray(part).tobytes())
+        return digest.hexdigest()[:16]
+
+    def subset(self, query_indexes: list[int]) -> TrainingSet:
+        offsets = np.r_[0, np.cumsum(self.groups)]
+        rows = np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in query_indexes]) if query_indexes \
+            else np.zeros(0, dtype=np.int64)
+        return TrainingSet(
+            self.features[rows], self.labels[rows], [self.groups[i] for i in query_indexes],
+            [self.query_ids[i] for i in query_indexes],
+            [self.doc_ords[i] for i in query_indexes] if self.doc_ords else [],
+        )
+
+    def rows_of(self, query_index: int) -> slice:
+        offsets = np.r_[0, np.cumsum(self.groups)]
+        return slice(int(offsets[query_index]), int(offsets[query_index + 1]))
+
+
+@dataclass
+class RankerCard:
+    """Everything that describes a trained model, saved beside it as ranker.json."""
+
+    model_id: str
+    features: list[str]
+    created_at: str
+    training_data_hash: str
+    trained_on: str
+    index_compatibility: dict  # analyzer fingerprint and dense model id the features were computed with
+    metrics: dict
+    params: dict
+
+
+class Ranker:
+    def __init__(self, booster, card: RankerCard):
+        self.booster = booster
+        self.card = card
+
+    @classmethod
+    def train(cls, train: TrainingSet, validation: TrainingSet, config: RankerConfig, trained_on: str,
+              compatibility: dict) -> Ranker:
+        import lightgbm
+
+        large = len(train.groups) >= config.large_from_queries
+        small = len(train.groups) + len(validation.groups) < config.small_below_queries
+        min_data = config.min_data_in_leaf_large if large else config.min_data_in_leaf
+        params = {
+            "objective": "lambdarank",
+            "metric": "ndcg",
+            "eval_at": [10],
+            "learning_rate": config.learning_rate,
+            "num_leaves": config.num_leaves_large if large else config.num_leaves,
+            "min_data_in_leaf": config.min_data_in_leaf_small if small else min_data,
+            "seed": config.seed,
+            "deterministic": True,
+            "num_threads": 2,
+            "verbosity": -1,
+        }
+        train_data = lightgbm.Dataset(train.features, train.labels, group=train.groups, feature_name=list(FEATURES))
+        callbacks = []
+        valid_sets = []
+        if validation.groups:
+            valid_sets = [lightgbm.Dataset(validation.features, validation.labels, group=validation.groups,
+                                           reference=train_data)]
+            callbacks.append(lightgbm.early_stopping(config.early_stopping_rounds, verbose=False))
+        rounds = config.n_estimators if valid_sets else min(config.n_estimators, config.n_estimators_small)
+        booster = lightgbm.train(params, train_data, num_boost_round=rounds, valid_sets=valid_sets,
+                                 callbacks=callbacks)
+        best = booster.best_score.get("valid_0", {}).get("ndcg@10") if valid_sets else None
+        card = RankerCard(
+            model_id=timestamped_id(),
+            features=list(FEATURES),
+            created_at=datetime.now(UTC).isoformat(),
+            training_data_hash=data_hash(train, validation),
+            trained_on=trained_on,
+            index_compatibility=compatibility,
+            metrics={"best_iteration": booster.best_iteration, "validation_ndcg@10": best,
+                     "train_queries": len(train.groups), "validation_queries": len(validation.groups)},
+            params={k: v for k, v in params.items() if k != "eval_at"},
+        )
+        return cls(booster, card)
+
+    def check(self, compatibility: dict) -> None:
+        if self.card.features != list(FEATURES):
+            missing = sorted(set(self.card.features) ^ set(FEATURES))
+            raise RankerMismatch(f"ranker {self.card.model_id} was trained on other features ({missing}); retrain it")
+        if self.card.index_compatibility != compatibility:
+            raise RankerMismatch(
+                f"ranker {self.card.model_id} was trained on an index with {self.card.index_compatibility}, "
+                f"but this index has {compatibility}: its features would mean something else. Retrain the ranker."
+            )
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        if not len(features):
+            return np.zeros(0)
+        return self.booster.predict(features, num_iteration=self.booster.best_iteration or None)
+
+    def contributions(self, features: np.ndarray) -> np.ndarray:
+        """Per-feature contributions plus a last column for the bias; each row sums to the model's score."""
+        return self.booster.predict(features, num_iteration=self.booster.best_iteration or None, pred_contrib=True)
+
+    def save(self, rankers_dir: Path, publish: bool = True) -> Path:
+        folder = Path(rankers_dir) / self.card.model_id
+        folder.mkdir(parents=True, exist_ok=True)
+        self.booster.save_model(str(folder / "model.txt"))
+        (folder / "ranker.json").write_text(json.dumps(asdict(self.card), indent=2, default=float))
+        if publish:
+            write_pointer(Path(rankers_dir) / CURRENT_POINTER, self.card.model_id)
+        return folder
+
+    @classmethod
+    def load(cls, folder: Path) -> Ranker:
+        import lightgbm
+
+        card = RankerCard(**json.loads((Path(folder) / "ranker.json").read_text()))
+        return cls(lightgbm.Booster(model_file=str(Path(folder) / "model.txt")), card)
+
+    @staticmethod
+    def published(rankers_dir: Path) -> bool:
+        """Whether a model is published, without loading it."""
+        return (Path(rankers_dir) / CURRENT_POINTER).is_file()
+
+    @classmethod
+    def load_current(cls, rankers_dir: Path) -> Ranker | None:
+        model_id = read_pointer(Path(rankers_dir) / CURRENT_POINTER)
+        return None if model_id is None else cls.load(Path(rankers_dir) / model_id)
+
+
+def data_hash(*sets: TrainingSet) -> str:
+    """One hash over every training row, label and group the model saw (validation included)."""
+    digest = hashlib.sha256()
+    for training in sets:
+        digest.update(training.hash().encode())
+    return digest.hexdigest()[:16]
+
+
+def split_queries(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """(train, validation) query indexes; validation is `fraction` of them, at least one when n > 1."""
+    order = np.random.default_rng(seed).permutation(n).tolist()
+    n_valid = max(1, int(round(n * fraction))) if n > 1 and fraction > 0 else 0
+    return sorted(order[n_valid:]), sorted(order[:n_valid])
+
+
+def folds(n: int, k: int, seed: int) -> list[list[int]]:
+    order = np.random.default_rng(seed).permutation(n)
+    return [sorted(order[i::k].tolist()) for i in range(k)]

@@ -1,0 +1,94 @@
+"""Offline training from judged queries: the ranker's feature rows and LambdaMART fits, and tuned fusion weights."""
+
+from __future__ import annotations
+
+import numpy as np
+from tqdm import tqdm
+
+from ..dense.cache import EmbeddingCache, encode_queries_with_cache
+from ..eval.beir import BeirDataset, Qrels
+from ..eval.metrics import run_of, score_run
+from ..retrieval.branches import BranchResult, available_branches
+from ..retrieval.fusion import tune_weights
+from ..retrieval.hybrid import recall
+from ..retrieval.weights import FusionWeights
+from ..search.plan import QueryPlan, plan_query
+from ..search.reader import IndexReader
+from .features import FEATURES, extract
+from .model import RANKERS_DIR, Ranker, TrainingSet, split_queries
+from .rerank import ranker_candidates
+
+PlannedQueries = dict[str, tuple[QueryPlan, dict[str, BranchResult]]]
+
+
+def query_vectors(reader: IndexReader, texts: list[str]) -> np.ndarray:
+    """All queries in one batch (far faster than one by one), through the embedding cache."""
+    encoder = reader.query_encoder()
+    cache = EmbeddingCache(reader.settings.cache_dir, encoder.model_id, encoder.dim)
+    return encode_queries_with_cache(encoder, texts, cache)
+
+
+def plan_queries(reader: IndexReader, queries: dict[str, str], show_progress: bool = False,
+                 label: str = "queries") -> PlannedQueries:
+    """Per query: its plan (written as prose, so operators are words) and every branch's results."""
+    qids = list(queries)
+    vectors = list(query_vectors(reader, [queries[q] for q in qids])) if reader.has_dense else [None] * len(qids)
+    out = {}
+    for qid, vector in tqdm(zip(qids, vectors), total=len(qids), desc=label, unit="q", disable=not show_progress):
+        plan = plan_query(reader, queries[qid], syntax=False, vector=vector)
+        out[qid] = (plan, recall(reader, plan))
+    return out
+
+
+def tune_fusion(reader: IndexReader, method: str, planned: PlannedQueries, qrels: Qrels,
+                trained_on: str) -> FusionWeights:
+    """Weights of `method` that maximise nDCG@10 over judged queries' branch results."""
+    fusion = reader.settings.fusion
+    qids = list(planned)
+    per_query = [planned[q][1] for q in qids]
+
+    def objective(fused) -> float:
+        run = {qid: run_of(reader.doc_ids, docs[:10], scores[:10]) for qid, (docs, scores) in zip(qids, fused)}
+        return score_run(run, {q: qrels[q] for q in qids})[0]["ndcg@10"]
+
+    weights, best = tune_weights(per_query, objective, method, available_branches(reader), fusion.rrf_k,
+                                 fusion.normalization)
+    return FusionWeights.tuned(method, weights, trained_on, best)
+
+
+def training_set(reader: IndexReader, planned: PlannedQueries, qrels: Qrels, weights: FusionWeights) -> TrainingSet:
+    """Feature rows of each query's ranker candidates, labelled by the judgments (0 where unjudged)."""
+    rows, labels, groups, qids, docs_per_query = [], [], [], [], []
+    for qid, (plan, _) in planned.items():
+        branches, _, _, docs = ranker_candidates(reader, plan, weights, branches=planned[qid][1])
+        rows.append(extract(reader, plan, docs, branches))
+        judged = qrels.get(qid, {})
+        labels.append(np.array([judged.get(reader.doc_ids[d], 0) for d in docs.tolist()], dtype=np.float64))
+        groups.append(len(docs))
+        qids.append(qid)
+        docs_per_query.append(docs)
+    features = np.vstack(rows) if rows else np.zeros((0, len(FEATURES)))
+    return TrainingSet(features, np.concatenate(labels) if labels else np.zeros(0), groups, qids, docs_per_query)
+
+
+def validation_fraction(n_queries: int, config) -> float:
+    """Queries held out for early stopping: none when there are too few to spare."""
+    return 0.0 if n_queries < config.small_below_queries else config.validation_fraction
+
+
+def train_ranker(reader: IndexReader, training: TrainingSet, trained_on: str) -> Ranker:
+    config = reader.settings.ranker
+    train_idx, valid_idx = split_queries(len(training.groups), validation_fraction(len(training.groups), config),
+                                         config.seed)
+    return Ranker.train(training.subset(train_idx), training.subset(valid_idx), config, trained_on,
+                        reader.compatibility())
+
+
+def train_from_judgments(reader: IndexReader, dataset: BeirDataset, weights: FusionWeights, split: str = "train",
+                         show_progress: bool = False) -> Ranker:
+    """Train and publish the ranker of an index from a judged dataset whose doc ids are the index's."""
+    queries, qrels = dataset.judged_queries(split)
+    training = training_set(reader, plan_queries(reader, queries, show_progress, "features"), qrels, weights)
+    ranker = train_ranker(reader, training, f"{dataset.name}/{split}")
+    ranker.save(reader.root / RANKERS_DIR)
+    return ranker

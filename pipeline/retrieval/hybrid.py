@@ -1,0 +1,40 @@
+"""Hybrid retrieval: every recall branch in parallel, then one fusion of their candidates."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..config import FusionConfig
+from ..search.plan import QueryPlan
+from ..search.reader import IndexReader
+from .branches import BranchResult, available_branches, run_branches
+from .fusion import fuse
+from .weights import FusionWeights
+
+
+@dataclass
+class HybridResult:
+    doc_ords: np.ndarray  # best first
+    scores: np.ndarray
+    branches: dict[str, BranchResult]
+    fused_scores: dict[int, float]  # every fused candidate's score, for explanations
+
+
+def recall(reader: IndexReader, plan: QueryPlan) -> dict[str, BranchResult]:
+    """Every branch the index has, at the configured depth."""
+    fusion = reader.settings.fusion
+    return run_branches(reader, plan, fusion.depth, available_branches(reader), fusion.threads)
+
+
+def fuse_branches(branches: dict[str, BranchResult], fusion: FusionConfig,
+                  weights: FusionWeights) -> tuple[np.ndarray, np.ndarray]:
+    """The configured fusion method with the given weights: what the ranker sees, online and in training."""
+    return fuse(branches, fusion.method, weights.weights, fusion.rrf_k, fusion.normalization)
+
+
+def hybrid(reader: IndexReader, plan: QueryPlan, weights: FusionWeights) -> HybridResult:
+    branches = recall(reader, plan)
+    docs, scores = fuse_branches(branches, reader.settings.fusion, weights)
+    return HybridResult(docs, scores, branches, dict(zip(docs.tolist(), scores.tolist())))

@@ -1,0 +1,71 @@
+"""Metadata filters (source, language, tags, dates) as boolean masks over the documents, and result rows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Restrict results to documents whose metadata passes every given condition."""
+
+    sources: tuple[str, ...] = ()
+    langs: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.sources or self.langs or self.tags or self.since or self.until)
+
+
+class DocumentMetadata:
+    """Columnar document metadata: filter masks, ages and result rows."""
+
+    def __init__(self, documents: pa.Table):
+        self.documents = documents
+        self.n_docs = documents.num_rows
+        self.source = documents.column("source").combine_chunks()
+        self.lang = documents.column("lang").combine_chunks()
+        tags = documents.column("tags").combine_chunks()
+        self.tag_values = pc.list_flatten(tags)
+        self.tag_parents = pc.list_parent_indices(tags).to_numpy(zero_copy_only=False)
+        published = documents.column("published_at").combine_chunks()
+        self.has_date = published.is_valid().to_numpy(zero_copy_only=False)
+        self.published_us = published.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
+
+    def mask(self, filters: Filters) -> np.ndarray:
+        mask = np.ones(self.n_docs, dtype=bool)
+        if filters.sources:
+            mask &= pc.is_in(self.source, pa.array(filters.sources)).fill_null(False).to_numpy(zero_copy_only=False)
+        if filters.langs:
+            mask &= pc.is_in(self.lang, pa.array(filters.langs)).fill_null(False).to_numpy(zero_copy_only=False)
+        if filters.tags:
+            hit = pc.is_in(self.tag_values, pa.array(filters.tags)).to_numpy(zero_copy_only=False)
+            tagged = np.zeros(self.n_docs, dtype=bool)
+            tagged[self.tag_parents[hit]] = True
+            mask &= tagged
+        for bound, keep in ((filters.since, np.greater_equal), (filters.until, np.less_equal)):
+            if bound is not None:
+                micros = int(pa.scalar(bound, pa.timestamp("us", tz="UTC")).cast(pa.int64()).as_py())
+                mask &= self.has_date & keep(self.published_us, micros)
+        return mask
+
+    def age_days(self, docs: np.ndarray) -> np.ndarray:
+        """Days between each document's date and the newest date in the corpus (NaN where undated).
+
+        Measured from the corpus's newest date, not today, so features do not drift while an index ages."""
+        dated = self.has_date[docs]
+        if not self.has_date.any():
+            return np.full(len(docs), np.nan)
+        newest = self.published_us[self.has_date].max()
+        days = (newest - self.published_us[docs]) / 86_400e6
+        return np.where(dated, days, np.nan)
+
+    def row(self, doc_ord: int) -> dict:
+        return {name: self.documents.column(name)[doc_ord].as_py() for name in self.documents.column_names}

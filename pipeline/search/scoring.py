@@ -1,0 +1,33 @@
+"""BM25 of a query's terms per field and summed over the boosted fields, memoised on the query plan."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .bm25 import bm25_scores
+from .plan import QueryPlan
+from .reader import IndexReader
+
+
+def field_scores(reader: IndexReader, field: str, term_ids: list[int]) -> np.ndarray:
+    """Dense BM25 of one field for every document."""
+    bm25 = reader.settings.bm25
+    return bm25_scores(reader.postings(field), term_ids, bm25.k1, bm25.b)
+
+
+def boosted_scores(reader: IndexReader, term_ids: list[int]) -> np.ndarray:
+    """Dense BM25 summed over the fields of `bm25.field_boosts`, each times its boost."""
+    total = np.zeros(reader.n_docs)
+    for field, boost in reader.field_boosts.items():
+        total += boost * field_scores(reader, field, term_ids)
+    return total
+
+
+def plan_field_scores(reader: IndexReader, plan: QueryPlan, field: str) -> np.ndarray:
+    """`field_scores` of the plan's whole-query terms, computed once per plan."""
+    return plan.memo(("field", field), lambda: field_scores(reader, field, plan.term_ids))
+
+
+def plan_boosted_scores(reader: IndexReader, plan: QueryPlan) -> np.ndarray:
+    """`boosted_scores` of the plan's whole-query terms, computed once per plan."""
+    return plan.memo(("boosted",), lambda: boosted_scores(reader, plan.term_ids))

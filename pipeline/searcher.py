@@ -1,0 +1,137 @@
+"""The Searcher: opens one index version, plans each query once, dispatches on the search mode, builds hits."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from .config import Settings
+from .constants import MAX_K, MAX_QUERY_CHARS, SEARCH_MODES
+from .errors import IndexNotFound, InputError
+from .rank.explain import explain, single_branch
+from .rank.model import RANKERS_DIR, Ranker
+from .rank.rerank import learned
+from .retrieval.hybrid import HybridResult, hybrid
+from .retrieval.weights import FusionWeights, served_weights
+from .search.filters import Filters
+from .search.matching import match_mask
+from .search.plan import QueryPlan, plan_query
+from .search.reader import IndexReader
+from .search.results import SearchResponse, make_hit
+from .search.scoring import boosted_scores
+from .search.topk import top_k
+
+
+@dataclass
+class TopDocs:
+    """The top of one ranking: doc ordinals and scores, before result rows are built."""
+
+    doc_ords: np.ndarray
+    scores: np.ndarray
+    total_matches: int
+    term_ids: list[int]  # the terms highlights and explanations mark
+    query_terms: list[str]
+    mode: str
+    plan: QueryPlan
+    hybrid: HybridResult | None = None  # hybrid modes keep what explanations need
+
+
+class Searcher:
+    """Answers queries against one version in every mode; safe to share between threads."""
+
+    def __init__(self, reader: IndexReader):
+        self.reader = reader
+        self.settings = reader.settings
+
+    @classmethod
+    def open(cls, index_dir: Path | str, settings: Settings | None = None, version: str | None = None) -> Searcher:
+        return cls(IndexReader.open(index_dir, settings, version))
+
+    @property
+    def doc_ids(self) -> list[str]:
+        return self.reader.doc_ids
+
+    @cached_property
+    def fusion_weights(self) -> FusionWeights:
+        """The configured method's published tuned weights, else the configured ones; read once per Searcher."""
+        fusion = self.settings.fusion
+        return served_weights(self.reader.root, fusion.method, fusion.weights)
+
+    @property
+    def has_ranker(self) -> bool:
+        return Ranker.published(self.reader.root / RANKERS_DIR)
+
+    @cached_property
+    def ranker(self) -> Ranker:
+        ranker = Ranker.load_current(self.reader.root / RANKERS_DIR)
+        if ranker is None:
+            root = self.reader.root
+            raise IndexNotFound(f"no trained ranker for {root}: run `sousuo train --index {root} "
+                                "--dataset BEIR_FOLDER` first, or use --mode hybrid")
+        ranker.check(self.reader.compatibility())
+        return ranker
+
+    def plan(self, query: str, mode: str = "bm25", filters: Filters | None = None, syntax: bool = True) -> QueryPlan:
+        """The query analyzed once, with the vector the mode needs."""
+        query = query[:MAX_QUERY_CHARS]
+        vector = None
+        if mode == "dense" or (mode in ("hybrid", "ltr") and self.reader.has_dense):
+            vector = self.reader.encode_query(query)
+        return plan_query(self.reader, query, syntax, filters, vector)
+
+    def rank(self, query: str, k: int = 10, filters: Filters | None = None, syntax: bool = True, offset: int = 0,
+             mode: str = "bm25") -> TopDocs:
+        """Doc ordinals and scores of the top-k, without building result rows: the fast path for evaluation."""
+        if mode not in SEARCH_MODES:
+            raise InputError(f"unknown search mode {mode!r}; choose from {SEARCH_MODES}")
+        if offset < 0:
+            raise InputError(f"offset must be 0 or more, got {offset}")
+        k = max(0, min(int(k), MAX_K))
+        ranker = self.ranker if mode == "ltr" else None  # refused before any work when there is none
+        plan = self.plan(query, mode, filters, syntax)
+        if mode == "bm25":
+            return self._bm25(plan, k, offset)
+        if mode == "dense":
+            docs, scores = self.reader.dense.rank(plan.vector, offset + k, plan.allowed)
+            total = self.reader.n_docs if plan.allowed is None else int(plan.allowed.sum())
+            return TopDocs(docs[offset:], scores[offset:], total, plan.term_ids, _distinct(plan.terms), mode, plan)
+        result = learned(self.reader, plan, ranker, self.fusion_weights) if ranker else \
+            hybrid(self.reader, plan, self.fusion_weights)
+        window = slice(offset, offset + k)
+        return TopDocs(result.doc_ords[window], result.scores[window], len(result.fused_scores), plan.term_ids,
+                       _distinct(plan.terms), mode, plan, result)
+
+    def _bm25(self, plan: QueryPlan, k: int, offset: int) -> TopDocs:
+        scores = boosted_scores(self.reader, plan.scored_ids)
+        mask = scores > 0 if plan.is_plain else match_mask(self.reader, plan)
+        if plan.allowed is not None:
+            mask &= plan.allowed
+        candidates = np.flatnonzero(mask)
+        top = candidates[top_k(candidates, scores[candidates], offset + k)][offset:]
+        return TopDocs(top, scores[top], len(candidates), plan.scored_ids, _distinct(plan.scored_terms), "bm25", plan)
+
+    def search(self, query: str, k: int = 10, filters: Filters | None = None, syntax: bool = True, offset: int = 0,
+               with_snippets: bool = True, mode: str = "bm25", explain: bool = False) -> SearchResponse:
+        """Top-k documents for `query`. With `syntax=False` operators and quotes are ordinary words."""
+        started = time.perf_counter()
+        top = self.rank(query, k, filters, syntax, offset, mode)
+        term_ids = set(top.term_ids)
+        hits = [make_hit(self.reader, int(d), float(s), term_ids, with_snippets)
+                for d, s in zip(top.doc_ords, top.scores)]
+        if explain:
+            for hit in hits:
+                hit.explanation = self.explain(top, hit.doc_ord)
+        return SearchResponse(query, hits, top.total_matches, (time.perf_counter() - started) * 1000, top.query_terms)
+
+    def explain(self, top: TopDocs, doc_ord: int) -> dict:
+        if top.hybrid is None:
+            return single_branch(self.reader, top.mode, top.doc_ords, top.scores, top.term_ids, doc_ord)
+        return explain(self.reader, top.plan, top.hybrid, doc_ord, self.fusion_weights.weights_id).to_json()
+
+
+def _distinct(terms: list[str]) -> list[str]:
+    return list(dict.fromkeys(terms))

@@ -1,0 +1,434 @@
+"""Autocomplete and "did you mean": prefix and pinyin completion, and spelling correction.
+
+Completions come from three places:
+
+* the term dictionary of an index, ranked by document frequency. English terms are stems, so each is shown
+  in its most common surface form (`retriev` → "retrieval");
+* two-word phrases that occur in at least `min_phrase_df` documents, such as 向量检索 or "reciprocal rank",
+  because jieba splits 向量检索 into 向量 + 检索 and a search box should still offer the whole phrase;
+* popular past queries from the query log (`QueryLog.top_queries(min_results=1)`), ranked first.
+
+Chinese entries are also keyed by their pinyin (pypinyin): a typed string matches when it can be split into
+non-empty prefixes of consecutive syllables, so the full pinyin (`xiangliang`), the initials (`xljs`) and any
+mix (`xiangljs`) all offer 向量检索.
+
+Spelling correction (`did_you_mean`) replaces English words missing from the dictionary with the closest
+dictionary words by edit distance (Damerau–Levenshtein, 1 edit for words up to 4 letters, 2 beyond), reads
+unknown Latin words as pinyin (`xiangliang` → 向量), and replaces Chinese runs with dictionary entries that
+sound the same (向亮检索 → 向量检索).
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+import re
+import unicodedata
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+
+from ..index.postings import TEXT_FIELD
+from ..search.reader import IndexReader
+from ..text.analysis import (
+    CJK_CLASS,
+    CJK_PATTERN,
+    TOKEN_PATTERN,
+    Analyzer,
+    maximal_spans,
+)
+
+MAX_INPUT_CHARS = 200  # completion and correction look at no more of a query than this
+_PINYIN_INPUT = re.compile(r"^[a-z][a-z' ]*$")
+_LATIN_WORD = re.compile(r"^[a-z][a-z0-9+#.\-]*$")
+_SPACE_BETWEEN_CJK = re.compile(f"(?<=[{CJK_CLASS}]) (?=[{CJK_CLASS}])")
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    text: str
+    kind: str  # "query" (a past query), "phrase" or "term" (the dictionary)
+    weight: float  # searches for a query, document frequency for the dictionary
+    via: str  # "prefix" (typed text starts the entry) or "pinyin"
+
+
+@dataclass(frozen=True)
+class _Entry:
+    text: str
+    kind: str
+    weight: float
+    key: str  # normalized text: what a typed prefix is compared with
+    syllables: tuple[str, ...] = ()  # pinyin, for entries with Chinese characters
+    initials: str = ""
+    full: str = ""  # the syllables joined
+
+
+def normalize(text: str) -> str:
+    """NFKC, case-folded, whitespace collapsed: how typed text and entries are compared."""
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+
+def has_cjk(text: str) -> bool:
+    return CJK_PATTERN.search(text) is not None
+
+
+@lru_cache(maxsize=65_536)
+def pinyin_syllables(text: str) -> tuple[str, ...]:
+    """Toneless pinyin of each Chinese character; Latin words and digits are kept as their own 'syllables'."""
+    from pypinyin import Style, lazy_pinyin
+
+    out: list[str] = []
+    for item in lazy_pinyin(text, style=Style.NORMAL):
+        out.extend(re.findall(r"[a-z0-9]+", item.casefold()))
+    return tuple(out)
+
+
+def pinyin_initials(text: str) -> str:
+    return "".join(s[0] for s in pinyin_syllables(text))
+
+
+def pinyin_matches(typed: str, syllables: tuple[str, ...]) -> bool:
+    """Whether `typed` (letters only) splits into non-empty prefixes of consecutive syllables from the first.
+
+    `xiangliang`, `xljs`, `xiangljs` and `xiangliangjians` all match (xiang, liang, jian, suo).
+    """
+    n = len(typed)
+
+    @lru_cache(maxsize=None)
+    def match(i: int, j: int) -> bool:
+        if j == n:
+            return True
+        if i == len(syllables):
+            return False
+        syllable = syllables[i]
+        for p in range(min(len(syllable), n - j), 0, -1):
+            if syllable[:p] == typed[j : j + p] and match(i + 1, j + p):
+                return True
+        return False
+
+    return bool(typed) and bool(syllables) and typed[0] == syllables[0][0] and match(0, 0)
+
+
+def edit_distance(a: str, b: str, limit: int) -> int:
+    """Optimal-string-alignment distance (adjacent transpositions count 1); `limit + 1` once it exceeds limit."""
+    if abs(len(a) - len(b)) > limit:
+        return limit + 1
+    previous2: list[int] | None = None
+    previous = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        current = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cost = 0 if a[i - 1] == b[j - 1] else 1
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost)
+            if previous2 is not None and i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                current[j] = min(current[j], previous2[j - 2] + 1)
+        if min(current) > limit:
+            return limit + 1
+        previous2, previous = previous, current
+    return previous[-1]
+
+
+def _entry(text: str, kind: str, weight: float) -> _Entry:
+    key = normalize(text)
+    if has_cjk(key):
+        syllables = pinyin_syllables(key)
+        return _Entry(text, kind, float(weight), key, syllables, "".join(s[0] for s in syllables), "".join(syllables))
+    return _Entry(text, kind, float(weight), key)
+
+
+class Suggester:
+    """Completion and correction over one index's dictionary, plus popular past queries."""
+
+    def __init__(
+        self,
+        terms: dict[str, float],
+        phrases: dict[str, float] | None = None,
+        known_terms: Iterable[str] | None = None,
+        analyzer: Analyzer | None = None,
+        queries: Iterable[tuple[str, float]] = (),
+    ):
+        """`terms` and `phrases` map display text to weight (document frequency). `known_terms` is the index
+        vocabulary (analyzed terms) that decides whether a query word needs correcting; by default the
+        analyzed forms of `terms`."""
+        self.analyzer = analyzer or Analyzer()
+        best: dict[str, _Entry] = {}
+        for kind, table in (("term", terms), ("phrase", phrases or {})):
+            for text, weight in table.items():
+                if not text or weight <= 0:
+                    continue
+                entry = _entry(text, kind, weight)
+                if entry.key not in best or best[entry.key].weight < entry.weight:
+                    best[entry.key] = entry
+        self._entries = sorted(best.values(), key=lambda e: (-e.weight, e.key))
+        self._keys = sorted((e.key, i) for i, e in enumerate(self._entries))
+        self._key_list = [k for k, _ in self._keys]
+        self._pinyin_buckets: dict[str, list[_Entry]] = defaultdict(list)  # first letter → entries, heaviest first
+        self._by_full_pinyin: dict[str, list[_Entry]] = defaultdict(list)
+        self._by_initials: dict[str, list[_Entry]] = defaultdict(list)
+        for entry in self._entries:
+            if entry.syllables:
+                self._pinyin_buckets[entry.syllables[0][0]].append(entry)
+                self._by_full_pinyin[entry.full].append(entry)
+                self._by_initials[entry.initials].append(entry)
+        # Latin dictionary words for spelling correction, bucketed by length.
+        self._words: dict[str, float] = {}
+        for entry in self._entries:
+            if entry.kind == "term" and _LATIN_WORD.match(entry.key):
+                self._words[entry.key] = max(self._words.get(entry.key, 0.0), entry.weight)
+        self._words_by_length: dict[int, list[tuple[str, float]]] = defaultdict(list)
+        for word, weight in self._words.items():
+            self._words_by_length[len(word)].append((word, weight))
+        self._cjk_texts = {e.key for e in self._entries if e.syllables}
+        if known_terms is None:
+            known: set[str] = set()
+            for entry in self._entries:
+                if entry.kind == "term":
+                    known.update(self.analyzer.terms(entry.text))
+            known_terms = known
+        self._known = frozenset(known_terms)
+        self._queries: list[_Entry] = []
+        self.set_queries(queries)
+
+    # -- construction ---------------------------------------------------------------------------------
+
+    def set_queries(self, queries: Iterable[tuple[str, float]]) -> None:
+        """Replace the past queries offered (text, searches), e.g. from `QueryLog.top_queries(min_results=1)`."""
+        entries = {}
+        for text, weight in queries:
+            text = " ".join((text or "").split())[:MAX_INPUT_CHARS]
+            if text and weight > 0:
+                entry = _entry(text, "query", weight)
+                if entry.key not in entries or entries[entry.key].weight < entry.weight:
+                    entries[entry.key] = entry
+        self._queries = sorted(entries.values(), key=lambda e: (-e.weight, e.key))
+
+    def with_queries(self, queries: Iterable[tuple[str, float]]) -> Suggester:
+        """A copy sharing this dictionary, offering these past queries."""
+        copy = object.__new__(Suggester)
+        copy.__dict__.update(self.__dict__)
+        copy.set_queries(queries)
+        return copy
+
+    # -- completion ----------------------------------------------------------------------------------
+
+    def complete(self, text: str, limit: int = 8) -> list[Suggestion]:
+        """Up to `limit` completions of what was typed: past queries first, then dictionary entries by weight.
+
+        With several words typed, the whole input is completed first, then its last word.
+        Empty input offers the most popular past queries.
+        """
+        typed = normalize(text[:MAX_INPUT_CHARS])
+        if not typed:
+            return [Suggestion(e.text, e.kind, e.weight, "prefix") for e in self._queries[:limit]]
+        out: dict[str, Suggestion] = {}
+
+        def add(entry: _Entry, via: str, head: str = "") -> bool:
+            full = head + entry.text
+            key = normalize(full)
+            if key != typed and key not in out and len(out) < limit:
+                out[key] = Suggestion(full, entry.kind, entry.weight, via)
+            return len(out) >= limit
+
+        compact = typed.replace(" ", "").replace("'", "") if _PINYIN_INPUT.match(typed) else ""
+        for entry in self._queries:
+            if entry.key.startswith(typed):
+                if add(entry, "prefix"):
+                    break
+            elif compact and entry.syllables and pinyin_matches(compact, entry.syllables):
+                if add(entry, "pinyin"):
+                    break
+        for entry, via in self._dictionary_matches(typed, limit):
+            if add(entry, via):
+                break
+        if " " in typed and len(out) < limit:
+            head, last = typed.rsplit(" ", 1)
+            if last:
+                for entry, via in self._dictionary_matches(last, limit, kinds=("term",)):
+                    joiner = "" if has_cjk(head[-1:]) and has_cjk(entry.text[:1]) else " "
+                    if add(entry, via, head + joiner):
+                        break
+        return list(out.values())
+
+    def _dictionary_matches(self, typed: str, limit: int, kinds=("term", "phrase")):
+        """Dictionary entries starting with `typed` (heaviest first), then those whose pinyin matches it."""
+        start = bisect.bisect_left(self._key_list, typed)
+        end = start
+        while end < len(self._key_list) and self._key_list[end].startswith(typed):
+            end += 1
+        matches = (self._entries[i] for _, i in self._keys[start:end])
+        prefixed = heapq.nsmallest(limit * 2, (e for e in matches if e.kind in kinds), key=lambda e: (-e.weight, e.key))
+        found = [(e, "prefix") for e in prefixed]
+        if _PINYIN_INPUT.match(typed):
+            compact = typed.replace(" ", "").replace("'", "")
+            count = 0
+            for entry in self._pinyin_buckets.get(compact[0], ()):
+                if entry.kind in kinds and pinyin_matches(compact, entry.syllables):
+                    found.append((entry, "pinyin"))
+                    count += 1
+                    if count >= limit * 2:
+                        break
+        return found
+
+    # -- correction -----------------------------------------------------------------------------------
+
+    def is_known(self, text: str) -> bool:
+        """Whether every term of `text` is in the index vocabulary."""
+        return all(term in self._known for term in self.analyzer.terms(text))
+
+    def did_you_mean(self, query: str, limit: int = 3, force: bool = False) -> list[str]:
+        """Corrected versions of `query`, best first; empty when there is nothing to correct.
+
+        Words and Chinese runs whose terms are all in the vocabulary are kept, unless `force` (for a query
+        that matched nothing), which also tries homophones for Chinese runs.
+        """
+        query = unicodedata.normalize("NFKC", query[:MAX_INPUT_CHARS])
+        spans: list[tuple[int, int, list[str]]] = []
+        for match in TOKEN_PATTERN.finditer(query):
+            token = match.group()
+            if match.lastgroup == "cjk":
+                if force or not self.is_known(token):
+                    fixed = _correct_chinese(self, token)
+                    if fixed:
+                        spans.append((match.start(), match.end(), fixed))
+            else:
+                word = token.casefold()
+                if not self.is_known(word):
+                    fixed = _correct_word(self, word)
+                    if fixed:
+                        spans.append((match.start(), match.end(), fixed))
+        if not spans:
+            return []
+        variants = [[options[0] for *_, options in spans]]
+        for i, (*_, options) in enumerate(spans):
+            for option in options[1:]:
+                variant = list(variants[0])
+                variant[i] = option
+                variants.append(variant)
+        out: list[str] = []
+        for variant in variants:
+            text = _splice(query, [(s, e) for s, e, _ in spans], variant)
+            if text != query and text not in out:
+                out.append(text)
+        return out[:limit]
+
+
+
+def suggester_for(reader: IndexReader, max_docs: int = 20_000, max_chars: int = 4_000, min_phrase_df: int = 2,
+                queries: Iterable[tuple[str, float]] = ()) -> Suggester:
+    """The dictionary of an open index: its vocabulary with document frequencies, surface forms and
+    phrases read from (up to `max_docs` of) its documents."""
+    index = reader.version
+    vocabulary = index.vocabulary.terms
+    df = reader.postings(TEXT_FIELD).doc_frequencies()
+    analyzer = reader.analyzer
+    surfaces: dict[str, Counter] = defaultdict(Counter)
+    phrase_df: Counter = Counter()
+    documents = index.documents
+    n = min(documents.num_rows, max_docs)
+    titles = documents.column("title").slice(0, n).to_pylist()
+    bodies = documents.column("body").slice(0, n).to_pylist()
+    for title, body in zip(titles, bodies):
+        seen: set[str] = set()
+        for text in (title or "", (body or "")[:max_chars]):
+            _scan(analyzer, text, surfaces, seen)
+        phrase_df.update(seen)
+    terms: dict[str, float] = {}
+    for term_id, term in enumerate(vocabulary):
+        weight = float(df[term_id]) if term_id < len(df) else 0.0
+        if weight <= 0 or not _completable(term):
+            continue
+        display = surfaces[term].most_common(1)[0][0] if term in surfaces else term
+        terms[display] = max(terms.get(display, 0.0), weight)
+    phrases = {p: float(c) for p, c in phrase_df.items() if c >= min_phrase_df}
+    return Suggester(terms, phrases, known_terms=vocabulary, analyzer=analyzer, queries=queries)
+
+
+def _correct_word(suggester: Suggester, word: str) -> list[str]:
+    candidates: list[tuple[float, float, str]] = []
+    if len(word) >= 3:
+        limit = 1 if len(word) <= 4 else 2
+        for length in range(len(word) - limit, len(word) + limit + 1):
+            for other, weight in suggester._words_by_length.get(length, ()):
+                # A misspelling rarely changes both of the first two letters: a cheap filter first.
+                if other[0] != word[0] and other[1:2] != word[1:2] and other[0] != word[1:2]:
+                    continue
+                distance = edit_distance(word, other, limit)
+                if distance <= limit:
+                    candidates.append((float(distance), -weight, other))
+    if word.isalpha() and word.isascii():
+        for entry in suggester._by_full_pinyin.get(word, [])[:3]:
+            candidates.append((0.5, -entry.weight, entry.text))
+        if len(word) >= 2:
+            for entry in suggester._by_initials.get(word, [])[:3]:
+                candidates.append((1.5, -entry.weight, entry.text))
+    best: dict[str, tuple] = {}
+    for candidate in sorted(candidates):
+        best.setdefault(candidate[2], candidate)
+    return [text for *_, text in sorted(best.values())][:3]
+
+def _correct_chinese(suggester: Suggester, run: str) -> list[str]:
+    """Left to right, keep the longest dictionary entry at each point, else replace the longest stretch that
+    sounds like one (same toneless pinyin); single characters stay as they are."""
+    simplified = suggester.analyzer.normalize(run)
+    if len(simplified) != len(run):
+        simplified = run
+    out, i, changed = [], 0, False
+    while i < len(simplified):
+        for length in range(min(8, len(simplified) - i), 1, -1):
+            piece = simplified[i : i + length]
+            if piece in suggester._cjk_texts:
+                out.append(piece)
+                break
+            sounds_like = [e for e in suggester._by_full_pinyin.get("".join(pinyin_syllables(piece)), [])
+                           if len(e.key) == length and e.key != piece]
+            if sounds_like:
+                out.append(sounds_like[0].text)
+                changed = True
+                break
+        else:
+            length = 1
+            out.append(simplified[i])
+        i += length
+    return ["".join(out)] if changed else []
+
+
+def _splice(text: str, spans: list[tuple[int, int]], replacements: list[str]) -> str:
+    out, cursor = [], 0
+    for (start, end), replacement in zip(spans, replacements):
+        out.append(text[cursor:start])
+        out.append(replacement)
+        cursor = end
+    out.append(text[cursor:])
+    joined = "".join(out)
+    # A Latin word read as pinyin becomes Chinese: drop the space between two Chinese replacements.
+    return _SPACE_BETWEEN_CJK.sub("", joined)
+
+
+def _completable(term: str) -> bool:
+    if has_cjk(term):
+        return len(term) >= 2
+    return len(term) >= 2 and not term.isdigit()
+
+
+def _scan(analyzer: Analyzer, text: str, surfaces: dict[str, Counter], phrases: set[str]) -> None:
+    """Count Latin surface forms per term, and collect the two-word phrases of one text."""
+    if not text:
+        return
+    analyzed = analyzer.analyze(text)
+    tokens = [(analyzed.terms[i], analyzed.starts[i], analyzed.ends[i])
+              for i in maximal_spans(analyzed.starts, analyzed.ends, reach=12)]
+    previous = None
+    for term, start, end in tokens:
+        surface = text[start:end]
+        cjk = has_cjk(term)
+        if not cjk and surface.isalpha():
+            surfaces[term][surface.casefold()] += 1
+        if previous is not None:
+            p_term, p_start, p_end, p_cjk = previous
+            if cjk and p_cjk and p_end == start:
+                phrases.add(p_term + term)
+            elif not cjk and not p_cjk and text[p_end:start] == " " and surface.isalpha() \
+                    and text[p_start:p_end].isalpha():
+                phrases.add(f"{text[p_start:p_end].casefold()} {surface.casefold()}")
+        previous = (term, start, end, cjk)

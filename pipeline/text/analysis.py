@@ -1,0 +1,222 @@
+"""One analyzer for documents and queries: normalisation, Chinese segmentation, English stemming, stopwords."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+
+from ..config import AnalyzerConfig
+
+# CJK ideographs (basic, extension A, compatibility, extensions B–F).
+_CJK_RANGES = ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0x20000, 0x2EBEF))
+CJK_CLASS = "".join(f"{chr(lo)}-{chr(hi)}" for lo, hi in _CJK_RANGES)
+# A Latin-script word: word characters that are not CJK. Dots join identifiers and decimals
+# (`3.14`, `node.js`, `x86_64`), and `c++` / `c#` keep their suffix.
+_WORD = rf"[^\W{CJK_CLASS}]"
+TOKEN_PATTERN = re.compile(rf"(?P<cjk>[{CJK_CLASS}]+)|(?P<word>{_WORD}+(?:\.{_WORD}+)*(?:\+\+|#)?)")
+CJK_PATTERN = re.compile(f"[{CJK_CLASS}]")
+_LATIN_LETTER = re.compile("[A-Za-z]")
+# Half-open code point ranges whose odd-numbered buckets are A–Z, a–z, kana, CJK ext. A, CJK, Hangul,
+# CJK compatibility and CJK ext. B–F.
+_SCRIPT_BOUNDS = np.array([0x41, 0x5B, 0x61, 0x7B, 0x3040, 0x3100, 0x3400, 0x4DC0, 0x4E00, 0xA000, 0xAC00, 0xD7B0,
+                           0xF900, 0xFB00, 0x20000, 0x2EBF0], dtype=np.uint32)
+
+ENGLISH_STOPWORDS = frozenset(
+    """a about above after again against all am an and any are as at be because been before being below
+    between both but by can did do does doing down during each few for from further had has have having he
+    her here hers herself him himself his how i if in into is it its itself just me more most my myself no
+    nor not now of off on once only or other our ours ourselves out over own same she should so some such
+    than that the their theirs them themselves then there these they this those through to too under until
+    up very was we were what when where which while who whom why will with you your yours yourself
+    yourselves""".split()
+)
+
+# stopwords-iso's Chinese list also holds numerals and calendar words (年, 日, 九), which carry
+# meaning in questions about dates and counts, so those are kept as terms.
+_KEEP_CHINESE = set("零一二三四五六七八九十百千万亿两年月日号区") | {"第一", "第二"}
+
+
+def _chinese_stopwords(to_simplified) -> frozenset[str]:
+    import stopwordsiso
+
+    words = set()
+    for word in stopwordsiso.stopwords("zh"):
+        word = to_simplified(unicodedata.normalize("NFKC", word))
+        if CJK_PATTERN.search(word) and word not in _KEEP_CHINESE and not any(c.isdigit() for c in word):
+            words.add(word)
+    return frozenset(words)
+
+
+@dataclass(slots=True)
+class AnalyzedText:
+    """Terms of one text, each with its position and its [start, end) character span in the original text.
+
+    Positions count words for Latin script and characters for CJK, so stopwords leave gaps and the
+    overlapping words of search-mode segmentation share the position of their first character:
+    a phrase matches when its terms sit at the same relative positions in the document.
+    """
+
+    terms: list[str] = field(default_factory=list)
+    positions: list[int] = field(default_factory=list)
+    starts: list[int] = field(default_factory=list)
+    ends: list[int] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.terms)
+
+    def add(self, term: str, position: int, start: int, end: int) -> None:
+        self.terms.append(term)
+        self.positions.append(position)
+        self.starts.append(start)
+        self.ends.append(end)
+
+    def within(self, start: int, end: int) -> AnalyzedText:
+        """The terms whose span lies inside [start, end) of the text: one clause of an analyzed query."""
+        keep = [i for i, (s, e) in enumerate(zip(self.starts, self.ends)) if start <= s and e <= end]
+        return AnalyzedText([self.terms[i] for i in keep], [self.positions[i] for i in keep],
+                            [self.starts[i] for i in keep], [self.ends[i] for i in keep])
+
+    def maximal(self) -> list[tuple[str, int]]:
+        """(term, position) of the terms no longer term covers: search-mode sub-words of 中华人民共和国 drop out."""
+        return [(self.terms[i], self.positions[i]) for i in maximal_spans(self.starts, self.ends)]
+
+
+def maximal_spans(starts: list[int], ends: list[int], reach: int | None = None) -> list[int]:
+    """Indexes of the spans that no longer span covers; `reach` bounds the neighbours looked at to [i - reach, i + reach)
+    (search-mode segmentation overlaps only nearby)."""
+    out = []
+    n = len(starts)
+    for i, (start, end) in enumerate(zip(starts, ends)):
+        low, high = (0, n) if reach is None else (max(0, i - reach), min(n, i + reach))
+        covered = any(
+            starts[j] <= start and end <= ends[j] and (ends[j] - starts[j]) > (end - start) for j in range(low, high)
+        )
+        if not covered:
+            out.append(i)
+    return out
+
+
+class Analyzer:
+    """Turns text into index terms; the same instance serves indexing and querying."""
+
+    def __init__(self, config: AnalyzerConfig | None = None):
+        self.config = config or AnalyzerConfig()
+
+    @cached_property
+    def _to_simplified(self):
+        import opencc
+
+        converter = opencc.OpenCC("t2s")
+        return converter.convert
+
+    @cached_property
+    def _segment(self):
+        if self.config.segmenter == "rjieba":
+            import rjieba
+
+            return lambda run: rjieba.tokenize(run, mode="search")
+        import jieba
+
+        jieba.setLogLevel(60)
+        return lambda run: jieba.tokenize(run, mode="search")
+
+    @cached_property
+    def _stem(self):
+        import Stemmer
+
+        stemmer = Stemmer.Stemmer("english")
+        return stemmer.stemWord
+
+    @cached_property
+    def _stopwords(self) -> frozenset[str]:
+        if not self.config.remove_stopwords:
+            return frozenset()
+        return ENGLISH_STOPWORDS | _chinese_stopwords(self._to_simplified)
+
+    def normalize(self, text: str) -> str:
+        if self.config.nfkc:
+            text = unicodedata.normalize("NFKC", text)
+        if self.config.casefold:
+            text = text.casefold()
+        if self.config.traditional_to_simplified and CJK_PATTERN.search(text):
+            text = self._to_simplified(text)
+        return text
+
+    def _normalize_with_offsets(self, text: str) -> tuple[str, list[int] | None]:
+        """Normalised text, plus a map from its character offsets to the original's where lengths differ."""
+        normalized = self.normalize(text)
+        if len(normalized) == len(text):
+            return normalized, None
+        # Some characters expand (ﬁ → fi, ß → ss): normalise one by one to keep offsets exact.
+        pieces, offsets = [], []
+        for index, char in enumerate(text):
+            piece = self.normalize(char)
+            pieces.append(piece)
+            offsets.extend([index] * len(piece))
+        offsets.append(len(text))
+        return "".join(pieces), offsets
+
+    def analyze(self, text: str) -> AnalyzedText:
+        normalized, offsets = self._normalize_with_offsets(text)
+        out = AnalyzedText()
+        stopwords = self._stopwords
+        unit = 0
+        for match in TOKEN_PATTERN.finditer(normalized):
+            run = match.group()
+            run_start = match.start()
+            if match.lastgroup == "cjk":
+                for word, start, end in self._segment(run):
+                    if word not in stopwords:
+                        out.add(word, unit + start, run_start + start, run_start + end)
+                unit += len(run)
+            else:
+                self._add_word(out, run, unit, run_start, stopwords)
+                unit += 1
+        if offsets is not None:
+            out.starts = [offsets[s] for s in out.starts]
+            out.ends = [offsets[e - 1] + 1 for e in out.ends]
+        return out
+
+    def _add_word(self, out: AnalyzedText, word: str, unit: int, start: int, stopwords: frozenset[str]) -> None:
+        end = start + len(word)
+        if word.isalpha():
+            if word not in stopwords:
+                out.add(self._stem(word) if self.config.stem_english else word, unit, start, end)
+            return
+        # Identifiers and numbers are kept whole; their alphabetic parts are added beside them.
+        out.add(word, unit, start, end)
+        if self.config.split_identifiers and ("_" in word or "." in word):
+            offset = start
+            for part in re.split(r"[_.]", word):
+                if part.isalpha() and part not in stopwords:
+                    out.add(self._stem(part) if self.config.stem_english else part, unit, offset, offset + len(part))
+                offset += len(part) + 1
+
+    def terms(self, text: str) -> list[str]:
+        return self.analyze(text).terms
+
+
+def detect_language(text: str) -> str:
+    """Script-based language guess: `zh`, `ja`, `ko`, `en`, or `und` when there are no letters."""
+    if text.isascii():
+        return "en" if _LATIN_LETTER.search(text) else "und"
+    # One bucketing pass over the code points in numpy: ingest runs this on every record, and four regex scans
+    # took most of an incremental update's time.
+    points = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    counts = np.bincount(np.searchsorted(_SCRIPT_BOUNDS, points, side="right"), minlength=len(_SCRIPT_BOUNDS) + 1)
+    latin, kana, hangul = counts[1] + counts[3], counts[5], counts[11]
+    cjk = counts[7] + counts[9] + counts[13] + counts[15]
+    if kana and kana + cjk >= latin / 4:
+        return "ja"
+    if hangul and hangul >= latin / 4:
+        return "ko"
+    # One ideograph carries about as much as a short English word, hence the weighting.
+    if cjk and cjk >= latin / 4:
+        return "zh"
+    if latin:
+        return "en"
+    return "und"
