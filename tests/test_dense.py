@@ -11,7 +11,7 @@ import pytest
 from pipeline.dense.ann import AnnIndex, AnnSpec, choose_spec, ensure_recall, recall_at
 from pipeline.errors import RecallTooLow
 from pipeline.config import DenseConfig, Settings
-from pipeline.dense.index import DenseIndex, _update_spec, build_dense, update_dense
+from pipeline.dense.index import DenseIndex, spec_after_update, build_dense, update_dense
 from pipeline.dense.cache import EmbeddingCache, embed_with_cache
 from pipeline.dense.encoders import (
     MINILM,
@@ -296,9 +296,9 @@ def test_filtered_dense_search_on_an_emptied_index_returns_nothing(tmp_path, sam
 
 def test_an_index_near_a_size_boundary_keeps_its_shape_through_updates(settings):
     flat, hnsw = AnnSpec(kind="flat"), AnnSpec(kind="hnsw")
-    assert _update_spec(flat, 21_000, 384, settings).kind == "flat"  # within 10% of the 20,000 boundary
-    assert _update_spec(flat, 30_000, 384, settings).kind == "hnsw"
-    assert _update_spec(hnsw, 19_000, 384, settings).kind == "hnsw"
+    assert spec_after_update(flat, 21_000, 384, settings).kind == "flat"  # within 10% of the 20,000 boundary
+    assert spec_after_update(flat, 30_000, 384, settings).kind == "hnsw"
+    assert spec_after_update(hnsw, 19_000, 384, settings).kind == "hnsw"
     ivf = AnnIndex.build(clustered(4_000), choose_spec(4_000, 48, 1 << 30, "ivf-flat", nlist=64))
     assert ivf.can_update_to(replace(ivf.spec, nlist=100, nprobe=4))
     assert not ivf.can_update_to(replace(ivf.spec, nlist=128))

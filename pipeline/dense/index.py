@@ -63,7 +63,7 @@ def _target_spec(n: int, dim: int, settings: Settings, kind: str | None = None) 
     )
 
 
-def _update_spec(current: AnnSpec, n: int, dim: int, settings: Settings) -> AnnSpec:
+def spec_after_update(current: AnnSpec, n: int, dim: int, settings: Settings) -> AnnSpec:
     """The spec a full build of `n` vectors would choose, except that a corpus within 10% of the size where the
     automatic kind changes keeps its current kind: one hovering at a boundary would otherwise rebuild on every
     update."""
@@ -150,7 +150,7 @@ def update_dense(
 
     ann = AnnIndex.load(previous / DENSE_DIR, np.load(previous / DENSE_DIR / "vectors.npy", mmap_mode="r"))
     live = retained.num_rows + len(fresh)
-    target = _update_spec(ann.spec, live, encoder.dim, settings)
+    target = spec_after_update(ann.spec, live, encoder.dim, settings)
     dead = ann.n - ann.live_count + len(removed)
     merge = (not ann.can_update_to(target)
              or dead / max(ann.n + len(fresh), 1) > settings.dense.merge_dead_fraction)
