@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from pipeline import schemas
 from pipeline.config import Settings
 from pipeline.constants import SEARCH_MODES
+from pipeline.errors import SousuoError
 from pipeline.index.build import (
     Staging,
     analyze_shard,
@@ -26,6 +30,7 @@ from pipeline.index.build import (
 from pipeline.index.store import (
     Manifest,
     current_version,
+    index_lock,
     prune_versions,
     publish,
     versions_dir,
@@ -35,20 +40,38 @@ from pipeline.io import staged_folder
 from .retrain import evaluate_task, judged_splits, train_task
 
 
-def _ingest_cache_key(_context, parameters) -> str:
-    return f"sousuo-ingest-{parameters['corpus_key']}"
+def transient(_task, _task_run, state) -> bool:
+    """Retry only what can pass on a second try (I/O and timeouts), never an error in the input itself."""
+    error = state.data
+    return isinstance(error, (OSError, TimeoutError)) and not isinstance(error, SousuoError)
 
 
-@task(retries=2, retry_delay_seconds=2, cache_key_fn=_ingest_cache_key, persist_result=True)
+def cached_ingest(folder: Path) -> dict | None:
+    """The counts of an ingest cached in `folder`, or None when its files are missing or unreadable.
+
+    Checked on every hit: a cache folder that was cleared, moved or half-deleted is recomputed, never trusted."""
+    try:
+        documents = pq.read_metadata(folder / "documents.parquet")
+        quarantine = pq.read_metadata(folder / "quarantine.parquet")
+    except (OSError, pa.ArrowException):
+        return None
+    if not documents.schema.to_arrow_schema().equals(schemas.DOCUMENTS, check_metadata=False):
+        return None
+    return {"folder": str(folder), "documents": documents.num_rows, "quarantined": quarantine.num_rows}
+
+
+@task(retries=2, retry_delay_seconds=2, retry_condition_fn=transient)
 def ingest_task(corpus: list[str], corpus_key: str, settings: Settings) -> dict:
     """Read and validate the corpus once per input fingerprint; the result lives in the cache folder."""
     folder = settings.cache_dir / "ingest" / corpus_key
-    if not (folder / "documents.parquet").is_file():
-        ingested = stage_ingest(corpus, settings)
-        with staged_folder(folder, folder.with_name(folder.name + ".partial")) as staging:
-            stage_write_documents(ingested, staging)
-    return {"folder": str(folder), "documents": pq.read_metadata(folder / "documents.parquet").num_rows,
-            "quarantined": pq.read_metadata(folder / "quarantine.parquet").num_rows}
+    cached = cached_ingest(folder)
+    if cached is not None:
+        return cached
+    ingested = stage_ingest(corpus, settings)
+    shutil.rmtree(folder, ignore_errors=True)  # a damaged earlier copy
+    with staged_folder(folder, folder.with_name(folder.name + ".partial")) as staging:
+        stage_write_documents(ingested, staging)
+    return cached_ingest(folder)
 
 
 @task
@@ -56,7 +79,7 @@ def analyze_shard_task(staging_folder: str, start: int, stop: int, settings: Set
     return analyze_shard(Path(staging_folder), start, stop, settings)
 
 
-@task(retries=2, retry_delay_seconds=5)
+@task(retries=2, retry_delay_seconds=5, retry_condition_fn=transient)
 def embed_shard_task(staging_folder: str, start: int, stop: int, settings: Settings) -> int:
     return embed_shard(Path(staging_folder), start, stop, settings)
 
@@ -66,7 +89,7 @@ def index_task(staging_folder: str, settings: Settings, shards=None) -> dict:
     return stage_index(Path(staging_folder), settings, shards=shards)
 
 
-@task(retries=2, retry_delay_seconds=5)
+@task(retries=2, retry_delay_seconds=5, retry_condition_fn=transient)
 def embed_task(staging_folder: str, settings: Settings) -> dict | None:
     """Embeddings go through the cache, so a retry re-embeds only what the failed try had not stored."""
     return stage_dense(Path(staging_folder), settings)
@@ -121,8 +144,15 @@ def build_flow(corpus: list[str], index: str, publish_version: bool = True, shar
     schedule.judgments), the ranker is trained and every search mode evaluated before the version is published.
     A re-run over unchanged inputs and configuration does no work and returns the current version.
     """
-    logger = get_run_logger()
     settings = Settings()
+    with index_lock(Path(index), settings.lock_timeout_s):
+        return build_version(corpus, index, settings, publish_version, shards, judgments)
+
+
+def build_version(corpus: list[str], index: str, settings: Settings, publish_version: bool = True, shards: int = 1,
+                  judgments: str | None = None) -> str:
+    """The build flow's work, for a flow that already holds the index lock (an update that turns into a build)."""
+    logger = get_run_logger()
     index_dir = Path(index)
     corpus_key = corpus_fingerprint(corpus, settings)
     current = current_version(index_dir)

@@ -1,4 +1,4 @@
-"""The `sousuo` command: build (a Prefect flow), search, train, eval, sql, versions, publish and rollback."""
+"""The `sousuo` command: build and update (Prefect flows), search, train, eval, sql, check, versions, publish, rollback."""
 
 from __future__ import annotations
 
@@ -10,9 +10,23 @@ from datetime import datetime
 from pathlib import Path
 
 from pipeline.config import Settings
+from pipeline.constants import SEARCH_MODES
 from pipeline.errors import InputError, SousuoError
 from pipeline.experiment.runs import METHODS
-from pipeline.constants import SEARCH_MODES
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {number}")
+    return number
+
+
+def _non_negative(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {number}")
+    return number
 
 
 def _date(value: str) -> datetime:
@@ -62,7 +76,8 @@ def cmd_search(args, settings: Settings) -> int:
         since=args.since,
         until=args.until,
     )
-    response = searcher.search(args.query, k=args.k, filters=filters, mode=args.mode, explain=args.explain)
+    response = searcher.search(args.query, k=args.k, filters=filters, offset=args.offset, mode=args.mode,
+                               explain=args.explain)
     if args.json:
         print(json.dumps({"mode": args.mode, **response.to_json()}, ensure_ascii=False))
         return 0
@@ -158,18 +173,27 @@ def cmd_sql(args, settings: Settings) -> int:
 
 
 def cmd_versions(args, settings: Settings) -> int:
-    from pipeline.index.store import (
-        Manifest,
-        current_version,
-        list_versions,
-        versions_dir,
-    )
+    from pipeline.index.store import Manifest, current_version, list_versions, require_index_dir, versions_dir
 
-    current = current_version(args.index)
+    current = current_version(require_index_dir(args.index))
     for version in list_versions(args.index):
         manifest = Manifest.read(versions_dir(args.index) / version)
         marker = "*" if version == current else " "
         print(f"{marker} {version}  docs={manifest.doc_count}  terms={manifest.term_count}  {manifest.created_at}")
+    return 0
+
+
+def cmd_check(args, settings: Settings) -> int:
+    from pipeline.errors import IndexDamaged
+    from pipeline.index.store import check_version, resolve_version_dir
+
+    folder = resolve_version_dir(args.index, args.version)
+    problems = check_version(folder)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        raise IndexDamaged(f"{len(problems)} problem(s) in {folder}")
+    print(f"{folder.name}: every file matches its size and checksum, every id is in range")
     return 0
 
 
@@ -182,9 +206,9 @@ def cmd_publish(args, settings: Settings) -> int:
 
 
 def cmd_rollback(args, settings: Settings) -> int:
-    from pipeline.index.store import current_version, list_versions, publish
+    from pipeline.index.store import current_version, list_versions, publish, require_index_dir
 
-    versions = list_versions(args.index)
+    versions = list_versions(require_index_dir(args.index))
     current = current_version(args.index)
     older = [v for v in versions if current is None or v < current]
     if not older:
@@ -216,7 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--index", required=True, type=Path)
     search.add_argument("--mode", choices=SEARCH_MODES, default="bm25")
     search.add_argument("--encoder", help="query encoder; refused unless it is the one the index was built with")
-    search.add_argument("-k", type=int, default=10, help="number of results")
+    search.add_argument("-k", type=_positive, default=10, help="number of results")
+    search.add_argument("--offset", type=_non_negative, default=0, help="skip this many results (paging)")
     search.add_argument("--source", action="append", help="keep documents from this source (repeatable)")
     search.add_argument("--lang", action="append", help="keep documents in this language (repeatable)")
     search.add_argument("--tag", action="append", help="keep documents with this tag (repeatable)")
@@ -277,6 +302,11 @@ def build_parser() -> argparse.ArgumentParser:
     versions.add_argument("--index", required=True, type=Path)
     versions.set_defaults(func=cmd_versions)
 
+    check = sub.add_parser("check", help="verify every file of a version against its manifest (sizes, checksums, ids)")
+    check.add_argument("--index", required=True, type=Path)
+    check.add_argument("--version", help="a version name (default: the published one)")
+    check.set_defaults(func=cmd_check)
+
     publish = sub.add_parser("publish", help="publish a version atomically")
     publish.add_argument("version")
     publish.add_argument("--index", required=True, type=Path)
@@ -297,12 +327,20 @@ PREFECT_DEFAULTS = {
 }
 
 
+# Commands that run Prefect flows, and so may start Prefect's temporary server.
+FLOW_COMMANDS = {"build", "update", "train", "serve"}
+
+
 def main(argv: list[str] | None = None) -> int:
     import os
 
     for key, value in PREFECT_DEFAULTS.items():
         os.environ.setdefault(key, value)
     args = build_parser().parse_args(argv)
+    if args.subcommand in FLOW_COMMANDS:
+        from flows.prefect_server import reap_orphaned_servers
+
+        reap_orphaned_servers()
     try:
         return args.func(args, Settings())
     except SousuoError as error:  # the user's to fix: one line; anything else is a bug and keeps its traceback

@@ -10,18 +10,19 @@ from prefect import flow, get_run_logger, task
 from pipeline.config import Settings
 from pipeline.index.build import corpus_fingerprint
 from pipeline.index.incremental import full_build_reason, update_index
-from pipeline.index.store import Manifest, current_version, versions_dir
+from pipeline.index.store import Manifest, current_version, index_lock, versions_dir
 
 from .build import (
-    build_flow,
+    build_version,
     configured_judgments,
     evaluate_version,
     publish_task,
     report,
+    transient,
 )
 
 
-@task(retries=2, retry_delay_seconds=5)
+@task(retries=2, retry_delay_seconds=5, retry_condition_fn=transient)
 def update_task(corpus: list[str], index: str, settings: Settings) -> str:
     """A new, unpublished version with the changes applied; a failed try leaves nothing behind."""
     manifest, _ = update_index(corpus, index, settings, publish_version=False)
@@ -43,12 +44,17 @@ def update_flow(corpus: list[str], index: str, judgments: str | None = None) -> 
     The published ranker keeps serving: the update changes documents, not the features' definitions (the
     weekly retrain flow refreshes the model). A first run, with no version yet, and a run after the analyzer
     or the dense model changed, is a full build instead."""
-    logger = get_run_logger()
     settings = Settings()
+    with index_lock(Path(index), settings.lock_timeout_s):
+        return _update(corpus, index, settings, judgments)
+
+
+def _update(corpus: list[str], index: str, settings: Settings, judgments: str | None) -> str:
+    logger = get_run_logger()
     index_dir = Path(index)
     current = current_version(index_dir)
     if current is None:
-        return build_flow(corpus, index, judgments=judgments)
+        return build_version(corpus, index, settings, judgments=judgments)
     published = Manifest.read(versions_dir(index_dir) / current)
     if published.corpus_key == corpus_fingerprint(corpus, settings):
         logger.info("nothing changed since %s", current)
@@ -56,7 +62,7 @@ def update_flow(corpus: list[str], index: str, judgments: str | None = None) -> 
     reason = full_build_reason(published, settings)
     if reason:
         logger.info("%s since %s: running a full build", reason, current)
-        return build_flow(corpus, index, judgments=judgments)
+        return build_version(corpus, index, settings, judgments=judgments)
     version = update_task(corpus, index, settings)
     manifest = Manifest.read(versions_dir(index_dir) / version)
     judgments = configured_judgments(judgments, settings)

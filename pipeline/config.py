@@ -146,6 +146,8 @@ class Settings(BaseSettings):
     ranker: RankerConfig = RankerConfig()
     snippet: SnippetConfig = SnippetConfig()
     keep_versions: int = 5
+    # A build or update waits this long for another one on the same index to finish, then gives up (IndexBusy).
+    lock_timeout_s: float = Field(300.0, ge=0)
 
     @classmethod
     def settings_customise_sources(

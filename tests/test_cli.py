@@ -11,7 +11,8 @@ from flows.cli import build_parser
 
 from conftest import ROOT, SAMPLE
 
-SUBCOMMANDS = ["build", "update", "serve", "train", "ui", "search", "eval", "sql", "versions", "publish", "rollback"]
+SUBCOMMANDS = ["build", "update", "serve", "train", "ui", "search", "eval", "sql", "check", "versions", "publish",
+               "rollback"]
 
 
 def sousuo(*args, check=True):
@@ -73,7 +74,60 @@ def test_versions_and_rollback_switch_what_search_serves(built):
 
 def test_a_missing_index_is_a_clear_error_not_a_traceback(tmp_path):
     result = sousuo("search", "x", "--index", tmp_path / "nothing", check=False)
-    assert result.returncode == 2 and "no published index" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 3 and "the path does not exist" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_unbuilt_index_folder_says_how_to_build_it(tmp_path):
+    result = sousuo("search", "x", "--index", tmp_path, check=False)
+    assert result.returncode == 3 and "no published index" in result.stderr and "sousuo build" in result.stderr
+
+
+@pytest.mark.parametrize("command", [("versions",), ("rollback",), ("check",), ("sql", "-c", "SELECT 1")])
+def test_an_index_path_that_is_a_file_is_a_one_line_error(tmp_path, command):
+    (tmp_path / "file").write_text("not an index")
+    result = sousuo(*command, "--index", tmp_path / "file", check=False)
+    assert result.returncode == 2 and "is a file, not an index folder" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_versions_of_a_path_that_does_not_exist_is_an_error(tmp_path):
+    result = sousuo("versions", "--index", tmp_path / "nowhere", check=False)
+    assert result.returncode == 3 and "the path does not exist" in result.stderr
+
+
+@pytest.mark.parametrize("args", [("-k", "0"), ("-k", "-3"), ("--offset", "-1")])
+def test_result_counts_and_offsets_must_make_sense(built, args):
+    index, *_ = built
+    result = sousuo("search", "x", "--index", index, *args, check=False)
+    assert result.returncode == 2 and "must be" in result.stderr
+
+
+def test_offset_pages_through_the_results(built):
+    index, *_ = built
+    first = json.loads(sousuo("search", "inverted index", "--index", index, "-k", "2", "--json").stdout)
+    second = json.loads(sousuo("search", "inverted index", "--index", index, "-k", "1", "--offset", "1",
+                               "--json").stdout)
+    assert second["results"][0]["doc_id"] == first["results"][1]["doc_id"]
+
+
+def test_publishing_a_path_instead_of_a_version_name_is_refused(built):
+    index, *_ = built
+    result = sousuo("publish", "../../elsewhere/versions/x", "--index", index, check=False)
+    assert result.returncode == 2 and "is not a version name" in result.stderr
+
+
+def test_check_reports_a_damaged_version_and_exits_with_its_code(built, tmp_path):
+    import shutil
+
+    index, *_ = built
+    copy = tmp_path / "copy"
+    shutil.copytree(index, copy)
+    assert sousuo("check", "--index", copy).returncode == 0
+    version = sousuo("versions", "--index", copy).stdout.split("* ")[1].split()[0]
+    target = copy / "versions" / version / "inverted" / "text.docs.npy"
+    target.write_bytes(target.read_bytes()[:-8])
+    result = sousuo("check", "--index", copy, check=False)
+    assert result.returncode == 4 and "text.docs.npy has" in result.stderr
 
 
 def test_a_syntax_error_is_a_clear_error(built):

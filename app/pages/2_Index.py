@@ -17,6 +17,8 @@ from pipeline.index.store import (
     publish,
     versions_dir,
 )
+from pipeline.io import CURRENT_POINTER
+from pipeline.retrieval.weights import FUSION_DIR
 from pipeline.serving.sql import SqlSession
 
 common.page("Index", ":material/inventory_2:")
@@ -193,7 +195,7 @@ with st.expander("Artifacts"):
     st.caption(f"{sum(f['bytes'] for f in files) / 1e6:.1f} MB in {len(files)} files")
 
 rankers = sorted((root / "rankers").glob("*/ranker.json")) if (root / "rankers").is_dir() else []
-tuned = sorted(root.glob("fusion-*.json"))
+tuned = sorted((root / FUSION_DIR).glob("*/*.json")) if (root / FUSION_DIR).is_dir() else []
 if rankers or tuned:
     st.subheader("Trained artifacts")
     if rankers:
@@ -210,7 +212,10 @@ if rankers or tuned:
         st.dataframe(pd.DataFrame(cards), hide_index=True)
     for path in tuned:
         try:
-            st.markdown(f"**Tuned fusion weights** ({common.md(path.name)})")
+            published = (path.parent / CURRENT_POINTER).is_file() and \
+                (path.parent / CURRENT_POINTER).read_text().strip() == path.stem
+            st.markdown(f"**Tuned fusion weights** ({common.md(path.parent.name)}, {common.md(path.stem)}"
+                        f"{', published' if published else ''})")
             st.json(json.loads(path.read_text()))
         except (OSError, ValueError):
             st.caption(f"{common.md(path.name)} cannot be read.")

@@ -28,7 +28,16 @@ from ..io import timestamped_id
 from ..text.analysis import Analyzer
 from .forward import ForwardField, ForwardIndex, Vocabulary
 from .postings import InvertedIndex
-from .store import Manifest, current_version, prune_versions, publish, versions_dir
+from .store import (
+    STAGING_PREFIX,
+    Manifest,
+    current_version,
+    file_inventory,
+    index_lock,
+    prune_versions,
+    publish,
+    versions_dir,
+)
 
 
 def source_snapshot(documents: pa.Table) -> str:
@@ -82,7 +91,7 @@ class Staging:
 
     @property
     def folder(self) -> Path:
-        return versions_dir(self.index_dir) / f".staging-{self.version}"
+        return versions_dir(self.index_dir) / f"{STAGING_PREFIX}{self.version}"
 
     def __enter__(self) -> Staging:
         return self
@@ -172,7 +181,7 @@ def embed_shard(folder: Path, start: int, stop: int, settings: Settings) -> int:
     """Embed the passages of documents [start, stop) into the shared cache; returns how many were encoded.
 
     The dense stage that follows finds every vector cached and only builds the ANN index."""
-    from ..dense.encoders import EmbeddingCache, embed_with_cache
+    from ..dense.cache import EmbeddingCache, embed_with_cache
     from ..dense.index import configured_encoder, split_documents
 
     if not settings.dense.enabled:
@@ -205,6 +214,7 @@ def stage_finalize(staging: Staging, settings: Settings, counts: dict, dense: di
         dense=dense,
         corpus_key=corpus_key,
         changes=changes,
+        files=file_inventory(staging.folder),
     )
     manifest.write(staging.folder)
     os.replace(staging.folder, versions_dir(staging.index_dir) / staging.version)
@@ -247,11 +257,12 @@ def build_index(
     settings = settings or Settings()
     corpus_paths = [Path(p) for p in corpus_paths]
     timer = StageTimer()
-    with timer.stage("ingest"):
-        ingested = stage_ingest(corpus_paths, settings, show_progress)
-    manifest = write_version(ingested, Path(index_dir), settings, [str(p) for p in corpus_paths], show_progress,
-                             timer, encoder, corpus_fingerprint(corpus_paths, settings))
-    if publish_version:
-        publish(Path(index_dir), manifest.version)
-        prune_versions(Path(index_dir), settings.keep_versions)
+    with index_lock(Path(index_dir), settings.lock_timeout_s):
+        with timer.stage("ingest"):
+            ingested = stage_ingest(corpus_paths, settings, show_progress)
+        manifest = write_version(ingested, Path(index_dir), settings, [str(p) for p in corpus_paths], show_progress,
+                                 timer, encoder, corpus_fingerprint(corpus_paths, settings))
+        if publish_version:
+            publish(Path(index_dir), manifest.version)
+            prune_versions(Path(index_dir), settings.keep_versions)
     return manifest, ingested

@@ -35,7 +35,14 @@ from .build import (
 )
 from .forward import STORED_FIELDS, ForwardField, ForwardIndex
 from .postings import InvertedIndex
-from .store import IndexVersion, Manifest, current_version, prune_versions, publish
+from .store import (
+    IndexVersion,
+    Manifest,
+    current_version,
+    index_lock,
+    prune_versions,
+    publish,
+)
 
 
 @dataclass
@@ -105,7 +112,12 @@ def update_index(corpus_paths: list[Path | str], index_dir: Path | str, settings
                  publish_version: bool = True) -> tuple[Manifest, ChangeSet]:
     """Bring the index up to date with the corpus as it is now, touching only what changed."""
     settings = settings or Settings()
-    index_dir = Path(index_dir)
+    with index_lock(Path(index_dir), settings.lock_timeout_s):
+        return _update(corpus_paths, Path(index_dir), settings, publish_version)
+
+
+def _update(corpus_paths: list[Path | str], index_dir: Path, settings: Settings,
+            publish_version: bool) -> tuple[Manifest, ChangeSet]:
     if current_version(index_dir) is None:
         raise IndexNotFound(f"no published version in {index_dir} to update: run a full build first")
     previous = IndexVersion.open(index_dir, settings.analyzer)

@@ -102,7 +102,8 @@ class QueryLog:
         row = {
             "query_id": query_id,
             "ts": ts or _now(),
-            "text": (text or "")[:MAX_QUERY_CHARS],
+            # Lone surrogates (undecodable bytes in a query) cannot be stored as UTF-8: logged as U+FFFD.
+            "text": (text or "")[:MAX_QUERY_CHARS].encode("utf-8", "replace").decode("utf-8"),
             "mode": mode,
             "filters": filters if isinstance(filters, str) else filters_json(filters),
             "latency_ms": float(latency_ms),

@@ -9,6 +9,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..errors import InputError
+
 
 @dataclass(frozen=True)
 class Filters:
@@ -19,6 +21,20 @@ class Filters:
     tags: tuple[str, ...] = ()
     since: datetime | None = None
     until: datetime | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("sources", "langs", "tags"):
+            for value in getattr(self, name):
+                if not isinstance(value, str):
+                    raise InputError(f"filter {name} takes strings, got {value!r}")
+                try:
+                    value.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise InputError(f"filter {name} value {value!r} is not valid Unicode") from None
+        for name in ("since", "until"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, datetime):
+                raise InputError(f"filter {name} takes a date, got {value!r}")
 
     def __bool__(self) -> bool:
         return bool(self.sources or self.langs or self.tags or self.since or self.until)
