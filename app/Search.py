@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 import streamlit as st
 
 from app import common
-from pipeline.constants import MAX_K
+from pipeline.constants import MAX_K, MAX_QUERY_CHARS
 from pipeline.errors import QuerySyntaxError, SousuoError
 from pipeline.index.querylog import QueryLog, filters_json
 from pipeline.search.filters import Filters
@@ -70,10 +70,10 @@ def facet_counts(version_key: tuple, query: str) -> dict:
     search = common.searcher()
     if query.strip():
         try:
-            ranking = search.rank(query, k=MAX_K, mode="bm25")
+            top = search.rank(query, k=MAX_K, mode="bm25")
         except QuerySyntaxError:
-            ranking = search.rank(query, k=MAX_K, mode="bm25", syntax=False)
-        rows = documents.take(pa.array(ranking.doc_ords, type=pa.int64()))
+            top = search.rank(query, k=MAX_K, mode="bm25", syntax=False)
+        rows = documents.take(pa.array(top.doc_ords, type=pa.int64()))
     else:
         rows = documents
     counts = {}
@@ -131,7 +131,7 @@ if completer is not None:
 # -- sidebar: mode and filters --------------------------------------------------------------------------
 
 values = corpus_values(version)
-counts = facet_counts(version, query[:2_000])
+counts = facet_counts(version, query[:MAX_QUERY_CHARS])
 
 
 def with_count(facet: str):

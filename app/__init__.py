@@ -1,0 +1,1 @@
+"""The Streamlit UI over the pipeline library."""

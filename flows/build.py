@@ -1,4 +1,4 @@
-"""Prefect flows over the pipeline library: the full index build, ranker retraining and an evaluation report."""
+"""Prefect flow: the full index build (ingest, analyze, embed, finalize, publish), trained and evaluated when judged."""
 
 from __future__ import annotations
 

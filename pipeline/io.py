@@ -77,6 +77,13 @@ def load_arrays(folder: Path, name: str, array_names: tuple[str, ...], mmap: boo
     return [np.load(folder / f"{name}.{a}.npy", mmap_mode=mode).view(np.ndarray) for a in array_names]
 
 
+def csr_lists(indptr: np.ndarray, values: np.ndarray):
+    """A CSR pair (row i owns values[indptr[i]:indptr[i + 1]]) as an Arrow list column, without copying rows."""
+    import pyarrow as pa
+
+    return pa.ListArray.from_arrays(pa.array(np.asarray(indptr).astype(np.int32)), pa.array(values))
+
+
 def run_gather_index(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """Indices that lay runs `source[starts[i] : starts[i] + lengths[i]]` end to end, for one vectorised take."""
     lengths = np.asarray(lengths, dtype=np.int64)

@@ -1,0 +1,1 @@
+"""The dense branch: encoders, passages, the embedding cache and faiss ANN indexes."""

@@ -1,0 +1,1 @@
+"""Judged collections and the measures computed on them."""

@@ -1,0 +1,1 @@
+"""Evaluation runs of a method on a judged collection, and the reproduction matrix."""

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .. import schemas
-from ..io import load_arrays, run_gather_index, save_arrays
+from ..io import csr_lists, load_arrays, run_gather_index, save_arrays
 from ..text.analysis import Analyzer
 
 # Fields analysed from the documents table. The inverted index adds `text`, their concatenation.
@@ -157,9 +157,7 @@ class ForwardIndex:
                         "doc_id": doc_ids,
                         "field": pa.array([name] * self.n_docs, pa.string()),
                         "length": pa.array(field.lengths),
-                        "token_ids": pa.ListArray.from_arrays(
-                            pa.array(field.indptr.astype(np.int32)), pa.array(field.term_ids)
-                        ),
+                        "token_ids": csr_lists(field.indptr, field.term_ids),
                     },
                     schema=schemas.FORWARD,
                 )

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .. import schemas
-from ..io import load_arrays, run_gather_index, save_arrays
+from ..io import csr_lists, load_arrays, run_gather_index, save_arrays
 from .forward import ForwardField, ForwardIndex, Vocabulary
 
 # The catch-all field: title then body, with a position gap so phrases never straddle the two.
@@ -219,9 +219,7 @@ class InvertedIndex:
                         "term_id": pa.array(term_of_posting),
                         "doc_ord": pa.array(postings.docs),
                         "tf": pa.array(postings.tfs),
-                        "positions": pa.ListArray.from_arrays(
-                            pa.array(postings.pos_indptr.astype(np.int32)), pa.array(postings.positions)
-                        ),
+                        "positions": csr_lists(postings.pos_indptr, postings.positions),
                     },
                     schema=schemas.POSTINGS,
                 )

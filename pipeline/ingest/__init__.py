@@ -1,0 +1,1 @@
+"""Reading corpora into one validated documents table, with a quarantine for bad records."""

@@ -1,0 +1,1 @@
+"""The learned ranker: features, model, online re-ranking, explanations and offline training."""

@@ -1,0 +1,1 @@
+"""Recall branches in parallel, and their fusion."""

@@ -1,0 +1,1 @@
+"""What serves people and programs above the Searcher: completion, correction, SQL views."""

@@ -1,0 +1,1 @@
+"""Text analysis shared by documents and queries."""
