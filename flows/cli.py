@@ -9,6 +9,8 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from pipeline.config import Settings
 from pipeline.constants import SEARCH_MODES
 from pipeline.errors import InputError, SousuoError
@@ -173,7 +175,13 @@ def cmd_sql(args, settings: Settings) -> int:
 
 
 def cmd_versions(args, settings: Settings) -> int:
-    from pipeline.index.store import Manifest, current_version, list_versions, require_index_dir, versions_dir
+    from pipeline.index.store import (
+        Manifest,
+        current_version,
+        list_versions,
+        require_index_dir,
+        versions_dir,
+    )
 
     current = current_version(require_index_dir(args.index))
     for version in list_versions(args.index):
@@ -206,7 +214,12 @@ def cmd_publish(args, settings: Settings) -> int:
 
 
 def cmd_rollback(args, settings: Settings) -> int:
-    from pipeline.index.store import current_version, list_versions, publish, require_index_dir
+    from pipeline.index.store import (
+        current_version,
+        list_versions,
+        publish,
+        require_index_dir,
+    )
 
     versions = list_versions(require_index_dir(args.index))
     current = current_version(args.index)
@@ -342,7 +355,13 @@ def main(argv: list[str] | None = None) -> int:
 
         reap_orphaned_servers()
     try:
-        return args.func(args, Settings())
+        settings = Settings()
+    except ValidationError as error:  # sousuo.toml or a SOUSUO_* variable holds a bad value
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        print(f"sousuo: invalid configuration ({problems})", file=sys.stderr)
+        return InputError.exit_code
+    try:
+        return args.func(args, settings)
     except SousuoError as error:  # the user's to fix: one line; anything else is a bug and keeps its traceback
         message = " ".join(str(error).split())
         print(f"sousuo {args.subcommand}: {message}", file=sys.stderr)

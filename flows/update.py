@@ -25,7 +25,7 @@ from .build import (
 @task(retries=2, retry_delay_seconds=5, retry_condition_fn=transient)
 def update_task(corpus: list[str], index: str, settings: Settings) -> str:
     """A new, unpublished version with the changes applied; a failed try leaves nothing behind."""
-    manifest, _ = update_index(corpus, index, settings, publish_version=False)
+    manifest, _ = update_index(corpus, index, settings, publish_version=False, caller_holds_lock=True)
     return manifest.version
 
 

@@ -134,3 +134,10 @@ def test_a_syntax_error_is_a_clear_error(built):
     index, *_ = built
     result = sousuo("search", "(unclosed", "--index", index, check=False)
     assert result.returncode == 2 and "missing ')'" in result.stderr
+
+
+def test_a_bad_configuration_value_is_a_one_line_error(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "flows.cli", "versions", "--index", str(tmp_path)],
+                            capture_output=True, text=True, cwd=ROOT, env={**os.environ, "SOUSUO_BM25__K1": "-1"})
+    assert result.returncode == 2 and "invalid configuration (bm25.k1:" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -109,9 +109,13 @@ def full_build_reason(manifest: Manifest, settings: Settings) -> str | None:
 
 
 def update_index(corpus_paths: list[Path | str], index_dir: Path | str, settings: Settings | None = None,
-                 publish_version: bool = True) -> tuple[Manifest, ChangeSet]:
-    """Bring the index up to date with the corpus as it is now, touching only what changed."""
+                 publish_version: bool = True, caller_holds_lock: bool = False) -> tuple[Manifest, ChangeSet]:
+    """Bring the index up to date with the corpus as it is now, touching only what changed.
+
+    Takes the index lock unless the caller (a flow that also trains and publishes) already holds it."""
     settings = settings or Settings()
+    if caller_holds_lock:
+        return _update(corpus_paths, Path(index_dir), settings, publish_version)
     with index_lock(Path(index_dir), settings.lock_timeout_s):
         return _update(corpus_paths, Path(index_dir), settings, publish_version)
 
