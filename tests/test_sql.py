@@ -4,6 +4,7 @@ reaches a file the views do not name."""
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -151,10 +152,10 @@ def test_a_refused_file_access_is_a_sandbox_violation_not_a_duckdb_traceback(san
 
 def test_copy_cannot_overwrite_a_view_file_either(sandboxed, sample_index):
     documents = sandboxed.views["documents"].split("'")[1]
-    before = open(documents, "rb").read()
+    before = Path(documents).read_bytes()
     with pytest.raises(SandboxViolation):
         sandboxed.fetch(f"EXPLAIN ANALYZE COPY (SELECT 42 AS x) TO '{documents}' (USE_TMP_FILE false)")
-    assert open(documents, "rb").read() == before
+    assert Path(documents).read_bytes() == before
 
 
 def test_a_syntax_error_is_one_line(sandboxed):
