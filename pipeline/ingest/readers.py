@@ -20,7 +20,13 @@ import pyarrow.parquet as pq
 
 from ..config import IngestConfig
 from ..errors import InputError
-from .quarantine import INVALID_CSV, INVALID_JSON, INVALID_UTF8, UNREADABLE_FILE, Rejection
+from .quarantine import (
+    INVALID_CSV,
+    INVALID_JSON,
+    INVALID_UTF8,
+    UNREADABLE_FILE,
+    Rejection,
+)
 
 # A CSV cell may be as long as a whole document: the size limit is ingest.max_doc_chars, checked per document, not
 # the csv module's default 131,072 characters per field, which aborted the read of the whole file.
