@@ -27,9 +27,11 @@ QUARANTINE = pa.schema(
         pa.field("source", pa.string()),
         pa.field("location", pa.string()),
         pa.field("doc_id", pa.string()),
+        pa.field("field", pa.string()),  # the field at fault; null for a whole record or file
         pa.field("reason", pa.string(), nullable=False),
         pa.field("detail", pa.string()),
-        # The record exactly as read, so nothing rejected is ever lost.
+        # The record exactly as read, so nothing rejected is ever lost; null for a whole file, which stays where
+        # `location` says.
         pa.field("raw", pa.binary()),
         pa.field("quarantined_at", TIMESTAMP),
     ]

@@ -91,3 +91,80 @@ def test_configuration_fingerprint_changes_with_any_setting():
 )
 def test_language_is_detected_from_script(text, lang):
     assert detect_language(text) == lang
+
+
+# -- normalisation is stable, offsets exact, and any str is safe ---------------------------------------------
+
+
+def test_half_width_katakana_with_voiced_marks_matches_full_width_alone_and_in_text(analyzer):
+    assert analyzer.terms("ｶﾞｽ") == analyzer.terms("ガス") == analyzer.terms("東京 ｶﾞｽ 会社")[1:2]
+
+
+def test_spans_stay_exact_when_an_expanding_and_a_composing_character_cancel_out(analyzer):
+    # ﬁ gains a character and ｶﾞ loses one: the text keeps its length but offsets shift in between.
+    assert spans(analyzer, "ﬁ ｶﾞ river") == [("fi", "ﬁ"), ("ガ", "ｶﾞ"), ("river", "river")]
+
+
+def test_combining_marks_compose_with_their_base_letter(analyzer):
+    assert spans(analyzer, "cafe\u0301 café") == [("café", "cafe\u0301"), ("café", "café")]
+
+
+@pytest.mark.parametrize("text", ["\ud800", "檢索\udfff", "a\udc80b 向量檢索", "\ud83d\ude00 emoji as two halves"])
+def test_lone_surrogates_become_replacement_characters_and_never_raise(analyzer, text):
+    analyzed = analyzer.analyze(text)
+    assert analyzer.normalize(text).encode("utf-8")
+    assert all(term.encode("utf-8") for term in analyzed.terms) and len(analyzed.ends) == len(analyzed.terms)
+    assert detect_language(text) in {"zh", "en", "und"}
+
+
+def test_traditional_to_simplified_converts_each_run_on_its_own(analyzer):
+    assert analyzer.normalize("乾燥 乾隆") == analyzer.normalize("乾燥") + " " + analyzer.normalize("乾隆")
+
+
+# Characters that stress normalisation: ligatures, full/half width, voiced marks, combining marks, Hangul jamo
+# (conjoining and compatibility), ß and İ (case folding expands them), circled digits, squared words (㍱ → hpa),
+# Traditional and Simplified Chinese, emoji, lone surrogates, plus separators.
+LETTERS = list("abcXYZ019") + list("ﬁﬂßİＡｚ１ｶｷガ①㍱㌔각ㄱㅏ가ᅡᆨé檢索體中华人民共和国東京") + ["e\u0301", "\U0001F600"]
+MARKS = ["\u0301", "\u0323", "\uff9e", "\uff9f", "\u3099"]
+SEPARATORS = [" ", "，", "。", "\n", "-", "_", "."]
+NO_STEM = Analyzer(AnalyzerConfig(stem_english=False))
+
+
+def random_text(rng, n):
+    pieces = []
+    for _ in range(n):
+        roll = rng.random()
+        pieces.append(rng.choice(MARKS if roll < 0.1 else SEPARATORS if roll < 0.35 else
+                                 ["\ud800", "\udc00"] if roll < 0.38 else LETTERS))
+    return "".join(pieces)
+
+
+def random_word(rng):
+    """Letters and marks, starting with a letter (a mark at the start would belong to the text before)."""
+    return rng.choice(LETTERS) + "".join(rng.choice(LETTERS + MARKS) for _ in range(rng.randrange(4)))
+
+
+def test_every_terms_span_maps_back_to_text_that_normalises_to_contain_it():
+    import random
+
+    rng = random.Random(20240501)
+    for _ in range(400):
+        text = random_text(rng, rng.randrange(1, 40))
+        analyzed = NO_STEM.analyze(text)
+        for term, start, end in zip(analyzed.terms, analyzed.starts, analyzed.ends):
+            assert 0 <= start < end <= len(text), (text, term)
+            assert term in NO_STEM.normalize(text[start:end]), (text, term, text[start:end])
+
+
+def test_a_words_terms_are_the_same_alone_and_surrounded_by_other_text():
+    import random
+
+    rng = random.Random(7)
+    for _ in range(400):
+        word = random_word(rng)
+        before = random_text(rng, rng.randrange(10)) + rng.choice([" ", "，", "\n"])
+        text = before + word + " " + random_text(rng, rng.randrange(10))
+        alone = NO_STEM.analyze(word)
+        within = NO_STEM.analyze(text).within(len(before), len(before) + len(word))
+        shifted = [(t, s - len(before), e - len(before)) for t, s, e in zip(within.terms, within.starts, within.ends)]
+        assert shifted == list(zip(alone.terms, alone.starts, alone.ends)), (text, word)

@@ -119,3 +119,123 @@ def test_sample_corpus_ingests_cleanly():
     result = ingest([SAMPLE])
     assert result.documents.num_rows >= 60 and result.quarantine.num_rows == 0
     assert set(result.documents.column("lang").to_pylist()) == {"en", "zh"}
+
+
+# -- one bad record or file never aborts a build -----------------------------------------------------------
+
+
+def quarantined(result):
+    """{(doc_id or location, field, reason)} of every quarantine row."""
+    return {(r["doc_id"] or r["location"], r["field"], r["reason"]) for r in result.quarantine.to_pylist()}
+
+
+@pytest.mark.parametrize(("field", "value"), [("tags", 7), ("lang", 3), ("url", ["a", "b"]), ("source", {"x": 1}),
+                                               ("title", 12), ("text", ["a list", "of strings"]), ("tags", [1, 2])])
+def test_a_jsonl_field_of_the_wrong_type_quarantines_that_record_and_names_the_field(tmp_path, field, value):
+    path = write_jsonl(tmp_path / "docs.jsonl", [{"id": "bad", "text": "body", field: value},
+                                                 {"id": "good", "text": "body"}])
+    result = ingest([path])
+    assert result.documents.column("doc_id").to_pylist() == ["good"]
+    assert quarantined(result) == {("bad", field, "wrong_type")}
+
+
+def test_a_parquet_column_of_the_wrong_type_quarantines_its_records(tmp_path):
+    path = tmp_path / "docs.parquet"
+    pq.write_table(pa.table({"id": ["a", "b"], "text": ["one", "two"], "lang": pa.array([None, 5], pa.int64())}), path)
+    result = ingest([path])
+    assert result.documents.column("doc_id").to_pylist() == ["a"]
+    assert quarantined(result) == {("b", "lang", "wrong_type")}
+
+
+@pytest.mark.parametrize("field", ["url", "source", "lang", "tags", "id", "title", "text"])
+def test_a_lone_surrogate_in_any_field_is_quarantined_with_that_field(tmp_path, field):
+    path = tmp_path / "docs.jsonl"
+    value = '["x\\ud800"]' if field == "tags" else '"x\\ud800"'
+    record = {"id": "bad", "text": "body"}
+    line = json.dumps(record)[:-1] + f', "{field}": {value}' + "}"
+    path.write_text(line + "\n" + json.dumps({"id": "good", "text": "body"}) + "\n")
+    result = ingest([path])
+    assert result.documents.column("doc_id").to_pylist() == ["good"]
+    assert [(r["field"], r["reason"]) for r in result.quarantine.to_pylist()] == [(field, "invalid_utf8")]
+
+
+def test_json_nested_a_hundred_thousand_levels_deep_is_quarantined_not_a_recursion_error(tmp_path):
+    path = tmp_path / "docs.jsonl"
+    deep = '{"id": "deep", "text": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    path.write_text(deep + "\n" + json.dumps({"id": "good", "text": "body"}) + "\n")
+    result = ingest([path])
+    assert result.documents.column("doc_id").to_pylist() == ["good"]
+    assert result.quarantine.column("reason").to_pylist() == ["invalid_json"]
+
+
+def test_a_csv_cell_longer_than_the_csv_modules_default_limit_is_read_whole(tmp_path):
+    path = tmp_path / "docs.csv"
+    long_body = "word " * 40_000  # 200,000 characters: over csv's 131,072, under ingest.max_doc_chars
+    path.write_text(f'doc_id,body\nlong,"{long_body}"\nshort,fine\n', encoding="utf-8")
+    result = ingest([path])
+    assert result.documents.column("body").to_pylist() == [long_body, "fine"]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_an_unreadable_parquet_file_is_quarantined_as_a_file_and_the_other_inputs_are_built(tmp_path, damage):
+    good = write_jsonl(tmp_path / "good.jsonl", [{"id": "g", "text": "kept"}])
+    bad = tmp_path / "bad.parquet"
+    pq.write_table(pa.table({"id": ["p"], "text": ["lost"]}), bad)
+    bad.write_bytes(bad.read_bytes()[: len(bad.read_bytes()) // 2] if damage == "truncated" else b"not parquet")
+    result = ingest([bad, good])
+    assert result.documents.column("doc_id").to_pylist() == ["g"]
+    row = result.quarantine.to_pylist()[0]
+    assert (row["location"], row["reason"], row["raw"]) == (str(bad), "unreadable_file", None) and row["detail"]
+
+
+def test_a_utf8_bom_is_stripped_from_csv_and_jsonl(tmp_path):
+    csv_path = tmp_path / "bom.csv"
+    csv_path.write_bytes(b"\xef\xbb\xbfid,body\n1,first\n2,second\n")
+    jsonl_path = tmp_path / "bom.jsonl"
+    jsonl_path.write_bytes(b"\xef\xbb\xbf" + b'{"id": "3", "text": "third"}\n{"id": "4", "text": "fourth"}\n')
+    result = ingest([csv_path, jsonl_path])
+    assert result.documents.column("doc_id").to_pylist() == ["1", "2", "3", "4"]
+    assert result.quarantine.num_rows == 0
+
+
+def test_identical_duplicates_are_counted_in_the_summary(tmp_path):
+    path = write_jsonl(tmp_path / "docs.jsonl", [{"id": "a", "text": "same", "tags": ["x"]}] * 3)
+    assert ingest([path]).summary() == {"documents": 1, "quarantined": 0, "identical_duplicates_dropped": 2}
+
+
+def test_a_duplicate_id_with_the_same_text_but_other_metadata_is_a_conflict(tmp_path):
+    path = write_jsonl(tmp_path / "docs.jsonl", [{"id": "a", "text": "same", "tags": ["x"]},
+                                                 {"id": "a", "text": "same", "tags": ["y"]}])
+    result = ingest([path])
+    assert result.documents.column("tags").to_pylist() == [["x"]]
+    assert quarantined(result) == {("a", "tags", "duplicate_id")} and result.duplicates_dropped == 0
+
+
+def test_parquet_binary_text_is_decoded_and_undecodable_or_list_text_refused(tmp_path):
+    binary = tmp_path / "binary.parquet"
+    pq.write_table(pa.table({"id": ["ok", "latin1"], "text": pa.array(["倒排".encode(), b"caf\xe9"], pa.binary())}),
+                   binary)
+    listed = tmp_path / "listed.parquet"
+    pq.write_table(pa.table({"id": ["l"], "text": [["a", "b"]]}), listed)
+    result = ingest([binary, listed])
+    assert result.documents.column("body").to_pylist() == ["倒排"]
+    assert quarantined(result) == {("latin1", "text", "invalid_utf8"), ("l", "text", "wrong_type")}
+
+
+def test_an_integer_id_becomes_a_string_and_a_float_or_boolean_id_is_refused(tmp_path):
+    path = write_jsonl(tmp_path / "docs.jsonl", [{"id": 7, "text": "int"}, {"id": 1.5, "text": "float"},
+                                                 {"id": True, "text": "bool"}])
+    result = ingest([path])
+    assert result.documents.column("doc_id").to_pylist() == ["7"]
+    assert [(r["field"], r["reason"]) for r in result.quarantine.to_pylist()] == [("id", "wrong_type")] * 2
+
+
+def test_a_single_tag_string_in_json_is_one_tag(tmp_path):
+    path = write_jsonl(tmp_path / "docs.jsonl", [{"id": "a", "text": "t", "tags": "machine learning, ir"}])
+    assert ingest([path]).documents.column("tags").to_pylist() == [["machine learning, ir"]]
+
+
+def test_a_date_that_does_not_parse_is_quarantined_not_silently_dropped(tmp_path):
+    path = write_jsonl(tmp_path / "docs.jsonl", [{"id": "a", "text": "t", "published_at": "last tuesday"},
+                                                 {"id": "b", "text": "t", "date": 20240501}])
+    assert quarantined(ingest([path])) == {("a", "published_at", "invalid_value"), ("b", "date", "wrong_type")}

@@ -11,7 +11,7 @@ import streamlit as st
 
 from app import common
 from pipeline.errors import SousuoError
-from pipeline.serving.sql import ReadOnlyViolation, SqlSession
+from pipeline.serving.sql import SandboxViolation, SqlError, SqlSession
 
 MAX_ROWS = 1_000
 EXAMPLES_DOC = common.ROOT / "docs" / "analysis.md"
@@ -51,7 +51,8 @@ except (SousuoError, duckdb.Error, OSError) as error:
     st.stop()
 
 try:
-    st.caption("Read-only: only SELECT, EXPLAIN and PRAGMA run; anything that writes is refused. Views: "
+    st.caption("Read-only: only SELECT, EXPLAIN and PRAGMA run; anything that writes, and any file but the "
+               "views', is refused. Views: "
                + ", ".join(f"`{name}`" for name in session.views))
     listed = examples(str(EXAMPLES_DOC), EXAMPLES_DOC.stat().st_mtime) if EXAMPLES_DOC.is_file() else []
     if listed:
@@ -67,18 +68,16 @@ try:
     sql = (st.session_state.get("sql") or "").strip()
     if st.session_state.pop("sql_run", False) and sql:
         try:
-            relation = session.query(sql)
-            if relation is None:
+            columns, rows = session.fetch(sql, max_rows=MAX_ROWS + 1)
+            if not columns:
                 st.info("The statement ran and returned no rows.")
             else:
-                rows = relation.limit(MAX_ROWS + 1).fetchall()
-                frame = pd.DataFrame(rows[:MAX_ROWS], columns=relation.columns)
-                st.dataframe(frame, hide_index=True)
+                st.dataframe(pd.DataFrame(rows[:MAX_ROWS], columns=columns), hide_index=True)
                 st.caption(f"First {MAX_ROWS:,} rows." if len(rows) > MAX_ROWS else f"{len(rows):,} rows.")
-        except ReadOnlyViolation as error:
-            st.error(f"Refused: {common.md(error)}. This page is read-only; it never changes the index.",
-                     icon=":material/lock:")
-        except duckdb.Error as error:
+        except SandboxViolation as error:
+            st.error(f"Refused: {common.md(error)}. This page is read-only; it never changes the index "
+                     "nor reads a file outside it.", icon=":material/lock:")
+        except SqlError as error:
             st.error(f"DuckDB: {common.md(error, 1_000)}", icon=":material/warning:")
         except Exception as error:  # whatever DuckDB's Python layer raises, a message and never a traceback
             st.error(f"The query failed: {common.md(type(error).__name__)}: {common.md(error, 1_000)}",

@@ -1,4 +1,5 @@
-"""DuckDB over every artifact: one view per Parquet table of an index version and of the evaluation cache."""
+"""DuckDB over every artifact: one view per Parquet table of an index version and of the evaluation cache, sandboxed
+so that no statement reads or writes any file but those the views name."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from ..errors import InputError
 from ..index.querylog import QueryLog
 from ..index.store import resolve_version_dir
 
-# View name → path of its Parquet file(s), relative to the index version folder.
+# View name → path of its Parquet file, relative to the index version folder.
 INDEX_VIEWS = {
     "documents": "documents.parquet",
     "quarantine": "quarantine.parquet",
@@ -31,9 +32,20 @@ READ_ONLY_STATEMENTS = {
     duckdb.StatementType.EXPLAIN,
     duckdb.StatementType.PRAGMA,
 }
+# The sandbox leaves these only the view files to touch, so all they could do is overwrite the index or copy it
+# into a table (which INSERT … SELECT does as well): refused in every session.
+FILE_STATEMENTS = {duckdb.StatementType.COPY, duckdb.StatementType.EXPORT}
 
 
-class ReadOnlyViolation(InputError):
+class SqlError(InputError):
+    """A statement DuckDB cannot parse or run, or one the sandbox refuses."""
+
+
+class SandboxViolation(SqlError):
+    """A statement that would read or write a file the views do not name."""
+
+
+class ReadOnlyViolation(SandboxViolation):
     """A statement that would change data; the SQL console only reads."""
 
 
@@ -41,35 +53,81 @@ def _quote(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
-def view_definitions(index_dir: Path | None, cache_dir: Path | None) -> dict[str, str]:
-    views = {}
+def _parquet_list(files: list[Path]) -> str:
+    return "[" + ", ".join(_quote(f) for f in files) + "]"
+
+
+def view_files(index_dir: Path | None, cache_dir: Path | None) -> dict[str, list[Path]]:
+    """View name → the Parquet files it reads. Globs are expanded here, when the session opens, so the sandbox can
+    allow exactly these files rather than whole folders (DuckDB may write into an allowed folder)."""
+    files: dict[str, list[Path]] = {}
     if index_dir is not None:
-        folder = resolve_version_dir(index_dir)
+        folder = resolve_version_dir(index_dir).absolute()
         for name, relative in INDEX_VIEWS.items():
-            if (folder / relative).exists():
-                views[name] = f"SELECT * FROM read_parquet({_quote(folder / relative)})"
-        log = QueryLog(index_dir)
+            if (folder / relative).exists() or name == "documents":
+                files[name] = [folder / relative]
+        log = QueryLog(Path(index_dir).absolute())
         for name, parts in (("queries", log.queries_dir), ("clicks", log.clicks_dir)):
-            if any(parts.glob("*.parquet")):
-                views[name] = f"SELECT * FROM read_parquet({_quote(parts / '*.parquet')}, union_by_name=true)"
-        # Postings and the forward index refer to documents by row number: expose it as doc_ord.
-        views["documents"] = (
-            "SELECT file_row_number::INTEGER AS doc_ord, * EXCLUDE (file_row_number) "
-            f"FROM read_parquet({_quote(folder / INDEX_VIEWS['documents'])}, file_row_number = true)"
-        )
+            found = sorted(parts.glob("*.parquet"))
+            if found:
+                files[name] = found
     if cache_dir is not None:
         for name, pattern in CACHE_VIEWS.items():
-            if any(Path(cache_dir).glob(pattern)):
-                views[name] = f"SELECT * FROM read_parquet({_quote(Path(cache_dir) / pattern)}, union_by_name=true)"
+            found = sorted(Path(cache_dir).absolute().glob(pattern))
+            if found:
+                files[name] = found
+    return files
+
+
+def view_definitions(files: dict[str, list[Path]]) -> dict[str, str]:
+    views = {}
+    for name, paths in files.items():
+        if name == "documents":
+            # Postings and the forward index refer to documents by row number: expose it as doc_ord.
+            views[name] = ("SELECT file_row_number::INTEGER AS doc_ord, * EXCLUDE (file_row_number) "
+                           f"FROM read_parquet({_parquet_list(paths)}, file_row_number = true)")
+        else:
+            views[name] = f"SELECT * FROM read_parquet({_parquet_list(paths)}, union_by_name = true)"
     return views
 
 
+def _sql_error(error: duckdb.Error) -> SqlError:
+    """DuckDB's error as one line; a refused file access becomes a SandboxViolation."""
+    kind = SandboxViolation if isinstance(error, duckdb.PermissionException) else SqlError
+    return kind(" ".join(str(error).split()))
+
+
+def explained_type(statement: duckdb.Statement) -> duckdb.StatementType:
+    """The type of the statement an EXPLAIN [ANALYZE] runs (EXPLAIN ANALYZE COPY writes a file), else its own."""
+    if statement.type != duckdb.StatementType.EXPLAIN:
+        return statement.type
+    query = statement.query
+    tokens = duckdb.tokenize(query)
+    i, depth = 1, 0  # token 0 is EXPLAIN; skip ANALYZE or a parenthesised option list
+    while i < len(tokens):
+        start = tokens[i][0]
+        end = tokens[i + 1][0] if i + 1 < len(tokens) else len(query)
+        text = query[start:end].strip()
+        if text == "(" and tokens[i][1] == duckdb.token_type.operator:
+            depth += 1
+        elif text == ")" and depth:
+            depth -= 1
+        elif not depth and text.upper() != "ANALYZE":
+            return explained_type(duckdb.extract_statements(query[start:])[0])
+        i += 1
+    return statement.type
+
+
 class SqlSession:
-    """A DuckDB connection with the views defined; read-only unless asked otherwise."""
+    """A DuckDB connection with the views defined; read-only unless asked otherwise.
+
+    Either way DuckDB runs with external access off, only the view files allowed, and its configuration locked, so
+    no file function, COPY, ATTACH, INSTALL or SET reaches any other path."""
 
     def __init__(self, index_dir: Path | None = None, cache_dir: Path | None = None, writable: bool = False):
         self.writable = writable
-        self.views = view_definitions(index_dir, cache_dir)
+        files = view_files(index_dir, cache_dir)
+        self.views = view_definitions(files)
         self._scratch = tempfile.TemporaryDirectory(prefix="sousuo-sql-")
         database = str(Path(self._scratch.name) / "views.duckdb")
         with duckdb.connect(database) as setup:
@@ -77,26 +135,42 @@ class SqlSession:
                 setup.execute(f"CREATE VIEW {name} AS {select}")
         # Reopened read-only: DuckDB itself refuses any write to the catalog.
         self.connection = duckdb.connect(database, read_only=not writable)
+        allowed = sorted({str(path) for paths in files.values() for path in paths})
+        self.connection.execute("SET allowed_paths = $1", [allowed])
+        self.connection.execute("SET enable_external_access = false")
+        self.connection.execute("SET lock_configuration = true")
 
     def check(self, sql: str) -> None:
-        if self.writable:
-            return
-        for statement in duckdb.extract_statements(sql):
-            if statement.type not in READ_ONLY_STATEMENTS:
-                raise ReadOnlyViolation(
-                    f"{statement.type.name} statements are refused in a read-only session (use --writable)"
-                )
+        try:
+            statements = duckdb.extract_statements(sql)
+        except duckdb.Error as error:
+            raise _sql_error(error) from None
+        for statement in statements:
+            kind = explained_type(statement)
+            if kind in FILE_STATEMENTS:
+                raise SandboxViolation(f"{kind.name} statements are refused: the SQL console reads no file but its views' "
+                               "and writes none")
+            if not self.writable and kind not in READ_ONLY_STATEMENTS:
+                raise ReadOnlyViolation(f"{kind.name} statements are refused in a read-only session (use --writable)")
 
     def query(self, sql: str) -> duckdb.DuckDBPyRelation | None:
+        """Checks and binds `sql`; rows are read when the relation is fetched (see `fetch` for errors as SqlError)."""
         self.check(sql)
-        return self.connection.sql(sql)
+        try:
+            return self.connection.sql(sql)
+        except duckdb.Error as error:
+            raise _sql_error(error) from None
 
-    def fetch(self, sql: str):
-        """(column names, rows) of a query."""
+    def fetch(self, sql: str, max_rows: int | None = None):
+        """(column names, rows) of a query, at most `max_rows` rows."""
         relation = self.query(sql)
         if relation is None:
             return [], []
-        return relation.columns, relation.fetchall()
+        try:
+            rows = (relation if max_rows is None else relation.limit(max_rows)).fetchall()
+        except duckdb.Error as error:
+            raise _sql_error(error) from None
+        return relation.columns, rows
 
     def close(self) -> None:
         self.connection.close()

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from bisect import bisect_right
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cache, cached_property
+from itertools import pairwise
 
 import numpy as np
 
@@ -19,6 +21,9 @@ CJK_CLASS = "".join(f"{chr(lo)}-{chr(hi)}" for lo, hi in _CJK_RANGES)
 _WORD = rf"[^\W{CJK_CLASS}]"
 TOKEN_PATTERN = re.compile(rf"(?P<cjk>[{CJK_CLASS}]+)|(?P<word>{_WORD}+(?:\.{_WORD}+)*(?:\+\+|#)?)")
 CJK_PATTERN = re.compile(f"[{CJK_CLASS}]")
+CJK_RUN_SPLIT = re.compile(f"([{CJK_CLASS}]+)")
+# A lone surrogate (half of a UTF-16 pair) is a valid `str` character that no encoder, OpenCC included, accepts.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _LATIN_LETTER = re.compile("[A-Za-z]")
 # Half-open code point ranges whose odd-numbered buckets are A–Z, a–z, kana, CJK ext. A, CJK, Hangul,
 # CJK compatibility and CJK ext. B–F.
@@ -85,6 +90,53 @@ class AnalyzedText:
         return [(self.terms[i], self.positions[i]) for i in maximal_spans(self.starts, self.ends)]
 
 
+def replace_lone_surrogates(text: str) -> str:
+    """`text` with every lone surrogate replaced by U+FFFD, so it encodes as UTF-8; lengths are unchanged."""
+    return _LONE_SURROGATE.sub("\ufffd", text)
+
+
+# Kinds of character for offset-exact normalisation (see Analyzer._char_kind).
+_COMBINES, _EXPANDS = 1, 2
+
+
+@cache
+def _composition_secondaries() -> frozenset[str]:
+    """Characters that compose with the character before them although they are not combining marks: the second
+    half of a canonical decomposition pair (Indic vowel signs, ﾞ's U+3099 …) and the Hangul vowel and final jamo."""
+    found = set(map(chr, range(0x1161, 0x1176))) | set(map(chr, range(0x11A8, 0x11C3)))
+    for point in range(0x20000):  # no canonical pair decomposes a character beyond plane 1
+        parts = unicodedata.decomposition(chr(point)).split()
+        if len(parts) == 2 and not parts[0].startswith("<"):
+            found.add(chr(int(parts[1], 16)))
+    return frozenset(found)
+
+
+@dataclass(slots=True)
+class OffsetMap:
+    """Maps offsets in normalised text back to the original: `chunks` are the (normalised start, normalised end,
+    original start, original end) of the pieces that changed length; elsewhere characters correspond one to one."""
+
+    chunks: list[tuple[int, int, int, int]]
+
+    def _locate(self, position: int) -> tuple[int, int | None]:
+        """(offset in the original of `position` between chunks, None) or (chunk start, chunk end) inside one."""
+        i = bisect_right(self.chunks, position, key=lambda chunk: chunk[0]) - 1
+        if i < 0:
+            return position, None
+        _, norm_end, start, end = self.chunks[i]
+        if position < norm_end:
+            return start, end
+        return end + position - norm_end, None
+
+    def start(self, position: int) -> int:
+        return self._locate(position)[0]
+
+    def end(self, position: int) -> int:
+        """The original end offset of a span whose normalised end is `position` (exclusive)."""
+        start, end = self._locate(position - 1)
+        return start + 1 if end is None else end
+
+
 def maximal_spans(starts: list[int], ends: list[int], reach: int | None = None) -> list[int]:
     """Indexes of the spans that no longer span covers; `reach` bounds the neighbours looked at to [i - reach, i + reach)
     (search-mode segmentation overlaps only nearby)."""
@@ -105,6 +157,7 @@ class Analyzer:
 
     def __init__(self, config: AnalyzerConfig | None = None):
         self.config = config or AnalyzerConfig()
+        self._kinds: dict[str, int] = {}
 
     @cached_property
     def _to_simplified(self):
@@ -138,27 +191,82 @@ class Analyzer:
         return ENGLISH_STOPWORDS | _chinese_stopwords(self._to_simplified)
 
     def normalize(self, text: str) -> str:
+        """NFKC, case folding and Traditional → Simplified Chinese; safe for any `str` (lone surrogates become U+FFFD)."""
+        return self._normalize_with_offsets(text)[0]
+
+    def _normalize_with_offsets(self, text: str) -> tuple[str, OffsetMap | None]:
+        """Normalised text, plus a map from its offsets to the original's where a character changed length.
+
+        Text is normalised in pieces that cannot interact: a character with the marks that compose with it
+        (ｶﾞ → ガ, e + ◌́ → é) is one piece, so a word normalises the same whatever surrounds it, and every term's span
+        maps back to the characters it came from."""
+        text = replace_lone_surrogates(text)
+        complex_chars = set() if text.isascii() else {c for c in set(text) if self._char_kind(c)}
+        if not complex_chars:
+            # Every character normalises to exactly one and none composes: offsets are unchanged.
+            return self._to_simplified_runs(self._fold(text)), None
+        combining = "".join(re.escape(c) for c in complex_chars if self._char_kind(c) == _COMBINES)
+        expanding = "".join(re.escape(c) for c in complex_chars if self._char_kind(c) == _EXPANDS)
+        alternatives = ([f".?[{combining}]+"] if combining else []) + ([f"[{expanding}]"] if expanding else [])
+        pieces, chunks, done, shift = [], [], 0, 0
+        for match in re.finditer("|".join(alternatives), text, re.S):
+            start, end = match.span()
+            pieces.append(self._fold(text[done:start]))
+            for low, high in self._independent_pieces(text, start, end):
+                piece = self._fold(text[low:high])
+                pieces.append(piece)
+                chunks.append((low + shift, low + shift + len(piece), low, high))
+                shift += len(piece) - (high - low)
+            done = end
+        pieces.append(self._fold(text[done:]))
+        return self._to_simplified_runs("".join(pieces)), OffsetMap(chunks)
+
+    def _independent_pieces(self, text: str, start: int, end: int) -> list[tuple[int, int]]:
+        """Split text[start:end] before each starter that does not compose with what precedes it (the space before
+        ﾞ, the second of two final jamo), so a piece is exactly what normalisation treats as one."""
+        bounds = [start]
+        for i in range(start + 1, end):
+            char = text[i]
+            decomposed = unicodedata.normalize("NFKD", char) if self.config.nfkc else char
+            if decomposed and unicodedata.combining(decomposed[0]):
+                continue  # a mark may reorder with the marks before it: it stays in their piece
+            if self._fold(text[bounds[-1] : i + 1]) == self._fold(text[bounds[-1] : i]) + self._fold(char):
+                bounds.append(i)
+        bounds.append(end)
+        return list(pairwise(bounds))
+
+    def _fold(self, text: str) -> str:
         if self.config.nfkc:
             text = unicodedata.normalize("NFKC", text)
-        if self.config.casefold:
-            text = text.casefold()
-        if self.config.traditional_to_simplified and CJK_PATTERN.search(text):
-            text = self._to_simplified(text)
-        return text
+        return text.casefold() if self.config.casefold else text
 
-    def _normalize_with_offsets(self, text: str) -> tuple[str, list[int] | None]:
-        """Normalised text, plus a map from its character offsets to the original's where lengths differ."""
-        normalized = self.normalize(text)
-        if len(normalized) == len(text):
-            return normalized, None
-        # Some characters expand (ﬁ → fi, ß → ss): normalise one by one to keep offsets exact.
-        pieces, offsets = [], []
-        for index, char in enumerate(text):
-            piece = self.normalize(char)
-            pieces.append(piece)
-            offsets.extend([index] * len(piece))
-        offsets.append(len(text))
-        return "".join(pieces), offsets
+    def _char_kind(self, char: str) -> int:
+        """0 for a character that folds to one character on its own; _COMBINES for one that may compose with the
+        character before it; _EXPANDS for one that folds to zero or several characters."""
+        kind = self._kinds.get(char)
+        if kind is None:
+            decomposed = unicodedata.normalize("NFKD", char) if self.config.nfkc else char
+            if self.config.nfkc and decomposed and (unicodedata.combining(decomposed[0])
+                                                    or decomposed[0] in _composition_secondaries()):
+                kind = _COMBINES
+            else:
+                kind = _EXPANDS if len(self._fold(char)) != 1 else 0
+            self._kinds[char] = kind
+        return kind
+
+    def _to_simplified_runs(self, text: str) -> str:
+        """Traditional → Simplified one CJK run at a time, so a word converts the same whatever text surrounds it;
+        a run whose conversion changes its length is converted character by character to keep offsets exact."""
+        if not (self.config.traditional_to_simplified and CJK_PATTERN.search(text)):
+            return text
+        parts = CJK_RUN_SPLIT.split(text)  # text between runs, then a run, then text …
+        runs = parts[1::2]
+        # One OpenCC call for all runs: no dictionary phrase holds a newline, so none spans two runs.
+        for i, (run, simplified) in enumerate(zip(runs, self._to_simplified("\n".join(runs)).split("\n"))):
+            if len(simplified) != len(run):
+                simplified = "".join(c if len(s := self._to_simplified(c)) != 1 else s for c in run)
+            parts[2 * i + 1] = simplified
+        return "".join(parts)
 
     def analyze(self, text: str) -> AnalyzedText:
         normalized, offsets = self._normalize_with_offsets(text)
@@ -177,8 +285,8 @@ class Analyzer:
                 self._add_word(out, run, unit, run_start, stopwords)
                 unit += 1
         if offsets is not None:
-            out.starts = [offsets[s] for s in out.starts]
-            out.ends = [offsets[e - 1] + 1 for e in out.ends]
+            out.starts = [offsets.start(s) for s in out.starts]
+            out.ends = [offsets.end(e) for e in out.ends]
         return out
 
     def _add_word(self, out: AnalyzedText, word: str, unit: int, start: int, stopwords: frozenset[str]) -> None:
