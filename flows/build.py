@@ -43,7 +43,9 @@ from .retrain import evaluate_task, judged_splits, train_task
 def transient(_task, _task_run, state) -> bool:
     """Retry only what can pass on a second try (I/O and timeouts), never an error in the input itself."""
     error = state.data
-    return isinstance(error, (OSError, TimeoutError)) and not isinstance(error, SousuoError)
+    # A missing or forbidden file stays missing or forbidden: that is the input, not a passing fault.
+    permanent = (SousuoError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
+    return isinstance(error, (OSError, TimeoutError)) and not isinstance(error, permanent)
 
 
 def cached_ingest(folder: Path) -> dict | None:
@@ -108,6 +110,7 @@ def report(manifest: Manifest, key: str, extra: list[dict] | None = None) -> Non
         {"measure": "documents", "value": manifest.doc_count},
         {"measure": "terms", "value": manifest.term_count},
         {"measure": "quarantined", "value": manifest.quarantined},
+        {"measure": "identical duplicates dropped", "value": manifest.duplicates},
         {"measure": "passages", "value": dense.get("passages", 0)},
         {"measure": "ANN kind", "value": dense.get("ann", {}).get("kind", "none")},
         {"measure": "ANN recall@10", "value": dense.get("recall_at_10", "n/a")},

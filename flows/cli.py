@@ -56,7 +56,8 @@ def cmd_build(args, settings: Settings) -> int:
     folder = versions_dir(args.index) / version
     manifest = Manifest.read(folder)
     print(f"version {version}: {manifest.doc_count} documents, {manifest.term_count} terms, "
-          f"{manifest.quarantined} quarantined; stages {manifest.stages}", file=sys.stderr)
+          f"{manifest.quarantined} quarantined, {manifest.duplicates} identical duplicates dropped; "
+          f"stages {manifest.stages}", file=sys.stderr)
     quarantine = pq.read_table(folder / "quarantine.parquet", columns=["reason"])
     for row in quarantine.group_by("reason").aggregate([("reason", "count")]).to_pylist():
         print(f"  quarantine: {row['reason']}: {row['reason_count']}", file=sys.stderr)
@@ -151,13 +152,11 @@ def cmd_sql(args, settings: Settings) -> int:
 
     with SqlSession(args.index, settings.cache_dir, writable=args.writable) as session:
         if args.command:
-            relation = session.query(args.command)
-            if relation is not None:
-                if args.json:
-                    columns, rows = relation.columns, relation.fetchall()
-                    print(json.dumps([dict(zip(columns, row)) for row in rows], ensure_ascii=False, default=str))
-                else:
-                    relation.show(max_rows=args.max_rows)
+            columns, rows = session.fetch(args.command, max_rows=None if args.json else args.max_rows)
+            if args.json:
+                print(json.dumps([dict(zip(columns, row)) for row in rows], ensure_ascii=False, default=str))
+            else:
+                _print_table(columns, rows)
             return 0
         print(f"views: {', '.join(session.views)}. End statements with ';', quit with Ctrl-D.", file=sys.stderr)
         buffer = ""
@@ -165,13 +164,24 @@ def cmd_sql(args, settings: Settings) -> int:
             buffer += line
             if buffer.rstrip().endswith(";"):
                 try:
-                    relation = session.query(buffer)
-                    if relation is not None:
-                        relation.show(max_rows=args.max_rows)
-                except Exception as error:  # an interactive shell reports and carries on
+                    _print_table(*session.fetch(buffer, max_rows=args.max_rows))
+                except SousuoError as error:  # an interactive shell reports and carries on
                     print(f"error: {error}", file=sys.stderr)
                 buffer = ""
     return 0
+
+
+def _print_table(columns: list[str], rows: list[tuple]) -> None:
+    """Rows as aligned columns, each cell cut to 60 characters."""
+    if not columns:
+        return
+    cells = [[str(c) for c in columns]] + [[str(v)[:60] for v in row] for row in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
+    for n, line in enumerate(cells):
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
+        if n == 0:
+            print("  ".join("-" * width for width in widths))
+    print(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
 
 
 def cmd_versions(args, settings: Settings) -> int:
@@ -302,7 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("--index", type=Path, help="index folder; its published version is opened")
     sql.add_argument("-c", "--command", help="run one SQL statement and exit")
     sql.add_argument("--json", action="store_true", help="with -c: print rows as JSON")
-    sql.add_argument("--writable", action="store_true", help="allow statements that write")
+    sql.add_argument("--writable", action="store_true",
+                     help="allow tables in a scratch in-memory database (never files: COPY and EXPORT stay refused)")
     sql.add_argument("--max-rows", type=int, default=40)
     sql.set_defaults(func=cmd_sql)
 

@@ -29,6 +29,10 @@ class AnalyzerConfig(BaseModel):
     remove_stopwords: bool = True
     # Split snake_case identifiers into their parts as extra tokens, so `max_length` also matches "length".
     split_identifiers: bool = True
+    # The analyzer's code, not a setting: raised whenever a change of code changes the terms some text yields,
+    # so an index analyzed by older code is rebuilt rather than searched with terms it does not hold.
+    # 2: normalisation in independent pieces (ｶﾞｽ = ガス), lone surrogates as U+FFFD, t2s per CJK run.
+    revision: int = 2
 
     def fingerprint(self) -> str:
         canonical = json.dumps(self.model_dump(), sort_keys=True)

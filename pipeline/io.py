@@ -17,8 +17,10 @@ CURRENT_POINTER = "CURRENT"
 
 
 def timestamped_id() -> str:
-    """A name that sorts by creation time and does not collide: versions, rankers, tuned weights."""
-    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    """A name that sorts by creation time and does not collide: versions, rankers, tuned weights.
+
+    Microseconds, because two builds can finish within one second and rollback picks the previous by name."""
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f") + "-" + uuid.uuid4().hex[:6]
 
 
 def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:

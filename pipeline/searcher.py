@@ -24,6 +24,7 @@ from .search.reader import IndexReader
 from .search.results import SearchResponse, make_hit
 from .search.scoring import boosted_scores
 from .search.topk import top_k
+from .text.analysis import replace_lone_surrogates
 
 
 @dataclass
@@ -77,7 +78,7 @@ class Searcher:
 
     def plan(self, query: str, mode: str = "bm25", filters: Filters | None = None, syntax: bool = True) -> QueryPlan:
         """The query analyzed once, with the vector the mode needs."""
-        query = query[:MAX_QUERY_CHARS]
+        query = replace_lone_surrogates(query[:MAX_QUERY_CHARS])
         vector = None
         if mode == "dense" or (mode in ("hybrid", "ltr") and self.reader.has_dense):
             vector = self.reader.encode_query(query)

@@ -26,8 +26,8 @@ for key, value in {
 
 import pytest  # noqa: E402
 
-from pipeline.index.build import build_index  # noqa: E402
 from pipeline.config import Settings  # noqa: E402
+from pipeline.index.build import build_index  # noqa: E402
 from pipeline.searcher import Searcher  # noqa: E402
 
 SAMPLE = ROOT / "data" / "sample"

@@ -2,8 +2,8 @@
 
 import pytest
 
-from pipeline.text.analysis import Analyzer, detect_language
 from pipeline.config import AnalyzerConfig
+from pipeline.text.analysis import Analyzer, detect_language
 
 
 @pytest.fixture(scope="module")

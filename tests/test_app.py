@@ -11,16 +11,15 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import ROOT, SAMPLE
 from streamlit.testing.v1 import AppTest
 
 from pipeline import schemas
-from pipeline.index.build import build_index
 from pipeline.config import DenseConfig, RankerConfig, Settings
+from pipeline.index.build import build_index
 from pipeline.index.incremental import update_index
-from pipeline.index.store import current_version, list_versions
 from pipeline.index.querylog import QueryLog
-
-from conftest import ROOT, SAMPLE
+from pipeline.index.store import current_version, list_versions
 
 APP = ROOT / "app"
 PAGES = {

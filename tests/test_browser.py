@@ -17,11 +17,10 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-
-from pipeline.index.querylog import QueryLog
-
 from conftest import ROOT, free_port
 from test_app import fill_query_log, ranked_index, write_evaluation
+
+from pipeline.index.querylog import QueryLog
 
 pytestmark = pytest.mark.browser
 

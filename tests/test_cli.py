@@ -6,10 +6,9 @@ import subprocess
 import sys
 
 import pytest
+from conftest import ROOT, SAMPLE
 
 from flows.cli import build_parser
-
-from conftest import ROOT, SAMPLE
 
 SUBCOMMANDS = ["build", "update", "serve", "train", "ui", "search", "eval", "sql", "check", "versions", "publish",
                "rollback"]

@@ -1,16 +1,14 @@
 """The build flow on prefect-dask (a LocalCluster of 2 worker processes, a running Prefect server) builds the
 same index as the local runner, with analysis and embedding split into document shards."""
 
-import os
 import subprocess
 import sys
 
 import numpy as np
+from conftest import ROOT, SAMPLE
 
 from pipeline.index.store import IndexVersion
 from pipeline.searcher import Searcher
-
-from conftest import ROOT, SAMPLE
 
 ON_DASK = """
 import sys

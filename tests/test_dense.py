@@ -7,11 +7,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import SAMPLE
 
-from pipeline.dense.ann import AnnIndex, AnnSpec, choose_spec, ensure_recall, recall_at
-from pipeline.errors import RecallTooLow
 from pipeline.config import DenseConfig, Settings
-from pipeline.dense.index import DenseIndex, spec_after_update, build_dense, update_dense
+from pipeline.dense.ann import AnnIndex, AnnSpec, choose_spec, ensure_recall, recall_at
 from pipeline.dense.cache import EmbeddingCache, embed_with_cache
 from pipeline.dense.encoders import (
     MINILM,
@@ -21,14 +20,18 @@ from pipeline.dense.encoders import (
     choose_encoder_name,
     load_encoder,
 )
+from pipeline.dense.index import (
+    DenseIndex,
+    build_dense,
+    spec_after_update,
+    update_dense,
+)
 from pipeline.dense.passages import split_passages
-from pipeline.errors import EncoderMismatch
+from pipeline.errors import EncoderMismatch, RecallTooLow
 from pipeline.index.incremental import unchanged_map
 from pipeline.ingest.ingest import ingest
 from pipeline.search.filters import Filters
 from pipeline.searcher import Searcher
-
-from conftest import SAMPLE
 
 
 @pytest.fixture(scope="module")

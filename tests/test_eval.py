@@ -6,12 +6,11 @@ import sys
 
 import pyarrow.parquet as pq
 import pytest
+from conftest import ROOT, SAMPLE
 
 from pipeline.errors import InputError
 from pipeline.eval.metrics import score_run
 from pipeline.experiment.runs import evaluate
-
-from conftest import ROOT, SAMPLE
 
 CONTRACT_KEYS = ["dataset", "method", "split", "queries", "ndcg@10", "recall@100", "mrr@10", "map"]
 

@@ -11,16 +11,20 @@ import threading
 import time
 
 import pytest
-
+from conftest import ROOT, SAMPLE
 from prefect.artifacts import Artifact
 
 from flows.build import build_flow
 from flows.retrain import retrain_flow
 from flows.update import update_flow
-from pipeline.index.store import Manifest, current_version, list_versions, publish, versions_dir
+from pipeline.index.store import (
+    Manifest,
+    current_version,
+    list_versions,
+    publish,
+    versions_dir,
+)
 from pipeline.searcher import Searcher
-
-from conftest import ROOT, SAMPLE
 
 
 @pytest.fixture(scope="module")

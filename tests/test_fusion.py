@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from pipeline.errors import InputError
-from pipeline.retrieval.fusion import convex, dbsf, fuse, rrf, tune_weights
 from pipeline.retrieval.branches import BranchResult
+from pipeline.retrieval.fusion import convex, dbsf, fuse, rrf, tune_weights
 
 
 def branch(name, docs, scores):

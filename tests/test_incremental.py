@@ -4,18 +4,17 @@ import json
 
 import numpy as np
 import pytest
+from conftest import SAMPLE
 
-from pipeline.text.analysis import Analyzer
-from pipeline.index.build import build_index
 from pipeline.config import AnalyzerConfig, DenseConfig
 from pipeline.eval.beir import BeirDataset
+from pipeline.index.build import build_index
 from pipeline.index.forward import STORED_FIELDS, ForwardIndex, Vocabulary
 from pipeline.index.incremental import diff, full_build_reason, update_index
-from pipeline.index.store import IndexVersion
 from pipeline.index.postings import INDEXED_FIELDS, InvertedIndex
+from pipeline.index.store import IndexVersion
 from pipeline.searcher import Searcher
-
-from conftest import SAMPLE
+from pipeline.text.analysis import Analyzer
 
 
 def write(path, docs):

@@ -6,10 +6,15 @@ import duckdb
 import numpy as np
 import pytest
 
-from pipeline.index.build import build_index
 from pipeline.config import AnalyzerConfig, Settings
 from pipeline.errors import AnalyzerMismatch
-from pipeline.index.store import IndexVersion, Manifest, current_version, resolve_version_dir
+from pipeline.index.build import build_index
+from pipeline.index.store import (
+    IndexVersion,
+    Manifest,
+    current_version,
+    resolve_version_dir,
+)
 
 DOCS = [
     {"_id": "d0", "title": "Search engines", "text": "search search index"},

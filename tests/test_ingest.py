@@ -6,9 +6,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.errors import InputError
 from pipeline import schemas
 from pipeline.config import IngestConfig
+from pipeline.errors import InputError
 from pipeline.ingest.ingest import ingest
 
 

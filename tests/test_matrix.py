@@ -1,12 +1,11 @@
 """docs/matrix.yaml reproduces: every fast cell lands within the stated tolerance of its recorded nDCG@10."""
 
 import pytest
+from conftest import DATASETS, ROOT
 
 from pipeline.errors import InputError
 from pipeline.experiment.matrix import dataset_path, load_matrix
 from pipeline.experiment.runs import evaluate
-
-from conftest import DATASETS, ROOT
 
 MATRIX = ROOT / "docs" / "matrix.yaml"
 ROOTS, TOLERANCE, CELLS = load_matrix(MATRIX, DATASETS)

@@ -6,16 +6,21 @@ import math
 import numpy as np
 import pytest
 
-from pipeline.index.build import build_index
 from pipeline.config import DenseConfig, Settings
+from pipeline.errors import RankerMismatch
+from pipeline.index.build import build_index
 from pipeline.rank.features import FEATURES, extract
-from pipeline.rank.training import plan_queries, train_ranker, training_set, validation_fraction
+from pipeline.rank.model import Ranker, data_hash, split_queries
+from pipeline.rank.training import (
+    plan_queries,
+    train_ranker,
+    training_set,
+    validation_fraction,
+)
+from pipeline.retrieval.branches import available_branches, run_branches
 from pipeline.retrieval.weights import FusionWeights
 from pipeline.search.plan import plan_query
 from pipeline.search.proximity import min_span
-from pipeline.errors import RankerMismatch
-from pipeline.rank.model import Ranker, data_hash, split_queries
-from pipeline.retrieval.branches import available_branches, run_branches
 from pipeline.searcher import Searcher
 
 DOCS = [
@@ -83,9 +88,9 @@ def test_features_match_values_computed_by_hand(tiny):
 
 @pytest.fixture(scope="module")
 def sample_ranker(sample_searcher):
-    from pipeline.eval.beir import BeirDataset
-
     from conftest import SAMPLE
+
+    from pipeline.eval.beir import BeirDataset
 
     dataset = BeirDataset.load(SAMPLE)
     training = train_on(sample_searcher, dataset.queries, dataset.qrels("test"))

@@ -7,10 +7,10 @@ import subprocess
 import sys
 import time
 
+from conftest import ROOT, SAMPLE
+
 from pipeline.index.build import build_index
 from pipeline.index.store import current_version
-
-from conftest import ROOT, SAMPLE
 
 
 def test_a_served_update_schedule_publishes_the_changed_corpus(tmp_path, prefect_server, settings):

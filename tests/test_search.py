@@ -3,14 +3,13 @@
 from datetime import datetime
 
 import pytest
+from conftest import SAMPLE
 
-from pipeline.text.analysis import Analyzer
-from pipeline.ingest.ingest import ingest
 from pipeline.errors import QuerySyntaxError
+from pipeline.ingest.ingest import ingest
 from pipeline.search.query import Bool, Phrase, Term, parse_query
 from pipeline.searcher import Filters
-
-from conftest import SAMPLE
+from pipeline.text.analysis import Analyzer
 
 
 @pytest.fixture(scope="module")

@@ -8,11 +8,15 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from conftest import ROOT, SAMPLE
 
 from pipeline.experiment.runs import evaluate
-from pipeline.serving.sql import ReadOnlyViolation, SandboxViolation, SqlError, SqlSession
-
-from conftest import ROOT, SAMPLE
+from pipeline.serving.sql import (
+    ReadOnlyViolation,
+    SandboxViolation,
+    SqlError,
+    SqlSession,
+)
 
 DOCUMENTED = re.findall(r"```sql\n(.*?)```", (ROOT / "docs" / "analysis.md").read_text(), re.S)
 

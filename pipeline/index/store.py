@@ -50,6 +50,7 @@ class Manifest:
     source_snapshot: str
     sources: list[str]
     quarantined: int
+    duplicates: int = 0  # identical duplicate records dropped at ingest (a differing duplicate is quarantined)
     parent: str | None = None
     format: int = FORMAT_VERSION
     stages: dict[str, float] = field(default_factory=dict)
@@ -164,7 +165,7 @@ def current_version(index_dir: Path) -> str | None:
 def version_dir(index_dir: Path, version: str) -> Path:
     """The folder of a version by name; InputError for anything that is not a plain name."""
     if not is_version_name(version):
-        raise InputError(f"{version!r} is not a version name: versions are named like 20261203T094512-a1b2c3")
+        raise InputError(f"{version!r} is not a version name: versions are named like 20261203T094512123456-a1b2c3")
     return versions_dir(index_dir) / version
 
 
@@ -266,7 +267,7 @@ class IndexVersion:
         manifest = Manifest.read(folder)
         check_sizes(folder, manifest)
         if analyzer is not None and analyzer.fingerprint() != manifest.analyzer_fingerprint:
-            built = AnalyzerConfig(**manifest.analyzer)
+            built = AnalyzerConfig(**{"revision": 1, **manifest.analyzer})  # revision 1 was not recorded
             diff = {
                 key: (value, getattr(analyzer, key))
                 for key, value in built.model_dump().items()
@@ -324,4 +325,4 @@ class IndexVersion:
 
     @property
     def analyzer_config(self) -> AnalyzerConfig:
-        return AnalyzerConfig(**self.manifest.analyzer)
+        return AnalyzerConfig(**{"revision": 1, **self.manifest.analyzer})
