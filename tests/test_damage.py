@@ -52,38 +52,39 @@ def test_a_sound_version_passes_the_full_check(index):
     assert check_version(published(index)) == []
 
 
-def test_a_truncated_array_is_refused_on_open_and_named(index, lexical):
-    target = published(index) / "inverted" / "text.term_indptr.npy"
-    target.write_bytes(target.read_bytes()[:-40])
-    with pytest.raises(IndexDamaged, match="text.term_indptr.npy has .* bytes, the manifest records"):
-        Searcher.open(index, lexical[0])
+def truncate(path: Path, by: int = 40) -> None:
+    path.write_bytes(path.read_bytes()[:-by])
 
 
-def test_a_zero_byte_array_is_refused_and_named(index, lexical):
-    (published(index) / "forward" / "body.positions.npy").write_bytes(b"")
-    with pytest.raises(IndexDamaged, match="body.positions.npy has 0 bytes"):
-        IndexVersion.open(index)
-
-
-def test_a_missing_file_is_refused_and_named(index):
-    (published(index) / "documents.parquet").unlink()
-    with pytest.raises(IndexDamaged, match="documents.parquet is missing"):
-        IndexVersion.open(index)
-
-
-def test_a_manifest_with_missing_keys_is_a_one_line_error(index):
-    manifest = published(index) / "manifest.json"
-    data = json.loads(manifest.read_text())
+def drop_manifest_key(version: Path) -> None:
+    data = json.loads((version / "manifest.json").read_text())
     del data["doc_count"]
-    manifest.write_text(json.dumps(data))
-    with pytest.raises(IndexDamaged, match="manifest.json is not a valid manifest"):
-        IndexVersion.open(index)
+    (version / "manifest.json").write_text(json.dumps(data))
 
 
-def test_a_manifest_that_is_not_json_is_a_one_line_error(index):
-    (published(index) / "manifest.json").write_text("{not json")
-    with pytest.raises(IndexDamaged, match="manifest.json is not a valid manifest"):
-        IndexVersion.open(index)
+# (kind of damage, how to do it to the published version folder, the error opening it must raise)
+DAMAGES = [
+    ("truncated postings pointer array", lambda v: truncate(v / "inverted" / "text.term_indptr.npy"),
+     "text.term_indptr.npy has .* bytes, the manifest records"),
+    ("zero-byte array", lambda v: (v / "forward" / "body.positions.npy").write_bytes(b""),
+     "body.positions.npy has 0 bytes"),
+    ("missing documents table", lambda v: (v / "documents.parquet").unlink(), "documents.parquet is missing"),
+    ("truncated Parquet", lambda v: truncate(v / "inverted" / "vocabulary.parquet", 100), "vocabulary.parquet has"),
+    ("manifest with missing keys", drop_manifest_key, "manifest.json is not a valid manifest"),
+    ("manifest that is not JSON", lambda v: (v / "manifest.json").write_text("{not json"),
+     "manifest.json is not a valid manifest"),
+    ("CURRENT naming a path outside versions/", lambda v: (v.parent.parent / CURRENT_POINTER).write_text("../../x\n"),
+     "is not a version name"),
+]
+
+
+@pytest.mark.parametrize("damage", DAMAGES, ids=[d[0] for d in DAMAGES])
+def test_each_kind_of_damage_is_refused_on_open_with_the_file_named(index, lexical, damage):
+    _, do, message = damage
+    do(published(index))
+    with pytest.raises(IndexDamaged, match=message) as refused:
+        Searcher.open(index, lexical[0])
+    assert "\n" not in str(refused.value)
 
 
 def test_out_of_range_ids_of_the_same_size_are_found_by_the_full_check(index):
@@ -111,10 +112,8 @@ def test_a_version_is_a_name_not_a_path(index, lexical, tmp_path):
         resolve_version_dir(index, escape)
 
 
-def test_a_current_pointer_outside_versions_is_refused_by_search_and_sql(index, lexical):
+def test_sql_reads_the_same_validated_version_as_search(index, lexical):
     (index / CURRENT_POINTER).write_text("../../fake\n")
-    with pytest.raises(IndexDamaged, match="is not a version name"):
-        Searcher.open(index, lexical[0])
     with pytest.raises(IndexDamaged, match="is not a version name"):
         SqlSession(index, lexical[0].cache_dir)
 
@@ -206,3 +205,40 @@ def test_leftovers_of_killed_builds_are_removed_by_the_next_build(index, lexical
     pointer_tmp.write_text("x")
     build_index([SAMPLE], index, lexical[0])
     assert not staging.exists() and not pointer_tmp.exists()
+
+
+def test_a_damaged_ingest_cache_is_recomputed_not_trusted(tmp_path):
+    from flows.build import cached_ingest, ingest_task
+
+    settings = Settings(cache_dir=tmp_path / "cache", dense=DenseConfig(enabled=False))
+    first = ingest_task.fn([str(SAMPLE)], "sample-key", settings)
+    documents = Path(first["folder"]) / "documents.parquet"
+    documents.write_bytes(documents.read_bytes()[:100])
+    assert cached_ingest(Path(first["folder"])) is None
+    assert ingest_task.fn([str(SAMPLE)], "sample-key", settings) == first
+    shutil.rmtree(tmp_path / "cache")  # the cache folder cleared between two runs
+    assert ingest_task.fn([str(SAMPLE)], "sample-key", settings) == first
+
+
+def test_an_orphaned_temporary_prefect_server_of_this_home_is_stopped(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from flows.prefect_server import SERVER_APP, orphaned_servers, reap_orphaned_servers
+
+    home = str(tmp_path / "prefect-home")
+    env = {**os.environ, "PREFECT_HOME": home, "PREFECT__SERVER_EPHEMERAL": "1"}
+    # A parent that starts a stand-in server and dies at once, as a CLI run killed with SIGKILL would.
+    launcher = ("import subprocess, sys; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)', "
+                f"'{SERVER_APP.decode()}'], start_new_session=True)")
+    subprocess.run([sys.executable, "-c", launcher], env=env, check=True)
+    deadline = time.monotonic() + 10
+    while not (orphans := orphaned_servers(home)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(orphans) == 1 and orphaned_servers(str(tmp_path / "another-home")) == []
+    assert reap_orphaned_servers(home) == orphans
+    deadline = time.monotonic() + 10
+    while orphaned_servers(home) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert orphaned_servers(home) == []

@@ -28,9 +28,12 @@ def with_field(record, field, raw_json):
 
 @pytest.fixture(scope="module")
 def hostile(tmp_path_factory):
-    """(input paths, {doc_id: (title, body)} of the valid documents, {(doc_id or location, field, reason)} expected
-    in quarantine, identical duplicates)."""
-    root = tmp_path_factory.mktemp("hostile")
+    return write_hostile_corpus(tmp_path_factory.mktemp("hostile"))
+
+
+def write_hostile_corpus(root):
+    """Write the corpus under `root`; returns (input paths, {doc_id: (title, body)} of the valid documents,
+    {(doc_id or location, field, reason)} expected in quarantine, identical duplicates)."""
     valid, bad = {}, set()
 
     # JSONL, starting with a BOM.

@@ -86,8 +86,11 @@ def test_sql_cli_runs_a_command_as_json(sample_index):
 
 @pytest.fixture(scope="module")
 def outside(tmp_path_factory):
+    return write_outside_files(tmp_path_factory.mktemp("outside"))
+
+
+def write_outside_files(folder):
     """A folder outside the index holding one file of each format DuckDB reads."""
-    folder = tmp_path_factory.mktemp("outside")
     (folder / "secret.csv").write_text("secret\nhunter2\n")
     (folder / "secret.json").write_text('{"secret": "hunter2"}\n')
     duckdb.sql(f"COPY (SELECT 'hunter2' AS secret) TO '{folder / 'secret.parquet'}'")
