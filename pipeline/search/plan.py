@@ -54,7 +54,7 @@ class QueryPlan:
     def is_plain(self) -> bool:
         """Only optional word clauses: documents match by score alone."""
         tree = self.tree
-        return not tree.must and not tree.must_not and (tree.minimum_should_match or 1) == 1 and all(
+        return not tree.must and not tree.must_not and tree.minimum_should_match in (None, 1) and all(
             isinstance(c, Leaf) and not c.phrase for c in tree.should
         )
 
