@@ -124,6 +124,7 @@ def _plan_node(node: Node, analyzed: AnalyzedText, length: int):
             must=[_plan_node(c, analyzed, length) for c in node.must],
             should=[_plan_node(c, analyzed, length) for c in node.should],
             must_not=[_plan_node(c, analyzed, length) for c in node.must_not],
+            minimum_should_match=node.minimum_should_match,
         )
     end = length if node.end is None else node.end
     return Leaf(analyzed.within(node.start, end), isinstance(node, Phrase))
