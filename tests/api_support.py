@@ -44,15 +44,15 @@ def api_settings(settings: Settings, index: Path, **api) -> Settings:
 
 
 @contextlib.contextmanager
-def running(settings: Settings):
-    """uvicorn serving the API in a background thread; yields the base URL."""
+def running(settings: Settings, app=None):
+    """uvicorn serving the API (by default over settings.api.index) in a background thread; yields the base URL."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning",
-                                           access_log=False))
+    app = app or create_app(settings)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
-    wait_ready(url)
+    wait_ready(url, headers={"X-API-Key": settings.api_key.get_secret_value()} if settings.api_key else None)
     try:
         yield url
     finally:

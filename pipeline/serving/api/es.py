@@ -333,12 +333,14 @@ async def _search(request: Request, index: str | None) -> JSONResponse:
     return reply(await run(request, lambda: search_body(snap, name, body, params)), snap, headers=PRODUCT_HEADER)
 
 
-@router.api_route("/_search", methods=["GET", "POST"], summary="Search (Elasticsearch query DSL subset)")
+@router.get("/_search", summary="Search (Elasticsearch query DSL subset)")
+@router.post("/_search", summary="Search (Elasticsearch query DSL subset)")
 async def search_all(request: Request) -> JSONResponse:
     return await _search(request, None)
 
 
-@router.api_route("/{index}/_search", methods=["GET", "POST"], summary="Search (Elasticsearch query DSL subset)")
+@router.get("/{index}/_search", summary="Search (Elasticsearch query DSL subset)")
+@router.post("/{index}/_search", summary="Search (Elasticsearch query DSL subset)")
 async def search_index(request: Request, index: str) -> JSONResponse:
     return await _search(request, index)
 
@@ -379,12 +381,14 @@ async def _msearch(request: Request, index: str | None) -> JSONResponse:
                  headers=PRODUCT_HEADER)
 
 
-@router.api_route("/_msearch", methods=["GET", "POST"], summary="Several searches in one request (NDJSON)")
+@router.get("/_msearch", summary="Several searches in one request (NDJSON)")
+@router.post("/_msearch", summary="Several searches in one request (NDJSON)")
 async def msearch_all(request: Request) -> JSONResponse:
     return await _msearch(request, None)
 
 
-@router.api_route("/{index}/_msearch", methods=["GET", "POST"], summary="Several searches in one request (NDJSON)")
+@router.get("/{index}/_msearch", summary="Several searches in one request (NDJSON)")
+@router.post("/{index}/_msearch", summary="Several searches in one request (NDJSON)")
 async def msearch_index(request: Request, index: str) -> JSONResponse:
     return await _msearch(request, index)
 
@@ -414,12 +418,14 @@ async def _count(request: Request, index: str | None) -> JSONResponse:
     return reply(await run(request, work), snap, headers=PRODUCT_HEADER)
 
 
-@router.api_route("/_count", methods=["GET", "POST"], summary="Count the matches of a query")
+@router.get("/_count", summary="Count the matches of a query")
+@router.post("/_count", summary="Count the matches of a query")
 async def count_all(request: Request) -> JSONResponse:
     return await _count(request, None)
 
 
-@router.api_route("/{index}/_count", methods=["GET", "POST"], summary="Count the matches of a query")
+@router.get("/{index}/_count", summary="Count the matches of a query")
+@router.post("/{index}/_count", summary="Count the matches of a query")
 async def count_index(request: Request, index: str) -> JSONResponse:
     return await _count(request, index)
 
