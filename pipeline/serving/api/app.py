@@ -82,7 +82,7 @@ class Guard:
                 response = self._refuse(es_route, 401, "security_exception", "missing or wrong API key (send it in "
                                         "the X-API-Key header or as Authorization: ApiKey KEY)",
                                         {"WWW-Authenticate": 'ApiKey realm="sousuo"'})
-            elif int(headers.get("content-length", b"0") or 0) > self.max_body:
+            elif _length(headers) > self.max_body:
                 response = self._too_large(es_route)
             else:
                 try:
@@ -118,6 +118,14 @@ class Guard:
 
 class BodyTooLarge(Exception):
     pass
+
+
+def _length(headers: dict[str, bytes]) -> int:
+    """The declared body length; an unreadable one counts as too large."""
+    try:
+        return int(headers.get("content-length", b"0") or 0)
+    except ValueError:
+        return 1 << 62
 
 
 def create_app(settings: Settings | None = None, served: ServedIndex | None = None) -> FastAPI:

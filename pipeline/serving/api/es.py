@@ -292,7 +292,10 @@ def _aggregations(snap: Snapshot, matched: np.ndarray, search: EsSearch) -> dict
 def search_body(snap: Snapshot, name: str, body: dict, params: dict[str, str]) -> dict:
     started = time.perf_counter()
     try:
-        search = compile_search(snap.searcher.reader, body, params)
+        try:
+            search = compile_search(snap.searcher.reader, body, params)
+        except (TypeError, ValueError) as error:  # a value of the wrong kind somewhere the parser did not check
+            raise EsError("parsing_exception", f"malformed search request: {error}") from None
         result = execute(snap, name, search, started)
     except IndexNotFound as error:
         raise EsError("resource_not_found_exception", str(error), 404) from None
@@ -403,10 +406,11 @@ async def _count(request: Request, index: str | None) -> JSONResponse:
 
     def work() -> dict:
         reader = snap.searcher.reader
-        if "q" in params:
-            spec = compile_query(reader, {"query_string": {"query": params["q"]}})
-        else:
-            spec = compile_query(reader, body.get("query", {"match_all": {}}))
+        try:
+            spec = compile_query(reader, {"query_string": {"query": params["q"]}} if "q" in params else
+                                 body.get("query", {"match_all": {}}))
+        except (TypeError, ValueError) as error:
+            raise EsError("parsing_exception", f"malformed count request: {error}") from None
         if spec.tree is None:
             count = reader.n_docs if spec.allowed is None else int(spec.allowed.sum())
         else:
