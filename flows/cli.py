@@ -10,9 +10,9 @@ from datetime import datetime
 from pathlib import Path
 
 from pipeline.config import Settings
+from pipeline.constants import SEARCH_MODES
 from pipeline.errors import InputError, SousuoError
 from pipeline.experiment.runs import METHODS
-from pipeline.constants import SEARCH_MODES
 
 
 def _date(value: str) -> datetime:

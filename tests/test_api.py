@@ -15,8 +15,17 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+from api_support import (
+    INDEX_NAME,
+    ROOT,
+    SAMPLE,
+    api_settings,
+    free_port,
+    running,
+    served_copy,
+    wait_ready,
+)
 from pydantic import SecretStr
-from api_support import INDEX_NAME, ROOT, SAMPLE, api_settings, free_port, running, served_copy, wait_ready
 
 from pipeline.config import Settings
 from pipeline.constants import MAX_QUERY_CHARS, SEARCH_MODES
@@ -251,15 +260,14 @@ def test_swapping_versions_under_load_fails_no_request_and_mixes_none(index, set
                 if rows != expected[version]:
                     failures.append(f"{version}: {rows}")
 
-    with running(api_settings(settings, index)) as base:
-        with ThreadPoolExecutor(4) as pool:
-            loops = [pool.submit(client_loop, i % 2 == 0) for i in range(4)]
-            for i in range(10):
-                publish(index, second if i % 2 == 0 else first)
-                time.sleep(0.3)
-            stop.set()
-            for loop in loops:
-                loop.result()
+    with running(api_settings(settings, index)) as base, ThreadPoolExecutor(4) as pool:
+        loops = [pool.submit(client_loop, i % 2 == 0) for i in range(4)]
+        for i in range(10):
+            publish(index, second if i % 2 == 0 else first)
+            time.sleep(0.3)
+        stop.set()
+        for loop in loops:
+            loop.result()
     publish(index, first)
     assert failures == [] and {first, second} <= set(seen)
 

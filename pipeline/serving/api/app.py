@@ -15,7 +15,14 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 from ...config import Settings
-from ...errors import IndexBusy, IndexDamaged, IndexNotFound, InputError, Mismatch, SousuoError
+from ...errors import (
+    IndexBusy,
+    IndexDamaged,
+    IndexNotFound,
+    InputError,
+    Mismatch,
+    SousuoError,
+)
 from . import es, metrics, native
 from .common import VERSION_HEADER, SearchTimeout
 from .es_dsl import EsError
@@ -30,7 +37,7 @@ STATUS_OF = ((InputError, 400), (IndexNotFound, 404), (Mismatch, 409), (IndexBus
 
 
 def is_es_path(path: str) -> bool:
-    return not (path.startswith(NATIVE_PREFIX + "/") or path in OPERATOR_PATHS or path.startswith("/docs"))
+    return not (path.startswith((NATIVE_PREFIX + "/", "/docs")) or path in OPERATOR_PATHS)
 
 
 def native_error(type_: str, message: str, status: int, **extra) -> JSONResponse:

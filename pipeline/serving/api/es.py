@@ -63,8 +63,7 @@ def es_error(error: EsError, headers: dict[str, str] | None = None) -> JSONRespo
 
 
 def index_not_found(name: str) -> EsError:
-    error = EsError("index_not_found_exception", f"no such index [{name}]", 404)
-    return error
+    return EsError("index_not_found_exception", f"no such index [{name}]", 404)
 
 
 def _check_index(request: Request, index: str | None) -> Snapshot:

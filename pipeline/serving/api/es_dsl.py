@@ -165,7 +165,7 @@ def parse_date(value, where: str) -> datetime:
         return datetime.fromtimestamp(value / 1000, UTC)
     if isinstance(value, str):
         try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            parsed = datetime.fromisoformat(value)
         except ValueError:
             parsed = None
         if parsed is not None:
