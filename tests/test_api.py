@@ -157,6 +157,17 @@ def test_binds_to_loopback_and_keeps_cors_off_by_default(url):
     assert "access-control-allow-origin" not in response.headers
 
 
+def test_cors_answers_only_the_configured_origins(index, settings):
+    from fastapi.testclient import TestClient
+
+    app = create_app(api_settings(settings, index, cors_origins=["https://app.example"]))
+    with TestClient(app) as client:
+        allowed = client.get("/healthz", headers={"Origin": "https://app.example"})
+        other = client.get("/healthz", headers={"Origin": "https://evil.example"})
+    assert allowed.headers["access-control-allow-origin"] == "https://app.example"
+    assert "access-control-allow-origin" not in other.headers
+
+
 @pytest.fixture(scope="module")
 def guarded(index, settings):
     """A server with an API key, a small body cap and a timeout no real search meets."""
