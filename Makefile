@@ -13,7 +13,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 export STREAMLIT_BROWSER_GATHER_USAGE_STATS := false
 export PREFECT_HOME := $(CURDIR)/.prefect
 
-.PHONY: install browser demo test test-slow lint-imports bench bench-bm25 bench-ann bench-embed bench-query bench-incremental clean
+.PHONY: install browser demo test test-slow lint-imports bench bench-bm25 bench-ann bench-embed bench-query bench-incremental bench-api clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (the local torch wheel is cp311)"; exit 1; }
@@ -32,6 +32,7 @@ browser:
 demo: install
 	$(VENV)/bin/sousuo build --corpus data/sample --index $(INDEX) --judgments data/sample
 	$(VENV)/bin/sousuo search "向量检索" --index $(INDEX) --mode ltr -k 3
+	@echo "HTTP API (native /v1 and an Elasticsearch subset, docs/api.md): $(VENV)/bin/sousuo api --index $(INDEX) --port 9200"
 	$(VENV)/bin/sousuo ui --index $(INDEX)
 
 test: install browser lint-imports
@@ -44,7 +45,7 @@ lint-imports: install
 test-slow: install
 	$(PY) -m pytest -q -m slow
 
-bench: bench-bm25 bench-embed bench-ann bench-query bench-incremental
+bench: bench-bm25 bench-embed bench-ann bench-query bench-incremental bench-api
 
 bench-bm25: install
 	$(PY) bench/bm25.py
@@ -60,6 +61,10 @@ bench-query: install
 
 bench-incremental: install
 	$(PY) bench/incremental.py
+
+# `sousuo api` under load on 127.0.0.1 (about 10 minutes on 2 cores); writes docs/benchmarks.md's api section.
+bench-api: install
+	$(PY) bench/api.py
 
 clean:
 	rm -rf data/cache data/index .prefect tests/artifacts bench/out

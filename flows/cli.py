@@ -1,4 +1,4 @@
-"""The `sousuo` command: build and update (Prefect flows), search, train, eval, sql, check, versions, publish, rollback."""
+"""The `sousuo` command: build and update (Prefect flows), search, api, train, eval, sql, check, versions, publish."""
 
 from __future__ import annotations
 
@@ -116,6 +116,31 @@ def cmd_ui(args, settings: Settings) -> int:
     from app import launch
 
     return subprocess.call(launch.command(args.index, args.port), env=launch.environment(args.index))
+
+
+def cmd_api(args, settings: Settings) -> int:
+    import os
+    import tempfile
+
+    import uvicorn
+
+    from pipeline.index.store import resolve_version_dir
+
+    resolve_version_dir(args.index)  # refuse a folder with no published version before any worker starts
+    # Each worker process builds its app from Settings(), so the options travel as SOUSUO_API__* variables.
+    options = {"INDEX": args.index.resolve(), "NAME": args.name, "HOST": args.host, "PORT": args.port,
+               "WORKERS": args.workers}
+    for key, value in options.items():
+        if value is not None:
+            os.environ[f"SOUSUO_API__{key}"] = str(value)
+    api = Settings().api
+    if api.workers > 1:  # metrics from every worker, summed at /metrics
+        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="sousuo-metrics-"))
+    print(f"sousuo api: serving {api.index} as index {api.name or api.index.name!r} on http://{api.host}:{api.port} "
+          f"with {api.workers} worker(s); docs at /docs", file=sys.stderr)
+    uvicorn.run("pipeline.serving.api.app:app_from_environment", factory=True, host=api.host, port=api.port,
+                workers=api.workers, log_level="warning", access_log=False)
+    return 0
 
 
 def cmd_serve(args, settings: Settings) -> int:
@@ -316,6 +341,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="allow tables in a scratch in-memory database (never files: COPY and EXPORT stay refused)")
     sql.add_argument("--max-rows", type=int, default=40)
     sql.set_defaults(func=cmd_sql)
+
+    api = sub.add_parser("api", help="serve an index over HTTP: native JSON API under /v1 and an Elasticsearch "
+                                     "subset (docs/api.md)")
+    api.add_argument("--index", required=True, type=Path)
+    api.add_argument("--host", help="address to bind (default 127.0.0.1, api.host)")
+    api.add_argument("--port", type=int, help="port (default 9200, api.port)")
+    api.add_argument("--workers", type=int, help="worker processes, each memory-mapping the same version (default 1)")
+    api.add_argument("--name", help="the index name clients use in URLs (default: the index folder's name)")
+    api.set_defaults(func=cmd_api)
 
     ui = sub.add_parser("ui", help="start the Streamlit UI on 127.0.0.1 (usage statistics off)")
     ui.add_argument("--index", required=True, type=Path)

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -132,6 +132,22 @@ class SnippetConfig(BaseModel):
     width_chars: int = 160
 
 
+class ApiConfig(BaseModel):
+    """`sousuo api`: where it listens, what it serves, and the caps that keep one request from hurting the rest."""
+
+    index: Path | None = None  # the index folder served (`--index`)
+    name: str | None = None  # the index name clients use in URLs; None: the folder's name
+    host: str = "127.0.0.1"  # loopback unless an operator opens it on purpose
+    port: int = Field(9200, gt=0, lt=65536)
+    workers: int = Field(1, gt=0)
+    max_body_bytes: int = Field(1_000_000, gt=0)
+    timeout_s: float = Field(10.0, gt=0)  # a request still running then gets a timed-out answer
+    cors_origins: list[str] = []  # CORS stays off unless origins are named
+    # How often each worker looks at the CURRENT pointers of the index and its rankers: a publish is served
+    # within this interval plus the time to open the new version.
+    reload_interval_s: float = Field(0.25, gt=0)
+
+
 class Settings(BaseSettings):
     """All of sousuo's knobs. Override with `sousuo.toml` in the working directory or `SOUSUO_<SECTION>__<KEY>`."""
 
@@ -149,6 +165,10 @@ class Settings(BaseSettings):
     schedule: ScheduleConfig = ScheduleConfig()
     ranker: RankerConfig = RankerConfig()
     snippet: SnippetConfig = SnippetConfig()
+    api: ApiConfig = ApiConfig()
+    # Every API route requires this key (header `X-API-Key` or `Authorization: ApiKey …`) when it is set;
+    # read from SOUSUO_API_KEY, never from a file in the repository.
+    api_key: SecretStr | None = None
     keep_versions: int = 5
     # A build or update waits this long for another one on the same index to finish, then gives up (IndexBusy).
     lock_timeout_s: float = Field(300.0, ge=0)

@@ -39,6 +39,9 @@ class TopDocs:
     mode: str
     plan: QueryPlan
     hybrid: HybridResult | None = None  # hybrid modes keep what explanations need
+    # Every document the query matched (bm25), was fused (hybrid, ltr) or returned (dense): what facets count
+    # and sorts by date order.
+    matched: np.ndarray | None = None
 
 
 class Searcher:
@@ -76,62 +79,82 @@ class Searcher:
         ranker.check(self.reader.compatibility())
         return ranker
 
-    def plan(self, query: str, mode: str = "bm25", filters: Filters | None = None, syntax: bool = True) -> QueryPlan:
-        """The query analyzed once, with the vector the mode needs."""
+    def plan(self, query: str, mode: str = "bm25", filters: Filters | None = None, syntax: bool = True,
+             vector: np.ndarray | None = None, **shape) -> QueryPlan:
+        """The query analyzed once, with the vector the mode needs (encoded here unless given).
+
+        `shape`: a clause tree built already, a filter mask and the fields to search (see `plan_query`)."""
         query = replace_lone_surrogates(query[:MAX_QUERY_CHARS])
-        vector = None
-        if mode == "dense" or (mode in ("hybrid", "ltr") and self.reader.has_dense):
+        if vector is None and (mode == "dense" or (mode in ("hybrid", "ltr") and self.reader.has_dense)):
             vector = self.reader.encode_query(query)
-        return plan_query(self.reader, query, syntax, filters, vector)
+        return plan_query(self.reader, query, syntax, filters, vector, **shape)
 
     def rank(self, query: str, k: int = 10, filters: Filters | None = None, syntax: bool = True, offset: int = 0,
              mode: str = "bm25") -> TopDocs:
         """Doc ordinals and scores of the top-k, without building result rows: the fast path for evaluation."""
-        if mode not in SEARCH_MODES:
-            raise InputError(f"unknown search mode {mode!r}; choose from {SEARCH_MODES}")
-        if offset < 0:
-            raise InputError(f"offset must be 0 or more, got {offset}")
-        k = max(0, min(int(k), MAX_K))
+        _check(mode, offset)
         ranker = self.ranker if mode == "ltr" else None  # refused before any work when there is none
-        plan = self.plan(query, mode, filters, syntax)
+        return self.rank_plan(self.plan(query, mode, filters, syntax), k, offset, mode, ranker)
+
+    def rank_plan(self, plan: QueryPlan, k: int = 10, offset: int = 0, mode: str = "bm25",
+                  ranker: Ranker | None = None) -> TopDocs:
+        """`rank` of a planned query; `ranker` replaces the published one in mode ltr."""
+        _check(mode, offset)
+        k = max(0, min(int(k), MAX_K))
+        if mode == "ltr":
+            ranker = ranker or self.ranker
         if mode == "bm25":
             return self._bm25(plan, k, offset)
         if mode == "dense":
             docs, scores = self.reader.dense.rank(plan.vector, offset + k, plan.allowed)
             total = self.reader.n_docs if plan.allowed is None else int(plan.allowed.sum())
-            return TopDocs(docs[offset:], scores[offset:], total, plan.term_ids, _distinct(plan.terms), mode, plan)
-        result = learned(self.reader, plan, ranker, self.fusion_weights) if ranker else \
+            return TopDocs(docs[offset:], scores[offset:], total, plan.term_ids, _distinct(plan.terms), mode, plan,
+                           matched=docs)
+        result = learned(self.reader, plan, ranker, self.fusion_weights) if mode == "ltr" else \
             hybrid(self.reader, plan, self.fusion_weights)
         window = slice(offset, offset + k)
-        return TopDocs(result.doc_ords[window], result.scores[window], len(result.fused_scores), plan.term_ids,
-                       _distinct(plan.terms), mode, plan, result)
+        fused = np.fromiter(result.fused_scores, dtype=np.int64, count=len(result.fused_scores))
+        return TopDocs(result.doc_ords[window], result.scores[window], len(fused), plan.term_ids,
+                       _distinct(plan.terms), mode, plan, result, fused)
 
     def _bm25(self, plan: QueryPlan, k: int, offset: int) -> TopDocs:
-        scores = boosted_scores(self.reader, plan.scored_ids)
+        scores = boosted_scores(self.reader, plan.scored_ids, plan.field_boosts, plan.best_field)
         mask = scores > 0 if plan.is_plain else match_mask(self.reader, plan)
         if plan.allowed is not None:
             mask &= plan.allowed
         candidates = np.flatnonzero(mask)
         top = candidates[top_k(candidates, scores[candidates], offset + k)][offset:]
-        return TopDocs(top, scores[top], len(candidates), plan.scored_ids, _distinct(plan.scored_terms), "bm25", plan)
+        return TopDocs(top, scores[top], len(candidates), plan.scored_ids, _distinct(plan.scored_terms), "bm25", plan,
+                       matched=candidates)
 
     def search(self, query: str, k: int = 10, filters: Filters | None = None, syntax: bool = True, offset: int = 0,
                with_snippets: bool = True, mode: str = "bm25", explain: bool = False) -> SearchResponse:
         """Top-k documents for `query`. With `syntax=False` operators and quotes are ordinary words."""
         started = time.perf_counter()
-        top = self.rank(query, k, filters, syntax, offset, mode)
+        return self.respond(self.rank(query, k, filters, syntax, offset, mode), started, with_snippets, explain)
+
+    def respond(self, top: TopDocs, started: float, with_snippets: bool = True, explain: bool = False) -> SearchResponse:
+        """Result rows of a ranking; `started` is the `time.perf_counter()` the request began at."""
         term_ids = set(top.term_ids)
         hits = [make_hit(self.reader, int(d), float(s), term_ids, with_snippets)
                 for d, s in zip(top.doc_ords, top.scores)]
         if explain:
             for hit in hits:
                 hit.explanation = self.explain(top, hit.doc_ord)
-        return SearchResponse(query, hits, top.total_matches, (time.perf_counter() - started) * 1000, top.query_terms)
+        return SearchResponse(top.plan.text, hits, top.total_matches, (time.perf_counter() - started) * 1000,
+                              top.query_terms)
 
     def explain(self, top: TopDocs, doc_ord: int) -> dict:
         if top.hybrid is None:
             return single_branch(self.reader, top.mode, top.doc_ords, top.scores, top.term_ids, doc_ord)
         return explain(self.reader, top.plan, top.hybrid, doc_ord, self.fusion_weights.weights_id).to_json()
+
+
+def _check(mode: str, offset: int) -> None:
+    if mode not in SEARCH_MODES:
+        raise InputError(f"unknown search mode {mode!r}; choose from {SEARCH_MODES}")
+    if offset < 0:
+        raise InputError(f"offset must be 0 or more, got {offset}")
 
 
 def _distinct(terms: list[str]) -> list[str]:

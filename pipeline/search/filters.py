@@ -72,6 +72,17 @@ class DocumentMetadata:
                 mask &= self.has_date & keep(self.published_us, micros)
         return mask
 
+    def present(self, field: str) -> np.ndarray:
+        """Documents with a value in `field` (source, lang, tags, published_at): Elasticsearch's `exists`."""
+        if field == "published_at":
+            return self.has_date.copy()
+        if field == "tags":
+            tagged = np.zeros(self.n_docs, dtype=bool)
+            tagged[self.tag_parents] = True
+            return tagged
+        column = {"source": self.source, "lang": self.lang}[field]
+        return column.is_valid().to_numpy(zero_copy_only=False)
+
     def age_days(self, docs: np.ndarray) -> np.ndarray:
         """Days between each document's date and the newest date in the corpus (NaN where undated).
 

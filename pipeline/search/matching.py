@@ -11,47 +11,52 @@ from .reader import IndexReader
 
 
 def match_mask(reader: IndexReader, plan: QueryPlan) -> np.ndarray:
-    """Boolean mask over documents of those the clause tree matches."""
-    return _evaluate(reader, plan.tree)
+    """Boolean mask over documents of those the clause tree matches, in the plan's fields."""
+    return _evaluate(reader, plan.tree, list(plan.field_boosts))
 
 
-def _evaluate(reader: IndexReader, node) -> np.ndarray:
+def _evaluate(reader: IndexReader, node, fields: list[str]) -> np.ndarray:
     if isinstance(node, Leaf):
-        return _phrase_mask(reader, node.analyzed) if node.phrase else _words_mask(reader, node.analyzed)
+        if node.phrase:
+            return _phrase_mask(reader, node.analyzed, fields)
+        return _words_mask(reader, node.analyzed, fields)
     assert isinstance(node, Bool)
     mask = np.ones(reader.n_docs, dtype=bool)
     for clause in node.must:
-        mask &= _evaluate(reader, clause)
-    if node.should and not node.must:
-        any_should = np.zeros(reader.n_docs, dtype=bool)
+        mask &= _evaluate(reader, clause, fields)
+    required = node.minimum_should_match
+    if required is None:
+        required = 0 if node.must else 1
+    if node.should and required > 0:
+        matched = np.zeros(reader.n_docs, dtype=np.int32)
         for clause in node.should:
-            any_should |= _evaluate(reader, clause)
-        mask &= any_should
+            matched += _evaluate(reader, clause, fields)
+        mask &= matched >= required
     for clause in node.must_not:
-        mask &= ~_evaluate(reader, clause)
+        mask &= ~_evaluate(reader, clause, fields)
     return mask
 
 
-def _words_mask(reader: IndexReader, analyzed: AnalyzedText) -> np.ndarray:
+def _words_mask(reader: IndexReader, analyzed: AnalyzedText, fields: list[str]) -> np.ndarray:
     """Documents holding every maximal word of the clause (中华人民共和国 itself, not each of its sub-words)."""
     ids = reader.vocabulary.lookup([term for term, _ in analyzed.maximal()])
     if any(i is None for i in ids):
         return np.zeros(reader.n_docs, dtype=bool)
     mask = np.ones(reader.n_docs, dtype=bool)
     for term_id in ids:
-        mask &= _contains(reader, term_id)
+        mask &= _contains(reader, term_id, fields)
     return mask
 
 
-def _contains(reader: IndexReader, term_id: int) -> np.ndarray:
+def _contains(reader: IndexReader, term_id: int, fields: list[str]) -> np.ndarray:
     mask = np.zeros(reader.n_docs, dtype=bool)
-    for field in reader.field_boosts:
+    for field in fields:
         postings = reader.postings(field)
         mask[postings.docs[postings.span(term_id)]] = True
     return mask
 
 
-def _phrase_mask(reader: IndexReader, analyzed: AnalyzedText) -> np.ndarray:
+def _phrase_mask(reader: IndexReader, analyzed: AnalyzedText, fields: list[str]) -> np.ndarray:
     """Documents where the clause's maximal words stand at the same relative positions as in the query."""
     parts = analyzed.maximal()
     ids = reader.vocabulary.lookup([term for term, _ in parts])
@@ -60,7 +65,7 @@ def _phrase_mask(reader: IndexReader, analyzed: AnalyzedText) -> np.ndarray:
         return mask
     base = parts[0][1]
     offsets = [position - base for _, position in parts]
-    for field in reader.field_boosts:
+    for field in fields:
         postings = reader.postings(field)
         candidates = None
         spans = [postings.span(i) for i in ids]

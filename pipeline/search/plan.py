@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..constants import MAX_QUERY_CHARS
+from ..errors import InputError
 from ..text.analysis import AnalyzedText
 from .filters import Filters
 from .query import Bool, Node, Phrase, parse_query, plain_query
@@ -35,6 +36,10 @@ class QueryPlan:
     scored_ids: list[int]
     allowed: np.ndarray | None = None  # filter mask over documents
     vector: np.ndarray | None = None  # the query embedding, when a mode needs it
+    # The fields words are matched and BM25-scored in, with their boosts; `bm25.field_boosts` unless the query
+    # names fields. `best_field`: a document scores its best field's BM25 instead of the sum.
+    field_boosts: dict[str, float] = field(default_factory=dict)
+    best_field: bool = False
     _memo: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -49,7 +54,7 @@ class QueryPlan:
     def is_plain(self) -> bool:
         """Only optional word clauses: documents match by score alone."""
         tree = self.tree
-        return not tree.must and not tree.must_not and all(
+        return not tree.must and not tree.must_not and tree.minimum_should_match in (None, 1) and all(
             isinstance(c, Leaf) and not c.phrase for c in tree.should
         )
 
@@ -76,10 +81,25 @@ def plan_query(
     syntax: bool = True,
     filters: Filters | None = None,
     vector: np.ndarray | None = None,
+    tree: Bool | None = None,
+    allowed: np.ndarray | None = None,
+    field_boosts: dict[str, float] | None = None,
+    best_field: bool = False,
 ) -> QueryPlan:
-    """Parse, analyze once, look terms up once. With `syntax=False` operators and quotes are ordinary words."""
+    """Parse, analyze once, look terms up once. With `syntax=False` operators and quotes are ordinary words.
+
+    A caller that built the clause tree itself (the API's Elasticsearch DSL) passes `tree`, whose leaves index
+    into `text`, and may pass a filter mask `allowed` (ANDed with `filters`) and the fields to search."""
     text = text[:MAX_QUERY_CHARS]
-    tree = parse_query(text) if syntax else plain_query(text)
+    if tree is None:
+        tree = parse_query(text) if syntax else plain_query(text)
+    if field_boosts is not None:
+        unknown = set(field_boosts) - set(reader.version.inverted.fields)
+        if unknown:
+            raise InputError(f"unknown fields {sorted(unknown)}; searchable: {sorted(reader.version.inverted.fields)}")
+    if filters:
+        mask = reader.metadata.mask(filters)
+        allowed = mask if allowed is None else mask & allowed
     analyzed = reader.analyzer.analyze(text)
     planned = _plan_node(tree, analyzed, len(text))
     scored: list[str] = []
@@ -91,8 +111,10 @@ def plan_query(
         term_ids=reader.known_ids(analyzed.terms),
         scored_terms=scored,
         scored_ids=reader.known_ids(scored),
-        allowed=reader.metadata.mask(filters) if filters else None,
+        allowed=allowed,
         vector=vector,
+        field_boosts=dict(reader.field_boosts if field_boosts is None else field_boosts),
+        best_field=best_field,
     )
 
 
@@ -102,6 +124,7 @@ def _plan_node(node: Node, analyzed: AnalyzedText, length: int):
             must=[_plan_node(c, analyzed, length) for c in node.must],
             should=[_plan_node(c, analyzed, length) for c in node.should],
             must_not=[_plan_node(c, analyzed, length) for c in node.must_not],
+            minimum_should_match=node.minimum_should_match,
         )
     end = length if node.end is None else node.end
     return Leaf(analyzed.within(node.start, end), isinstance(node, Phrase))

@@ -33,11 +33,16 @@ class Phrase:
 @dataclass
 class Bool:
     """Lucene-style clause set: every `must` matches, no `must_not` matches, and — when there is no
-    `must` — at least one `should` matches. Scoring sums over must and should."""
+    `must` — at least one `should` matches. Scoring sums over must and should.
+
+    The query syntax builds these; so does the Elasticsearch DSL of the API, with leaves whose [start, end)
+    index into the text it assembles from its clauses."""
 
     must: list[Node] = field(default_factory=list)
     should: list[Node] = field(default_factory=list)
     must_not: list[Node] = field(default_factory=list)
+    # At least this many `should` clauses match (Elasticsearch's minimum_should_match); None: the rule above.
+    minimum_should_match: int | None = None
 
 
 Node = Term | Phrase | Bool

@@ -15,11 +15,14 @@ def field_scores(reader: IndexReader, field: str, term_ids: list[int]) -> np.nda
     return bm25_scores(reader.postings(field), term_ids, bm25.k1, bm25.b)
 
 
-def boosted_scores(reader: IndexReader, term_ids: list[int]) -> np.ndarray:
-    """Dense BM25 summed over the fields of `bm25.field_boosts`, each times its boost."""
+def boosted_scores(reader: IndexReader, term_ids: list[int], field_boosts: dict[str, float] | None = None,
+                   best_field: bool = False) -> np.ndarray:
+    """Dense BM25 over the fields of `field_boosts` (default `bm25.field_boosts`), each times its boost:
+    summed, or with `best_field` the best field's (Elasticsearch's most_fields and best_fields)."""
     total = np.zeros(reader.n_docs)
-    for field, boost in reader.field_boosts.items():
-        total += boost * field_scores(reader, field, term_ids)
+    for field, boost in (reader.field_boosts if field_boosts is None else field_boosts).items():
+        scores = boost * field_scores(reader, field, term_ids)
+        total = np.maximum(total, scores) if best_field else total + scores
     return total
 
 
@@ -30,4 +33,5 @@ def plan_field_scores(reader: IndexReader, plan: QueryPlan, field: str) -> np.nd
 
 def plan_boosted_scores(reader: IndexReader, plan: QueryPlan) -> np.ndarray:
     """`boosted_scores` of the plan's whole-query terms, computed once per plan."""
-    return plan.memo(("boosted",), lambda: boosted_scores(reader, plan.term_ids))
+    return plan.memo(("boosted",), lambda: boosted_scores(reader, plan.term_ids, plan.field_boosts,
+                                                           plan.best_field))

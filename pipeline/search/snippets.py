@@ -19,6 +19,7 @@ class Snippet:
     highlights: tuple[tuple[int, int], ...]
     truncated_left: bool = False
     truncated_right: bool = False
+    start: int = 0  # where the fragment starts in the field's text
 
     def _render(self, escape, open_mark: str, close_mark: str) -> str:
         out, cursor = [], 0
@@ -85,7 +86,8 @@ def make_snippet(text: str, spans: list[tuple[int, int, int]], width: int) -> Sn
         left = space + 1
     right = min(len(text), left + width)
     local = [(max(s, left) - left, min(e, right) - left) for s, e, _ in spans if s < right and e > left]
-    return Snippet(text[left:right], tuple(_merge(local)), truncated_left=left > 0, truncated_right=right < len(text))
+    return Snippet(text[left:right], tuple(_merge(local)), truncated_left=left > 0, truncated_right=right < len(text),
+                   start=left)
 
 
 def highlight_all(text: str, spans: list[tuple[int, int, int]]) -> Snippet:

@@ -1,0 +1,319 @@
+"""The official elasticsearch (9.x) and opensearch-py clients, unmodified, against `sousuo api` over real HTTP:
+every item of the supported query DSL subset, the response shapes, and the errors."""
+
+from __future__ import annotations
+
+import elasticsearch
+import httpx
+import numpy as np
+import opensearchpy
+import pytest
+from api_support import INDEX_NAME, api_settings, running, served_copy
+
+from pipeline.searcher import Searcher
+
+
+@pytest.fixture(scope="module")
+def api(sample_index, settings, tmp_path_factory):
+    index = served_copy(sample_index, settings, tmp_path_factory.mktemp("api-es"))
+    with running(api_settings(settings, index)) as url:
+        yield url, Searcher.open(index, settings)
+
+
+class Client:
+    """One interface over both clients; errors come back as (status, Elasticsearch error type)."""
+
+    def __init__(self, kind: str, url: str):
+        self.kind = kind
+        if kind == "elasticsearch":
+            self.client = elasticsearch.Elasticsearch(url, request_timeout=60)
+        else:
+            self.client = opensearchpy.OpenSearch(hosts=[url], timeout=60)
+
+    def search(self, body: dict, index: str = INDEX_NAME) -> dict:
+        return dict(self.client.search(index=index, body=body))
+
+    def ids(self, body: dict) -> list[str]:
+        return [hit["_id"] for hit in self.search(body)["hits"]["hits"]]
+
+    def error(self, call) -> tuple[int, str]:
+        try:
+            call()
+        except elasticsearch.ApiError as error:
+            return error.meta.status, _type(error.body)
+        except opensearchpy.TransportError as error:
+            return error.status_code, _type(error.info)
+        raise AssertionError("the request did not fail")
+
+
+def _type(body) -> str | None:
+    """The Elasticsearch error type; None for a body that is not an error (a document that was not found)."""
+    return body.get("error", {}).get("type") if isinstance(body, dict) else None
+
+
+@pytest.fixture(params=["elasticsearch", "opensearch"])
+def client(request, api) -> Client:
+    return Client(request.param, api[0])
+
+
+def native(api, **params) -> dict:
+    return httpx.get(f"{api[0]}/v1/search", params=params, timeout=60).json()
+
+
+def sources(response: dict) -> list[dict]:
+    return [hit["_source"] for hit in response["hits"]["hits"]]
+
+
+def test_the_root_reports_elasticsearch_8_or_later(client):
+    info = dict(client.client.info())
+    assert int(info["version"]["number"].split(".")[0]) >= 8
+    assert client.client.ping()
+
+
+def test_match_scores_equal_the_native_api(client, api):
+    response = client.search({"query": {"match": {"text": "inverted index"}}, "size": 5})
+    expected = native(api, q="inverted index", k=5)
+    assert [(h["_id"], round(h["_score"], 6)) for h in response["hits"]["hits"]] == \
+        [(r["doc_id"], r["score"]) for r in expected["results"]]
+    assert response["hits"]["total"] == {"value": expected["total_matches"], "relation": "eq"}
+    assert {"took", "timed_out", "_shards"} <= set(response)
+    assert response["hits"]["hits"][0]["_index"] == INDEX_NAME
+
+
+def test_match_operator_and_requires_every_word(client):
+    any_word = client.search({"query": {"match": {"text": "inverted index"}}, "size": 100})
+    every_word = client.search({"query": {"match": {"text": {"query": "inverted index", "operator": "and"}}},
+                                "size": 100})
+    assert 0 < every_word["hits"]["total"]["value"] < any_word["hits"]["total"]["value"]
+    for source in sources(every_word):
+        text = (source["title"] + " " + source["body"]).lower()
+        assert "invert" in text and "index" in text
+
+
+def test_minimum_should_match_counts_words(client):
+    def total(msm) -> int:
+        body = {"query": {"match": {"text": {"query": "inverted index fusion", "minimum_should_match": msm}}}}
+        return client.search(body)["hits"]["total"]["value"]
+
+    every = client.search({"query": {"match": {"text": {"query": "inverted index fusion", "operator": "and"}}}})
+    assert total("1") > total("2") >= total(3)
+    assert total("100%") == every["hits"]["total"]["value"]
+
+
+def test_multi_match_boosts_a_field_and_best_fields_takes_the_best(client):
+    query = "inverted index"
+    best = client.search({"query": {"multi_match": {"query": query, "fields": ["title^3", "body"]}}})
+    most = client.search({"query": {"multi_match": {"query": query, "fields": ["title^3", "body"],
+                                                    "type": "most_fields"}}})
+    assert "index" in best["hits"]["hits"][0]["_source"]["title"].lower()
+    best_scores = {h["_id"]: h["_score"] for h in best["hits"]["hits"]}
+    for hit in most["hits"]["hits"]:
+        if hit["_id"] in best_scores:
+            assert hit["_score"] >= best_scores[hit["_id"]] - 1e-9
+
+
+def test_match_phrase_keeps_the_words_together(client):
+    response = client.search({"query": {"match_phrase": {"text": "inverted index"}}, "size": 50})
+    assert response["hits"]["total"]["value"] > 0
+    for source in sources(response):
+        assert "inverted index" in (source["title"] + " " + source["body"]).lower()
+
+
+def test_query_string_is_the_project_syntax(client, api):
+    query = '"inverted index" -fusion'
+    response = client.search({"query": {"query_string": {"query": query}}, "size": 5})
+    expected = native(api, q=query, k=5)
+    assert [(h["_id"], round(h["_score"], 6)) for h in response["hits"]["hits"]] == \
+        [(r["doc_id"], r["score"]) for r in expected["results"]]
+
+
+def test_bool_combines_text_and_metadata_clauses(client):
+    body = {"query": {"bool": {
+        "must": [{"match": {"text": "index"}}],
+        "should": [{"match": {"title": "inverted"}}],
+        "must_not": [{"term": {"lang": "zh"}}],
+        "filter": [{"terms": {"source": ["kb", "blog"]}}],
+    }}, "size": 50}
+    response = client.search(body)
+    assert response["hits"]["total"]["value"] > 0
+    for source in sources(response):
+        assert source["lang"] != "zh" and source["source"] in ("kb", "blog")
+
+
+def test_bool_minimum_should_match_over_should_clauses(client):
+    clauses = [{"match": {"text": "inverted"}}, {"match": {"text": "index"}}, {"match": {"text": "fusion"}}]
+    one = client.search({"query": {"bool": {"should": clauses}}})["hits"]["total"]["value"]
+    two = client.search({"query": {"bool": {"should": clauses, "minimum_should_match": 2}}})["hits"]["total"]["value"]
+    assert one > two > 0
+
+
+def test_term_terms_range_and_exists_filter_metadata(client):
+    zh = client.search({"query": {"term": {"lang": "zh"}}, "size": 100})
+    assert zh["hits"]["total"]["value"] > 0 and all(s["lang"] == "zh" for s in sources(zh))
+    tagged = client.search({"query": {"terms": {"tags": ["ann", "bm25"]}}, "size": 100})
+    assert all({"ann", "bm25"} & set(s["tags"]) for s in sources(tagged))
+    recent = client.search({"query": {"range": {"published_at": {"gte": "2023-01-01", "lt": "2024-01-01"}}},
+                            "size": 100})
+    assert recent["hits"]["total"]["value"] > 0
+    assert all(s["published_at"].startswith("2023") for s in sources(recent))
+    dated = client.search({"query": {"exists": {"field": "published_at"}}, "size": 0})
+    assert dated["hits"]["total"]["value"] == sum(1 for s in sources(client.search({"size": 100}))
+                                                  if s["published_at"])
+
+
+def test_match_all_returns_every_document(client, api):
+    response = client.search({"query": {"match_all": {}}, "size": 3})
+    assert response["hits"]["total"]["value"] == api[1].reader.n_docs
+    assert len(response["hits"]["hits"]) == 3
+
+
+def test_knn_with_a_vector_equals_knn_with_text(client, api):
+    vector = api[1].reader.encode_query("向量检索").tolist()
+    by_vector = client.ids({"knn": {"field": "vector", "query_vector": vector, "k": 5, "num_candidates": 20}})
+    by_text = client.ids({"knn": {"field": "vector", "k": 5, "query_vector_builder": {
+        "text_embedding": {"model_text": "向量检索"}}}})
+    assert by_vector == by_text and len(by_text) == 5
+
+
+def test_knn_vector_of_the_wrong_dimension_is_refused(client):
+    assert client.error(lambda: client.search({"knn": {"field": "vector", "query_vector": [0.1, 0.2], "k": 3}})) == \
+        (400, "illegal_argument_exception")
+
+
+def test_knn_filter_applies_to_the_neighbours(client):
+    body = {"knn": {"field": "vector", "k": 5, "filter": {"term": {"lang": "en"}},
+                    "query_vector_builder": {"text_embedding": {"model_text": "向量检索"}}}}
+    assert all(s["lang"] == "en" for s in sources(client.search(body)))
+
+
+def test_rrf_retriever_fuses_standard_and_knn(client):
+    body = {"retriever": {"rrf": {"retrievers": [
+        {"standard": {"query": {"match": {"text": "向量检索"}}}},
+        {"knn": {"field": "vector", "k": 10, "query_vector_builder": {"text_embedding": {"model_text": "向量检索"}}}},
+    ], "rank_constant": 60}}, "size": 5}
+    hits = client.search(body)["hits"]["hits"]
+    assert len(hits) == 5 and hits[0]["_score"] <= 2 / 61 + 1e-9
+    assert [h["_score"] for h in hits] == sorted((h["_score"] for h in hits), reverse=True)
+
+
+def test_learning_to_rank_rescore_equals_native_ltr(client, api):
+    model_id = api[1].ranker.card.model_id
+    body = {"query": {"match": {"text": "vector search"}}, "size": 5,
+            "rescore": {"window_size": 100, "learning_to_rank": {"model_id": model_id}}}
+    expected = native(api, q="vector search", k=5, mode="ltr")
+    assert [(h["_id"], round(h["_score"], 6)) for h in client.search(body)["hits"]["hits"]] == \
+        [(r["doc_id"], r["score"]) for r in expected["results"]]
+    unknown = {**body, "rescore": {"learning_to_rank": {"model_id": "no-such-model"}}}
+    assert client.error(lambda: client.search(unknown))[0] == 404
+
+
+def test_from_and_size_page_through_the_ranking(client):
+    query = {"match": {"text": "search"}}
+    first_four = client.ids({"query": query, "size": 4})
+    assert client.ids({"query": query, "from": 2, "size": 2}) == first_four[2:]
+
+
+def test_a_window_past_10000_is_refused(client):
+    assert client.error(lambda: client.search({"query": {"match_all": {}}, "from": 9_995, "size": 10})) == \
+        (400, "illegal_argument_exception")
+
+
+def test_sort_by_published_at(client):
+    response = client.search({"query": {"match": {"text": "search"}}, "sort": [{"published_at": "desc"}],
+                              "size": 10})
+    dates = [hit["sort"][0] for hit in response["hits"]["hits"]]
+    assert dates == sorted(dates, reverse=True) and response["hits"]["hits"][0]["_score"] is None
+
+
+def test_source_includes_and_excludes(client):
+    only = sources(client.search({"query": {"match_all": {}}, "_source": {"includes": ["title", "lang"]}}))
+    assert all(set(s) == {"title", "lang"} for s in only)
+    without = sources(client.search({"query": {"match_all": {}}, "_source": {"excludes": ["body"]}}))
+    assert all("body" not in s and "title" in s for s in without)
+
+
+def test_highlight_tags_fragment_size_and_count(client):
+    body = {"query": {"match": {"text": "index"}}, "size": 3, "highlight": {
+        "pre_tags": ["[["], "post_tags": ["]]"], "fields": {"body": {"fragment_size": 40, "number_of_fragments": 2}}}}
+    for hit in client.search(body)["hits"]["hits"]:
+        fragments = hit["highlight"]["body"]
+        assert 1 <= len(fragments) <= 2
+        assert all("[[" in f and "]]" in f and len(f.replace("[[", "").replace("]]", "")) <= 40 for f in fragments)
+
+
+def test_track_total_hits(client):
+    query = {"match": {"text": "search"}}
+    assert "total" not in client.search({"query": query, "track_total_hits": False})["hits"]
+    capped = client.search({"query": query, "track_total_hits": 2})["hits"]["total"]
+    assert capped == {"value": 2, "relation": "gte"}
+
+
+def test_explain_returns_an_explanation_per_hit(client):
+    for hit in client.search({"query": {"match": {"text": "index"}}, "explain": True, "size": 2})["hits"]["hits"]:
+        assert hit["_explanation"]["value"] == pytest.approx(hit["_score"])
+        assert hit["_explanation"]["details"]
+
+
+def test_terms_and_date_histogram_aggregations(client):
+    response = client.search({"query": {"match_all": {}}, "size": 0, "aggs": {
+        "langs": {"terms": {"field": "lang"}},
+        "years": {"date_histogram": {"field": "published_at", "calendar_interval": "year"}},
+    }})
+    total = response["hits"]["total"]["value"]
+    langs = response["aggregations"]["langs"]
+    assert sum(b["doc_count"] for b in langs["buckets"]) + langs["sum_other_doc_count"] == total
+    assert {b["key"] for b in langs["buckets"]} == {"en", "zh"}
+    years = response["aggregations"]["years"]["buckets"]
+    assert years and all(b["key_as_string"].endswith("-01-01T00:00:00.000Z") for b in years)
+
+
+def test_msearch_answers_each_search(client):
+    searches = [{"index": INDEX_NAME}, {"query": {"match": {"text": "index"}}, "size": 1},
+                {"index": INDEX_NAME}, {"query": {"match": {"text": "向量"}}, "size": 2}]
+    responses = dict(client.client.msearch(body=searches))["responses"]
+    assert [len(r["hits"]["hits"]) for r in responses] == [1, 2]
+
+
+def test_count_equals_the_search_total(client):
+    query = {"match": {"text": "index"}}
+    assert client.client.count(index=INDEX_NAME, body={"query": query})["count"] == \
+        client.search({"query": query})["hits"]["total"]["value"]
+
+
+def test_get_a_document_by_id(client):
+    doc = dict(client.client.get(index=INDEX_NAME, id="en-001"))
+    assert doc["found"] and doc["_source"]["title"].startswith("How an inverted index")
+    assert client.error(lambda: client.client.get(index=INDEX_NAME, id="no-such-doc"))[0] == 404
+
+
+def test_mapping_and_cat_indices(client, api):
+    mapping = dict(client.client.indices.get_mapping(index=INDEX_NAME))
+    assert mapping[INDEX_NAME]["mappings"]["properties"]["published_at"]["type"] == "date"
+    rows = list(client.client.cat.indices(format="json"))
+    assert rows[0]["index"] == INDEX_NAME and int(rows[0]["docs.count"]) == api[1].reader.n_docs
+
+
+def test_an_unknown_index_is_index_not_found(client):
+    assert client.error(lambda: client.search({"query": {"match_all": {}}}, index="nope")) == \
+        (404, "index_not_found_exception")
+
+
+def test_outside_the_subset_is_a_400_in_elasticsearch_shape(client):
+    assert client.error(lambda: client.search({"query": {"fuzzy": {"title": "indx"}}})) == (400, "parsing_exception")
+    assert client.error(lambda: client.search({"query": {"match": {"title": {"query": "x", "fuzziness": 2}}}})) == \
+        (400, "parsing_exception")
+    assert client.error(lambda: client.search({"query": {"match_all": {}}, "suggest": {}}))[0] == 400
+
+
+def test_query_and_knn_together_are_hybrid(client):
+    body = {"query": {"match": {"text": "向量检索"}}, "size": 3,
+            "knn": {"field": "vector", "k": 10, "query_vector_builder": {"text_embedding": {"model_text": "向量检索"}}}}
+    hits = client.search(body)["hits"]["hits"]
+    assert len(hits) == 3 and np.all(np.diff([h["_score"] for h in hits]) <= 0)
+
+
+def test_malformed_json_is_a_400_naming_the_problem(api):
+    response = httpx.post(f"{api[0]}/{INDEX_NAME}/_search", content=b'{"query": ', timeout=30,
+                          headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    assert response.json()["error"]["type"] == "x_content_parse_exception"
