@@ -22,12 +22,15 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import math
 import re
 import unicodedata
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, reduce
+
+import numpy as np
 
 from ..index.postings import TEXT_FIELD
 from ..search.reader import IndexReader
@@ -42,6 +45,7 @@ from ..text.analysis import (
 MAX_INPUT_CHARS = 200  # completion and correction look at no more of a query than this
 _PINYIN_INPUT = re.compile(r"^[a-z][a-z' ]*$")
 _LATIN_WORD = re.compile(r"^[a-z][a-z0-9+#.\-]*$")
+_LETTERS_ONLY = re.compile(r"^[^\W\d_]+$")
 _SPACE_BETWEEN_CJK = re.compile(f"(?<=[{CJK_CLASS}]) (?=[{CJK_CLASS}])")
 
 
@@ -82,6 +86,27 @@ def pinyin_syllables(text: str) -> tuple[str, ...]:
     for item in lazy_pinyin(text, style=Style.NORMAL):
         out.extend(re.findall(r"[a-z0-9]+", item.casefold()))
     return tuple(out)
+
+
+# Sounds that speakers of many dialects, and pinyin typists, confuse: z/zh, c/ch, s/sh, n/l, an/ang, en/eng, in/ing.
+_FUZZY_INITIALS = (("zh", "z"), ("ch", "c"), ("sh", "s"), ("n", "l"))
+_FUZZY_FINALS = (("ang", "an"), ("eng", "en"), ("ing", "in"))
+
+
+def fuzzy_syllable(syllable: str) -> str:
+    """A syllable with the commonly confused sounds merged: `zhang` and `zan` both become `zan`."""
+    for long, short in _FUZZY_INITIALS:
+        if syllable.startswith(long):
+            syllable = short + syllable[len(long):]
+            break
+    for long, short in _FUZZY_FINALS:
+        if syllable.endswith(long):
+            return syllable[: -len(long)] + short
+    return syllable
+
+
+def fuzzy_pinyin(syllables: tuple[str, ...]) -> str:
+    return "".join(fuzzy_syllable(s) for s in syllables)
 
 
 def pinyin_initials(text: str) -> str:
@@ -147,11 +172,16 @@ class Suggester:
         known_terms: Iterable[str] | None = None,
         analyzer: Analyzer | None = None,
         queries: Iterable[tuple[str, float]] = (),
+        support: Callable[[list[str], list[str]], bool] | None = None,
     ):
         """`terms` and `phrases` map display text to weight (document frequency). `known_terms` is the index
         vocabulary (analyzed terms) that decides whether a query word needs correcting; by default the
-        analyzed forms of `terms`."""
+        analyzed forms of `terms`. `support(replacement terms, other query terms)` says whether the corpus
+        backs a correction (see `suggester_for`)."""
         self.analyzer = analyzer or Analyzer()
+        # The same segmentation with stopwords kept: corrections must see 是由 to leave it alone.
+        self._segmenter = Analyzer(self.analyzer.config.model_copy(update={"remove_stopwords": False}))
+        self._support = support
         best: dict[str, _Entry] = {}
         for kind, table in (("term", terms), ("phrase", phrases or {})):
             for text, weight in table.items():
@@ -166,11 +196,13 @@ class Suggester:
         self._pinyin_buckets: dict[str, list[_Entry]] = defaultdict(list)  # first letter → entries, heaviest first
         self._by_full_pinyin: dict[str, list[_Entry]] = defaultdict(list)
         self._by_initials: dict[str, list[_Entry]] = defaultdict(list)
+        self._by_fuzzy_pinyin: dict[str, list[_Entry]] = defaultdict(list)
         for entry in self._entries:
             if entry.syllables:
                 self._pinyin_buckets[entry.syllables[0][0]].append(entry)
                 self._by_full_pinyin[entry.full].append(entry)
                 self._by_initials[entry.initials].append(entry)
+                self._by_fuzzy_pinyin[fuzzy_pinyin(entry.syllables)].append(entry)
         # Latin dictionary words for spelling correction, bucketed by length.
         self._words: dict[str, float] = {}
         for entry in self._entries:
@@ -279,24 +311,26 @@ class Suggester:
     def did_you_mean(self, query: str, limit: int = 3, force: bool = False) -> list[str]:
         """Corrected versions of `query`, best first; empty when there is nothing to correct.
 
-        Words and Chinese runs whose terms are all in the vocabulary are kept, unless `force` (for a query
-        that matched nothing), which also tries homophones for Chinese runs.
+        Only what is likely a typo is touched: an English word of letters only (no digits, no capitals after
+        the first: those are names and codes) missing from the vocabulary, or a stretch of Chinese that
+        segments into single characters or unknown words and is not only stopwords (是由 stays). A correction
+        is kept only when its words occur in the corpus together with the query's other words (`support`).
+        With `force` (a query that matched nothing), Chinese words the vocabulary knows may be replaced too.
         """
         query = unicodedata.normalize("NFKC", query[:MAX_INPUT_CHARS])
+        context = [t for t in self.analyzer.terms(query) if t in self._known]
         spans: list[tuple[int, int, list[str]]] = []
         for match in TOKEN_PATTERN.finditer(query):
             token = match.group()
             if match.lastgroup == "cjk":
-                if force or not self.is_known(token):
-                    fixed = _correct_chinese(self, token)
-                    if fixed:
-                        spans.append((match.start(), match.end(), fixed))
-            else:
-                word = token.casefold()
-                if not self.is_known(word):
-                    fixed = _correct_word(self, word)
-                    if fixed:
-                        spans.append((match.start(), match.end(), fixed))
+                for start, end in self._suspect_chinese(token, force):
+                    fixed = _correct_chinese(self, token[start:end])
+                    spans.append((match.start() + start, match.start() + end, fixed))
+            elif _LETTERS_ONLY.match(token) and (token[1:].islower() or len(token) == 1) \
+                    and not self.is_known(token.casefold()):
+                spans.append((match.start(), match.end(), _correct_word(self, token.casefold())))
+        spans = [(start, end, [o for o in options if self._supported(o, context)]) for start, end, options in spans]
+        spans = [span for span in spans if span[2]]
         if not spans:
             return []
         variants = [[options[0] for *_, options in spans]]
@@ -312,6 +346,33 @@ class Suggester:
                 out.append(text)
         return out[:limit]
 
+    def _suspect_chinese(self, run: str, force: bool) -> list[tuple[int, int]]:
+        """(start, end) within `run` of the stretches that may be typos: consecutive single characters and
+        words the vocabulary lacks, at least two characters long and not all stopwords. A typo rarely
+        survives segmentation as a known word; a well-formed phrase's function words (是由, 哪) are stopwords."""
+        analyzed = self._segmenter.analyze(run)
+        pieces = [(analyzed.terms[i], analyzed.starts[i], analyzed.ends[i])
+                  for i in maximal_spans(analyzed.starts, analyzed.ends)]
+        stretches: list[list[tuple[str, int, int]]] = []
+        for term, start, end in pieces:
+            suspect = force or len(term) == 1 or (term not in self._known and self.analyzer.terms(term))
+            if not suspect:
+                stretches.append([])
+            elif stretches and stretches[-1] and stretches[-1][-1][2] == start:
+                stretches[-1].append((term, start, end))
+            else:
+                stretches.append([(term, start, end)])
+        return [(stretch[0][1], stretch[-1][2]) for stretch in stretches
+                if stretch and stretch[-1][2] - stretch[0][1] >= 2
+                and any(self.analyzer.terms(term) for term, _, _ in stretch)]
+
+    def _supported(self, replacement: str, context: list[str]) -> bool:
+        """Whether the corpus backs the replacement: some document holds its terms together with at least a third
+        of the query's other known terms. Without an index (`support` unset), plausibility alone decides."""
+        if self._support is None:
+            return True
+        terms = self.analyzer.terms(replacement)
+        return bool(terms) and self._support(terms, [t for t in context if t not in terms])
 
 
 def suggester_for(reader: IndexReader, max_docs: int = 20_000, max_chars: int = 4_000, min_phrase_df: int = 2,
@@ -341,7 +402,8 @@ def suggester_for(reader: IndexReader, max_docs: int = 20_000, max_chars: int = 
         display = surfaces[term].most_common(1)[0][0] if term in surfaces else term
         terms[display] = max(terms.get(display, 0.0), weight)
     phrases = {p: float(c) for p, c in phrase_df.items() if c >= min_phrase_df}
-    return Suggester(terms, phrases, known_terms=vocabulary, analyzer=analyzer, queries=queries)
+    return Suggester(terms, phrases, known_terms=vocabulary, analyzer=analyzer, queries=queries,
+                     support=corpus_support(reader))
 
 
 def _correct_word(suggester: Suggester, word: str) -> list[str]:
@@ -369,7 +431,8 @@ def _correct_word(suggester: Suggester, word: str) -> list[str]:
 
 def _correct_chinese(suggester: Suggester, run: str) -> list[str]:
     """Left to right, keep the longest dictionary entry at each point, else replace the longest stretch that
-    sounds like one (same toneless pinyin); single characters stay as they are."""
+    sounds like one: the same toneless pinyin first, else similar pinyin (`fuzzy_syllable`), the commonest
+    entry first; single characters stay as they are."""
     simplified = suggester.analyzer.normalize(run)
     if len(simplified) != len(run):
         simplified = run
@@ -380,8 +443,10 @@ def _correct_chinese(suggester: Suggester, run: str) -> list[str]:
             if piece in suggester._cjk_texts:
                 out.append(piece)
                 break
-            sounds_like = [e for e in suggester._by_full_pinyin.get("".join(pinyin_syllables(piece)), [])
-                           if len(e.key) == length and e.key != piece]
+            syllables = pinyin_syllables(piece)
+            sounds_like = [e for table, key in ((suggester._by_full_pinyin, "".join(syllables)),
+                                                 (suggester._by_fuzzy_pinyin, fuzzy_pinyin(syllables)))
+                           for e in table.get(key, []) if len(e.key) == length and e.key != piece]
             if sounds_like:
                 out.append(sounds_like[0].text)
                 changed = True
@@ -391,6 +456,28 @@ def _correct_chinese(suggester: Suggester, run: str) -> list[str]:
             out.append(simplified[i])
         i += length
     return ["".join(out)] if changed else []
+
+
+def corpus_support(reader: IndexReader, share: float = 1 / 3) -> Callable[[list[str], list[str]], bool]:
+    """`support(terms, context)`: whether some document holds all `terms` and at least `share` of the `context`
+    terms it knows (at least one); with no known context, whether any document holds the terms."""
+    postings = reader.postings(TEXT_FIELD)
+
+    def docs(term_id: int) -> np.ndarray:
+        return postings.docs[postings.span(term_id)]
+
+    def support(terms: list[str], context: list[str]) -> bool:
+        ids = reader.known_ids(terms)
+        if len(ids) < len(terms):
+            return False
+        together = reduce(np.intersect1d, [docs(t) for t in ids])
+        others = set(reader.known_ids(context)) - set(ids)
+        if not len(together) or not others:
+            return bool(len(together))
+        present = np.sum([np.isin(together, docs(t)) for t in others], axis=0)
+        return int(present.max()) >= max(1, math.ceil(share * len(others)))
+
+    return support
 
 
 def _splice(text: str, spans: list[tuple[int, int]], replacements: list[str]) -> str:
