@@ -172,12 +172,14 @@ class Suggester:
         known_terms: Iterable[str] | None = None,
         analyzer: Analyzer | None = None,
         queries: Iterable[tuple[str, float]] = (),
-        support: Callable[[list[str], list[str]], bool] | None = None,
+        support: Callable[[list[str], list[str]], int] | None = None,
+        words: dict[str, float] | None = None,
     ):
         """`terms` and `phrases` map display text to weight (document frequency). `known_terms` is the index
         vocabulary (analyzed terms) that decides whether a query word needs correcting; by default the
-        analyzed forms of `terms`. `support(replacement terms, other query terms)` says whether the corpus
-        backs a correction (see `suggester_for`)."""
+        analyzed forms of `terms`. `support(replacement terms, other query terms)` says how well the corpus
+        backs a correction (see `corpus_support`). `words` adds surface forms (with weights) to correct
+        English words to."""
         self.analyzer = analyzer or Analyzer()
         # The same segmentation with stopwords kept: corrections must see 是由 to leave it alone.
         self._segmenter = Analyzer(self.analyzer.config.model_copy(update={"remove_stopwords": False}))
@@ -203,11 +205,16 @@ class Suggester:
                 self._by_full_pinyin[entry.full].append(entry)
                 self._by_initials[entry.initials].append(entry)
                 self._by_fuzzy_pinyin[fuzzy_pinyin(entry.syllables)].append(entry)
-        # Latin dictionary words for spelling correction, bucketed by length.
+        # Latin dictionary words for spelling correction, bucketed by length: every surface form the corpus
+        # uses where known (a typo of "reduces" should come back as "reduces", not as the stem's commonest form).
         self._words: dict[str, float] = {}
         for entry in self._entries:
             if entry.kind == "term" and _LATIN_WORD.match(entry.key):
                 self._words[entry.key] = max(self._words.get(entry.key, 0.0), entry.weight)
+        for word, weight in (words or {}).items():
+            key = normalize(word)
+            if _LATIN_WORD.match(key):
+                self._words[key] = max(self._words.get(key, 0.0), float(weight))
         self._words_by_length: dict[int, list[tuple[str, float]]] = defaultdict(list)
         for word, weight in self._words.items():
             self._words_by_length[len(word)].append((word, weight))
@@ -329,7 +336,7 @@ class Suggester:
             elif _LETTERS_ONLY.match(token) and (token[1:].islower() or len(token) == 1) \
                     and not self.is_known(token.casefold()):
                 spans.append((match.start(), match.end(), _correct_word(self, token.casefold())))
-        spans = [(start, end, [o for o in options if self._supported(o, context)]) for start, end, options in spans]
+        spans = [(start, end, self._backed(options, context)) for start, end, options in spans]
         spans = [span for span in spans if span[2]]
         if not spans:
             return []
@@ -366,13 +373,16 @@ class Suggester:
                 if stretch and stretch[-1][2] - stretch[0][1] >= 2
                 and any(self.analyzer.terms(term) for term, _, _ in stretch)]
 
-    def _supported(self, replacement: str, context: list[str]) -> bool:
-        """Whether the corpus backs the replacement: some document holds its terms together with at least a third
-        of the query's other known terms. Without an index (`support` unset), plausibility alone decides."""
+    def _backed(self, options: list[str], context: list[str]) -> list[str]:
+        """The options the corpus backs (`support` above zero), those backed by more of the query's other words
+        first; without an index (`support` unset), plausibility alone decides and the order stays."""
         if self._support is None:
-            return True
-        terms = self.analyzer.terms(replacement)
-        return bool(terms) and self._support(terms, [t for t in context if t not in terms])
+            return options
+        backing = {}
+        for option in options:
+            terms = self.analyzer.terms(option)
+            backing[option] = self._support(terms, [t for t in context if t not in terms]) if terms else 0
+        return sorted((o for o in options if backing[o] > 0), key=lambda o: -backing[o])
 
 
 def suggester_for(reader: IndexReader, max_docs: int = 20_000, max_chars: int = 4_000, min_phrase_df: int = 2,
@@ -402,8 +412,9 @@ def suggester_for(reader: IndexReader, max_docs: int = 20_000, max_chars: int = 
         display = surfaces[term].most_common(1)[0][0] if term in surfaces else term
         terms[display] = max(terms.get(display, 0.0), weight)
     phrases = {p: float(c) for p, c in phrase_df.items() if c >= min_phrase_df}
+    words = {surface: float(count) for counter in surfaces.values() for surface, count in counter.items()}
     return Suggester(terms, phrases, known_terms=vocabulary, analyzer=analyzer, queries=queries,
-                     support=corpus_support(reader))
+                     support=corpus_support(reader), words=words)
 
 
 def _correct_word(suggester: Suggester, word: str) -> list[str]:
@@ -458,24 +469,25 @@ def _correct_chinese(suggester: Suggester, run: str) -> list[str]:
     return ["".join(out)] if changed else []
 
 
-def corpus_support(reader: IndexReader, share: float = 1 / 3) -> Callable[[list[str], list[str]], bool]:
-    """`support(terms, context)`: whether some document holds all `terms` and at least `share` of the `context`
-    terms it knows (at least one); with no known context, whether any document holds the terms."""
+def corpus_support(reader: IndexReader, share: float = 1 / 3) -> Callable[[list[str], list[str]], int]:
+    """`support(terms, context)`: 0 unless some document holds all `terms` and at least `share` of the `context`
+    terms it knows (at least one); else 1 + the most context terms one such document holds. With no known
+    context, 1 where any document holds the terms."""
     postings = reader.postings(TEXT_FIELD)
 
     def docs(term_id: int) -> np.ndarray:
         return postings.docs[postings.span(term_id)]
 
-    def support(terms: list[str], context: list[str]) -> bool:
+    def support(terms: list[str], context: list[str]) -> int:
         ids = reader.known_ids(terms)
         if len(ids) < len(terms):
-            return False
+            return 0
         together = reduce(np.intersect1d, [docs(t) for t in ids])
         others = set(reader.known_ids(context)) - set(ids)
         if not len(together) or not others:
-            return bool(len(together))
-        present = np.sum([np.isin(together, docs(t)) for t in others], axis=0)
-        return int(present.max()) >= max(1, math.ceil(share * len(others)))
+            return int(bool(len(together)))
+        most = int(np.sum([np.isin(together, docs(t)) for t in others], axis=0).max())
+        return 1 + most if most >= max(1, math.ceil(share * len(others))) else 0
 
     return support
 
