@@ -46,6 +46,20 @@ MAX_INPUT_CHARS = 200  # completion and correction look at no more of a query th
 _PINYIN_INPUT = re.compile(r"^[a-z][a-z' ]*$")
 _LATIN_WORD = re.compile(r"^[a-z][a-z0-9+#.\-]*$")
 _LETTERS_ONLY = re.compile(r"^[^\W\d_]+$")
+# Function words beyond the index's stopwords: a query's "anyone" or "whose" is never a typo, even where the
+# corpus happens not to contain it, and "correcting" it to a content word ("alone") only misleads.
+FUNCTION_WORDS = frozenset(
+    """ain't almost already also although always among amongst another anybody anyhow anyone anything anyway
+    anywhere aren't around became become becomes becoming beforehand behind beside besides beyond can't cannot
+    could couldn't didn't doesn't don't done either else elsewhere enough etc even ever every everybody
+    everyone everything everywhere except hadn't hasn't haven't hence hereby herein however isn't let's many
+    may maybe might mine must mustn't neither never nevertheless nobody none noone nothing nowhere often
+    onto otherwise ought perhaps please rather really seem seemed seeming seems shall shan't shouldn't
+    since somebody somehow someone something sometime sometimes somewhat somewhere still thereby therefore
+    therein thereupon though thus together toward towards unless unlike upon us wasn't weren't whatever
+    whence whenever whereas whereby wherein whereupon wherever whether whichever whoever whole whose within
+    without won't would wouldn't yet""".split()
+)
 _SPACE_BETWEEN_CJK = re.compile(f"(?<=[{CJK_CLASS}]) (?=[{CJK_CLASS}])")
 
 
@@ -334,7 +348,7 @@ class Suggester:
                     fixed = _correct_chinese(self, token[start:end])
                     spans.append((match.start() + start, match.start() + end, fixed))
             elif _LETTERS_ONLY.match(token) and (token[1:].islower() or len(token) == 1) \
-                    and not self.is_known(token.casefold()):
+                    and token.casefold() not in FUNCTION_WORDS and not self.is_known(token.casefold()):
                 spans.append((match.start(), match.end(), _correct_word(self, token.casefold())))
         spans = [(start, end, self._backed(options, context)) for start, end, options in spans]
         spans = [span for span in spans if span[2]]
@@ -354,24 +368,32 @@ class Suggester:
         return out[:limit]
 
     def _suspect_chinese(self, run: str, force: bool) -> list[tuple[int, int]]:
-        """(start, end) within `run` of the stretches that may be typos: consecutive single characters and
-        words the vocabulary lacks, at least two characters long and not all stopwords. A typo rarely
-        survives segmentation as a known word; a well-formed phrase's function words (是由, 哪) are stopwords."""
+        """(start, end) within `run` of the pieces that may be typos: each word the vocabulary lacks (a typo
+        rarely survives segmentation as a known word), and each stretch of two or more single characters (what
+        the segmenter leaves of a word it could not place) that is not all stopwords: a well-formed phrase's
+        function words (是由, 哪) are stopwords. With `force`, known words are suspects too."""
         analyzed = self._segmenter.analyze(run)
         pieces = [(analyzed.terms[i], analyzed.starts[i], analyzed.ends[i])
                   for i in maximal_spans(analyzed.starts, analyzed.ends)]
-        stretches: list[list[tuple[str, int, int]]] = []
+        suspects: list[tuple[int, int]] = []
+        singles: list[tuple[str, int, int]] = []
+
+        def close_singles() -> None:
+            if len(singles) >= 2 and any(self.analyzer.terms(term) for term, _, _ in singles):
+                suspects.append((singles[0][1], singles[-1][2]))
+            singles.clear()
+
         for term, start, end in pieces:
-            suspect = force or len(term) == 1 or (term not in self._known and self.analyzer.terms(term))
-            if not suspect:
-                stretches.append([])
-            elif stretches and stretches[-1] and stretches[-1][-1][2] == start:
-                stretches[-1].append((term, start, end))
-            else:
-                stretches.append([(term, start, end)])
-        return [(stretch[0][1], stretch[-1][2]) for stretch in stretches
-                if stretch and stretch[-1][2] - stretch[0][1] >= 2
-                and any(self.analyzer.terms(term) for term, _, _ in stretch)]
+            if len(term) == 1 and (not singles or singles[-1][2] == start):
+                singles.append((term, start, end))
+                continue
+            close_singles()
+            if len(term) == 1:
+                singles.append((term, start, end))
+            elif force or (term not in self._known and self.analyzer.terms(term)):
+                suspects.append((start, end))
+        close_singles()
+        return suspects
 
     def _backed(self, options: list[str], context: list[str]) -> list[str]:
         """The options the corpus backs (`support` above zero), those backed by more of the query's other words
