@@ -350,7 +350,7 @@ class Suggester:
             elif _LETTERS_ONLY.match(token) and (token[1:].islower() or len(token) == 1) \
                     and token.casefold() not in FUNCTION_WORDS and not self.is_known(token.casefold()):
                 spans.append((match.start(), match.end(), _correct_word(self, token.casefold())))
-        spans = [(start, end, self._backed(options, context)) for start, end, options in spans]
+        spans = [(start, end, self._backed(query[start:end], options, context)) for start, end, options in spans]
         spans = [span for span in spans if span[2]]
         if not spans:
             return []
@@ -393,17 +393,25 @@ class Suggester:
             elif force or (term not in self._known and self.analyzer.terms(term)):
                 suspects.append((start, end))
         close_singles()
-        return suspects
+        # A typo can split a word across two pieces (简化 → 践化: 有践 + 化儒略): neighbours are one unit.
+        merged: list[tuple[int, int]] = []
+        for start, end in suspects:
+            if merged and merged[-1][1] == start:
+                merged[-1] = (merged[-1][0], end)
+            else:
+                merged.append((start, end))
+        return merged
 
-    def _backed(self, options: list[str], context: list[str]) -> list[str]:
-        """The options the corpus backs (`support` above zero), those backed by more of the query's other words
-        first; without an index (`support` unset), plausibility alone decides and the order stays."""
+    def _backed(self, original: str, options: list[str], context: list[str]) -> list[str]:
+        """The options the corpus backs (`support` of the terms each brings in, above zero), those backed by more
+        of the query's other words first; without an index (`support` unset), plausibility alone decides."""
         if self._support is None:
             return options
+        had = set(self.analyzer.terms(original))
         backing = {}
         for option in options:
-            terms = self.analyzer.terms(option)
-            backing[option] = self._support(terms, [t for t in context if t not in terms]) if terms else 0
+            new = [t for t in self.analyzer.terms(option) if t not in had]
+            backing[option] = self._support(new, [t for t in context if t not in new]) if new else 0
         return sorted((o for o in options if backing[o] > 0), key=lambda o: -backing[o])
 
 
@@ -462,39 +470,37 @@ def _correct_word(suggester: Suggester, word: str) -> list[str]:
         best.setdefault(candidate[2], candidate)
     return [text for *_, text in sorted(best.values())][:3]
 
+MAX_CHINESE_OPTIONS = 8  # single-window replacements per suspect piece handed to the corpus check
+
+
 def _correct_chinese(suggester: Suggester, run: str) -> list[str]:
-    """Left to right, keep the longest dictionary entry at each point, else replace the longest stretch that
-    sounds like one: the same toneless pinyin first, else similar pinyin (`fuzzy_syllable`), the commonest
-    entry first; single characters stay as they are."""
+    """`run` with one window of 2–4 characters replaced by a dictionary entry that sounds the same (toneless
+    pinyin) or, failing that, similar (`fuzzy_syllable`): one typo per piece is the common case. Windows that
+    are dictionary entries already are kept. Longer windows and commoner entries first."""
     simplified = suggester.analyzer.normalize(run)
     if len(simplified) != len(run):
         simplified = run
-    out, i, changed = [], 0, False
-    while i < len(simplified):
-        for length in range(min(8, len(simplified) - i), 1, -1):
+    options: list[tuple[int, int, float, str]] = []
+    for length in range(min(4, len(simplified)), 1, -1):
+        for i in range(len(simplified) - length + 1):
             piece = simplified[i : i + length]
             if piece in suggester._cjk_texts:
-                out.append(piece)
-                break
+                continue
             syllables = pinyin_syllables(piece)
-            sounds_like = [e for table, key in ((suggester._by_full_pinyin, "".join(syllables)),
-                                                 (suggester._by_fuzzy_pinyin, fuzzy_pinyin(syllables)))
-                           for e in table.get(key, []) if len(e.key) == length and e.key != piece]
-            if sounds_like:
-                out.append(sounds_like[0].text)
-                changed = True
-                break
-        else:
-            length = 1
-            out.append(simplified[i])
-        i += length
-    return ["".join(out)] if changed else []
+            for cost, table, key in ((0, suggester._by_full_pinyin, "".join(syllables)),
+                                     (1, suggester._by_fuzzy_pinyin, fuzzy_pinyin(syllables))):
+                entry = next((e for e in table.get(key, []) if len(e.key) == length and e.key != piece), None)
+                if entry is not None:
+                    options.append((cost, -length, -entry.weight, simplified[:i] + entry.text + simplified[i + length:]))
+                    break
+    return list(dict.fromkeys(text for *_, text in sorted(options)))[:MAX_CHINESE_OPTIONS]
 
 
 def corpus_support(reader: IndexReader, share: float = 1 / 3) -> Callable[[list[str], list[str]], int]:
-    """`support(terms, context)`: 0 unless some document holds all `terms` and at least `share` of the `context`
-    terms it knows (at least one); else 1 + the most context terms one such document holds. With no known
-    context, 1 where any document holds the terms."""
+    """`support(terms, context)`: 0 unless some document holds all the `terms` it knows (at least one; the
+    segmenter's sub-words of a corrected phrase need not all be words of the corpus) and at least `share` of the
+    `context` terms it knows; else 1 + the most context terms one such document holds. With no known context,
+    1 where any document holds the terms."""
     postings = reader.postings(TEXT_FIELD)
 
     def docs(term_id: int) -> np.ndarray:
@@ -502,7 +508,7 @@ def corpus_support(reader: IndexReader, share: float = 1 / 3) -> Callable[[list[
 
     def support(terms: list[str], context: list[str]) -> int:
         ids = reader.known_ids(terms)
-        if len(ids) < len(terms):
+        if not ids:
             return 0
         together = reduce(np.intersect1d, [docs(t) for t in ids])
         others = set(reader.known_ids(context)) - set(ids)
