@@ -13,7 +13,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 export STREAMLIT_BROWSER_GATHER_USAGE_STATS := false
 export PREFECT_HOME := $(CURDIR)/.prefect
 
-.PHONY: install browser demo test test-slow lint-imports bench bench-bm25 bench-ann bench-embed bench-query bench-incremental clean
+.PHONY: install browser demo test test-slow lint-imports bench bench-bm25 bench-ann bench-embed bench-query bench-incremental bench-suggest clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (the local torch wheel is cp311)"; exit 1; }
@@ -44,7 +44,7 @@ lint-imports: install
 test-slow: install
 	$(PY) -m pytest -q -m slow
 
-bench: bench-bm25 bench-embed bench-ann bench-query bench-incremental
+bench: bench-bm25 bench-embed bench-ann bench-query bench-incremental bench-suggest
 
 bench-bm25: install
 	$(PY) bench/bm25.py
@@ -60,6 +60,9 @@ bench-query: install
 
 bench-incremental: install
 	$(PY) bench/incremental.py
+
+bench-suggest: install
+	$(PY) bench/suggest.py --sample 300
 
 clean:
 	rm -rf data/cache data/index .prefect tests/artifacts bench/out
