@@ -202,3 +202,9 @@ def test_sample_index_leaves_real_queries_alone(sample_searcher, sample_suggeste
 
     queries = BeirDataset.load(SAMPLE).queries.values()
     assert [q for q in queries if sample_suggester.did_you_mean(q)] == []
+
+
+def test_a_stopword_between_unknown_characters_is_left_as_it_is():
+    """邦的 (bāng de) sounds like 邦德 (Bond), but 的 is a stopword in a stretch of single characters."""
+    suggester = Suggester({"邦德": 40, "农业": 30})
+    assert suggester.did_you_mean("萨克森邦的农业") == []

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import bisect
 import heapq
-import math
 import re
 import unicodedata
 from collections import Counter, defaultdict
@@ -344,8 +343,8 @@ class Suggester:
         for match in TOKEN_PATTERN.finditer(query):
             token = match.group()
             if match.lastgroup == "cjk":
-                for start, end in self._suspect_chinese(token, force):
-                    fixed = _correct_chinese(self, token[start:end])
+                for start, end, kept in self._suspect_chinese(token, force):
+                    fixed = _correct_chinese(self, token[start:end], kept)
                     spans.append((match.start() + start, match.start() + end, fixed))
             elif _LETTERS_ONLY.match(token) and (token[1:].islower() or len(token) == 1) \
                     and token.casefold() not in FUNCTION_WORDS and not self.is_known(token.casefold()):
@@ -367,11 +366,13 @@ class Suggester:
                 out.append(text)
         return out[:limit]
 
-    def _suspect_chinese(self, run: str, force: bool) -> list[tuple[int, int]]:
-        """(start, end) within `run` of the pieces that may be typos: each word the vocabulary lacks (a typo
-        rarely survives segmentation as a known word), and each stretch of two or more single characters (what
-        the segmenter leaves of a word it could not place) that is not all stopwords: a well-formed phrase's
-        function words (是由, 哪) are stopwords. With `force`, known words are suspects too."""
+    def _suspect_chinese(self, run: str, force: bool) -> list[tuple[int, int, frozenset[int]]]:
+        """(start, end, kept) within `run` of the pieces that may be typos: each word the vocabulary lacks (a
+        typo rarely survives segmentation as a known word), and each stretch of two or more single characters
+        (what the segmenter leaves of a word it could not place) that is not all stopwords: a well-formed
+        phrase's function words (是由, 哪) are stopwords. `kept` are the offsets, within the piece, of
+        single-character stopwords (的, 是), which a correction must leave as they are: 邦的 is not 邦德.
+        With `force`, known words are suspects too."""
         analyzed = self._segmenter.analyze(run)
         pieces = [(analyzed.terms[i], analyzed.starts[i], analyzed.ends[i])
                   for i in maximal_spans(analyzed.starts, analyzed.ends)]
@@ -400,7 +401,8 @@ class Suggester:
                 merged[-1] = (merged[-1][0], end)
             else:
                 merged.append((start, end))
-        return merged
+        stopwords = {start for term, start, end in pieces if end - start == 1 and not self.analyzer.terms(term)}
+        return [(start, end, frozenset(i - start for i in stopwords if start <= i < end)) for start, end in merged]
 
     def _backed(self, original: str, options: list[str], context: list[str]) -> list[str]:
         """The options the corpus backs (`support` of the terms each brings in, above zero), those backed by more
@@ -473,10 +475,11 @@ def _correct_word(suggester: Suggester, word: str) -> list[str]:
 MAX_CHINESE_OPTIONS = 8  # single-window replacements per suspect piece handed to the corpus check
 
 
-def _correct_chinese(suggester: Suggester, run: str) -> list[str]:
+def _correct_chinese(suggester: Suggester, run: str, kept: frozenset[int] = frozenset()) -> list[str]:
     """`run` with one window of 2–4 characters replaced by a dictionary entry that sounds the same (toneless
     pinyin) or, failing that, similar (`fuzzy_syllable`): one typo per piece is the common case. Windows that
-    are dictionary entries already are kept. Longer windows and commoner entries first."""
+    are dictionary entries already are kept, and so are the characters at the `kept` offsets. Longer windows
+    and commoner entries first."""
     simplified = suggester.analyzer.normalize(run)
     if len(simplified) != len(run):
         simplified = run
@@ -489,18 +492,20 @@ def _correct_chinese(suggester: Suggester, run: str) -> list[str]:
             syllables = pinyin_syllables(piece)
             for cost, table, key in ((0, suggester._by_full_pinyin, "".join(syllables)),
                                      (1, suggester._by_fuzzy_pinyin, fuzzy_pinyin(syllables))):
-                entry = next((e for e in table.get(key, []) if len(e.key) == length and e.key != piece), None)
+                entry = next((e for e in table.get(key, []) if len(e.key) == length and e.key != piece
+                              and all(e.key[k - i] == piece[k - i] for k in kept if i <= k < i + length)), None)
                 if entry is not None:
                     options.append((cost, -length, -entry.weight, simplified[:i] + entry.text + simplified[i + length:]))
                     break
     return list(dict.fromkeys(text for *_, text in sorted(options)))[:MAX_CHINESE_OPTIONS]
 
 
-def corpus_support(reader: IndexReader, share: float = 1 / 3) -> Callable[[list[str], list[str]], int]:
-    """`support(terms, context)`: 0 unless some document holds all the `terms` it knows (at least one; the
-    segmenter's sub-words of a corrected phrase need not all be words of the corpus) and at least `share` of the
-    `context` terms it knows; else 1 + the most context terms one such document holds. With no known context,
-    1 where any document holds the terms."""
+def corpus_support(reader: IndexReader) -> Callable[[list[str], list[str]], int]:
+    """`support(terms, context)`: whether the corrected query matches clearly more than the original. 0 unless
+    some document holds all the `terms` it knows (at least one; the segmenter's sub-words of a corrected phrase
+    need not all be words of the corpus) and as many of the `context` terms as the document that holds the most
+    of them: with the correction it then matches more of the query than any document matched before. Else
+    1 + the context terms that document holds."""
     postings = reader.postings(TEXT_FIELD)
 
     def docs(term_id: int) -> np.ndarray:
@@ -514,8 +519,9 @@ def corpus_support(reader: IndexReader, share: float = 1 / 3) -> Callable[[list[
         others = set(reader.known_ids(context)) - set(ids)
         if not len(together) or not others:
             return int(bool(len(together)))
+        best_before = int(np.bincount(np.concatenate([docs(t) for t in others])).max())
         most = int(np.sum([np.isin(together, docs(t)) for t in others], axis=0).max())
-        return 1 + most if most >= max(1, math.ceil(share * len(others))) else 0
+        return 1 + most if most + 1 >= best_before and 3 * most >= len(others) else 0
 
     return support
 
