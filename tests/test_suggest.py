@@ -183,6 +183,9 @@ def test_function_words_names_and_codes_are_never_corrected():
     assert suggester.did_you_mean("has anyone studied this") == []  # anyone is a function word
     assert suggester.did_you_mean("Bcp1 binds Rpl23") == []  # digits: a gene name, not a typo
     assert suggester.did_you_mean("COPX coats") == []  # capitals after the first letter: an acronym
+    assert suggester.did_you_mean("β1/Mice binds") == []  # joined by a slash: part of a name
+    assert suggester.did_you_mean("mise-like") == []  # joined by a hyphen: part of a compound
+    assert suggester.did_you_mean("mise like") == ["mice like"]
 
 
 def test_a_correction_needs_the_corpus_to_back_it_with_the_query_s_other_words():

@@ -223,7 +223,8 @@ def fit_rule(signals: np.ndarray, gains: np.ndarray, config: AdaptiveFusionConfi
                     if min(len(low), len(high)) < config.min_leaf_queries:
                         continue
                     split = np.concatenate([gains[low, leaf(low)], gains[high, leaf(high)]])
-                    if earns(split, gains[np.concatenate([low, high]), arm]) and (best is None or split.sum() > best[0]):
+                    better = best is None or split.sum() > best[0]
+                    if better and earns(split, gains[np.concatenate([low, high]), arm]):
                         best = (split.sum(), name, float(threshold), low, high)
         if best is None:
             return Rule(arm, len(rows))

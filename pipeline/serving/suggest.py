@@ -45,6 +45,8 @@ MAX_INPUT_CHARS = 200  # completion and correction look at no more of a query th
 _PINYIN_INPUT = re.compile(r"^[a-z][a-z' ]*$")
 _LATIN_WORD = re.compile(r"^[a-z][a-z0-9+#.\-]*$")
 _LETTERS_ONLY = re.compile(r"^[^\W\d_]+$")
+# A word joined to another by a hyphen or slash is part of a compound or a name (quasi-conical, β1/Ketel).
+_JOINERS = {"-", "/"}
 # Function words beyond the index's stopwords: a query's "anyone" or "whose" is never a typo, even where the
 # corpus happens not to contain it, and "correcting" it to a content word ("alone") only misleads.
 FUNCTION_WORDS = frozenset(
@@ -332,9 +334,10 @@ class Suggester:
         """Corrected versions of `query`, best first; empty when there is nothing to correct.
 
         Only what is likely a typo is touched: an English word of letters only (no digits, no capitals after
-        the first: those are names and codes) missing from the vocabulary, or a stretch of Chinese that
-        segments into single characters or unknown words and is not only stopwords (是由 stays). A correction
-        is kept only when its words occur in the corpus together with the query's other words (`support`).
+        the first, not joined to another by - or /: those are names, codes and compounds) missing from the
+        vocabulary, or a stretch of Chinese that segments into single characters or unknown words and is not
+        only stopwords (是由 stays). A correction is kept only when the corpus backs it (`support`): its words
+        occur together with as much of the rest of the query as any document held without it.
         With `force` (a query that matched nothing), Chinese words the vocabulary knows may be replaced too.
         """
         query = unicodedata.normalize("NFKC", query[:MAX_INPUT_CHARS])
@@ -347,7 +350,8 @@ class Suggester:
                     fixed = _correct_chinese(self, token[start:end], kept)
                     spans.append((match.start() + start, match.start() + end, fixed))
             elif _LETTERS_ONLY.match(token) and (token[1:].islower() or len(token) == 1) \
-                    and token.casefold() not in FUNCTION_WORDS and not self.is_known(token.casefold()):
+                    and not {query[match.start() - 1 : match.start()], query[match.end() : match.end() + 1]} \
+                    & _JOINERS and token.casefold() not in FUNCTION_WORDS and not self.is_known(token.casefold()):
                 spans.append((match.start(), match.end(), _correct_word(self, token.casefold())))
         spans = [(start, end, self._backed(query[start:end], options, context)) for start, end, options in spans]
         spans = [span for span in spans if span[2]]
@@ -495,7 +499,8 @@ def _correct_chinese(suggester: Suggester, run: str, kept: frozenset[int] = froz
                 entry = next((e for e in table.get(key, []) if len(e.key) == length and e.key != piece
                               and all(e.key[k - i] == piece[k - i] for k in kept if i <= k < i + length)), None)
                 if entry is not None:
-                    options.append((cost, -length, -entry.weight, simplified[:i] + entry.text + simplified[i + length:]))
+                    fixed = simplified[:i] + entry.text + simplified[i + length:]
+                    options.append((cost, -length, -entry.weight, fixed))
                     break
     return list(dict.fromkeys(text for *_, text in sorted(options)))[:MAX_CHINESE_OPTIONS]
 
