@@ -241,6 +241,13 @@ def test_without_a_ranker_the_page_starts_in_hybrid_and_says_once_how_to_train_o
     assert QueryLog(plain_index).queries()[0]["mode"] == "hybrid"
 
 
+def test_a_query_whose_words_the_corpus_lacks_is_told_results_come_from_meaning(use_index, plain_index):
+    use_index(plain_index)
+    at = search(run("search"), "qzxv blorptang", "hybrid")
+    notes = [i.value for i in at.info if "No words of this query occur in the corpus" in i.value]
+    assert len(notes) == 1 and "results come from meaning" in notes[0]  # once, not once per result
+
+
 def test_ltr_falls_back_to_hybrid_with_a_plain_notice_when_there_is_no_ranker(use_index, plain_index):
     use_index(plain_index)
     at = search(run("search"), "reciprocal rank fusion", "ltr")
