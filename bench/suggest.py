@@ -131,7 +131,7 @@ def measure(name: str, language: str, sample: int, seed: int) -> dict:
         suggestions = suggester.did_you_mean(text)
         if suggestions:
             spoke += 1
-            false_examples.append(f"{text[:40]} → {suggestions[0][:40]}")
+            false_examples.append(f"{text[:60]} → {suggestions[0][:60]}")
         typo = english_typo(text, known, analyzer, rng) if language == "en" else \
             chinese_typo(text, known, analyzer, sounds, rng)
         if typo is None:
@@ -163,16 +163,17 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = parser.parse_args()
-    rows = []
+    rows, examples = [], []
     for name in args.datasets:
         row = measure(name, DATASETS[name], args.sample, args.seed)
-        for example in row.pop("_examples"):
-            print(f"  {name} false positive: {example}")
+        examples += [f"* {name}: {example}" for example in row.pop("_examples")]
         print(row, flush=True)
         rows.append(row)
+    print("\n".join(examples))
     if not args.no_write:
-        body = (f"{__doc__.split(chr(10), 1)[1].strip()}\n\nSample {args.sample} queries per dataset, seed {args.seed}."
-                f"\n\n{markdown_table(rows)}")
+        body = (f"{__doc__.strip()}\n\nSample {args.sample} queries per dataset, seed {args.seed}.\n\n"
+                f"{markdown_table(rows)}\n\nThe real queries that got a suggestion (up to 5 per dataset; some are "
+                f"real typos of the datasets' own queries):\n\n" + "\n".join(examples))
         write_section("Did you mean", "make bench-suggest", body)
 
 
