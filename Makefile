@@ -13,7 +13,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 export STREAMLIT_BROWSER_GATHER_USAGE_STATS := false
 export PREFECT_HOME := $(CURDIR)/.prefect
 
-.PHONY: install browser demo test test-slow lint-imports bench bench-bm25 bench-ann bench-embed bench-query bench-incremental bench-api clean
+.PHONY: install browser demo test test-slow lint-imports bench bench-bm25 bench-ann bench-embed bench-query bench-incremental bench-api bench-suggest clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (the local torch wheel is cp311)"; exit 1; }
@@ -45,7 +45,7 @@ lint-imports: install
 test-slow: install
 	$(PY) -m pytest -q -m slow
 
-bench: bench-bm25 bench-embed bench-ann bench-query bench-incremental bench-api
+bench: bench-bm25 bench-embed bench-ann bench-query bench-incremental bench-api bench-suggest
 
 bench-bm25: install
 	$(PY) bench/bm25.py
@@ -65,6 +65,9 @@ bench-incremental: install
 # `sousuo api` under load on 127.0.0.1 (about 10 minutes on 2 cores); writes docs/benchmarks.md's api section.
 bench-api: install
 	$(PY) bench/api.py
+
+bench-suggest: install
+	$(PY) bench/suggest.py --sample 300
 
 clean:
 	rm -rf data/cache data/index .prefect tests/artifacts bench/out

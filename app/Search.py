@@ -20,7 +20,9 @@ from pipeline.search.filters import Filters
 
 PAGE_SIZE = 10
 MODES = {"bm25": "BM25", "dense": "Dense", "hybrid": "Hybrid", "ltr": "Hybrid + ranker"}
-DEFAULT_MODE = "ltr"
+NO_RANKER = ("This index has no learned ranker yet, so results are ranked by hybrid fusion of keywords and meaning. "
+             "To add one, train it on judged queries: `sousuo train --index INDEX_FOLDER --dataset JUDGED_QUERIES "
+             "--tune-fusion` (judged queries in BEIR layout).")
 
 common.page("Search", ":material/search:")
 common.style()
@@ -30,6 +32,9 @@ searcher = common.require_searcher()
 root = common.index_dir()
 version = common.version_key(root)
 documents = searcher.reader.version.documents
+has_ranker = searcher.has_ranker
+# Without a ranker the page starts in hybrid, and the sidebar says how to train one, once, not on every query.
+default_mode = "ltr" if has_ranker else "hybrid"
 
 
 # -- callbacks: they run before the page, so they may set widget values ---------------------------------------
@@ -139,8 +144,10 @@ def with_count(facet: str):
 
 
 with st.sidebar:
-    mode = st.radio("Ranking", list(MODES), index=list(MODES).index(DEFAULT_MODE), format_func=MODES.get,
+    mode = st.radio("Ranking", list(MODES), index=list(MODES).index(default_mode), format_func=MODES.get,
                     key="mode", help="Hybrid + ranker re-orders the fused candidates with the learned ranker.")
+    if not has_ranker:
+        st.caption(NO_RANKER)
     st.subheader("Filters")
     st.caption(f"Counts: documents matching the query's words ({counts['matches']}).")
     sources = st.multiselect("Source", values["source"], key="f_source", format_func=with_count("source"))
@@ -187,12 +194,15 @@ def run_search(text: str, wanted: str, offset: int) -> dict:
                                    explain=True, syntax=False), mode_name
 
     try:
+        if wanted == "ltr" and not has_ranker:
+            notices.append("No learned ranker for this index yet. Showing hybrid results instead.")
+            wanted = "hybrid"
         try:
             response, used = attempt(wanted)
         except (SousuoError, ValueError) as error:
             if wanted != "ltr":
                 raise
-            notices.append(f"No usable learned ranker for this index ({error}). Showing hybrid results instead.")
+            notices.append(f"The learned ranker could not be used ({error}). Showing hybrid results instead.")
             response, used = attempt("hybrid")
     except Exception as error:  # shown as a message, never as a traceback
         return {"error": f"{MODES[wanted]} search failed: {error}"}
@@ -242,6 +252,10 @@ st.caption(
     + (f" · page {page_number} of {pages}" if pages > 1 else "")
 )
 
+notes = dict.fromkeys(note for hit in response.hits[:1] for note in (hit.explanation or {}).get("notes", []))
+for note in notes:
+    st.info(common.md(note, 300), icon=":material/translate:")
+
 corrections = completer.did_you_mean(query, force=total == 0) if completer is not None else []
 if corrections:
     columns = st.columns([2] + [3] * len(corrections) + [max(1, 8 - 3 * len(corrections))])
@@ -268,6 +282,11 @@ def show_explanation(hit) -> None:
         st.caption("No recall branch ranked it on its own.")
     matched = explanation.get("matched_terms") or hit.matched_terms
     st.markdown("**Matched terms:** " + (", ".join(common.md(t) for t in matched) if matched else "none"))
+    choice = explanation.get("fusion_choice")
+    if choice:
+        weights = explanation.get("query_weights") or {}
+        st.markdown(f"**Fusion for this query:** {common.md(choice, 300)}")
+        st.caption("Weights: " + ", ".join(f"{common.md(b)} {w:.3g}" for b, w in weights.items() if w))
     numbers = [(label, explanation.get(name)) for label, name in
                (("fused score", "fused_score"), ("model score", "model_score"), ("bias", "bias"))]
     numbers = [f"{label} {value:.4f}" for label, value in numbers if isinstance(value, (int, float))]

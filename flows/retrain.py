@@ -11,7 +11,7 @@ from pipeline.config import Settings
 from pipeline.constants import SEARCH_MODES
 from pipeline.eval.beir import BeirDataset
 from pipeline.experiment.runs import evaluate_searcher
-from pipeline.rank.training import plan_queries, train_from_judgments, tune_fusion
+from pipeline.rank.training import plan_queries, train_adaptive, train_from_judgments, tune_fusion
 from pipeline.searcher import Searcher
 
 
@@ -35,6 +35,7 @@ def train_task(index: str, judgments: str, split: str, settings: Settings, tune_
         planned = plan_queries(searcher.reader, queries, label="tune fusion")
         weights = tune_fusion(searcher.reader, settings.fusion.method, planned, qrels, f"{dataset.name}/{split}")
         weights.save(searcher.reader.root)
+        train_adaptive(searcher.reader, planned, qrels, weights, f"{dataset.name}/{split}").save(searcher.reader.root)
         searcher = Searcher(searcher.reader)  # serves the weights just published
         result["fusion_weights"] = weights.weights_id
     ranker = train_from_judgments(searcher.reader, dataset, searcher.fusion_weights, split)

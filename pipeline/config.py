@@ -77,6 +77,23 @@ class DenseConfig(BaseModel):
     merge_dead_fraction: float = Field(0.2, ge=0, le=1)
 
 
+class AdaptiveFusionConfig(BaseModel):
+    """Fusion weights chosen per query from what the branches found (`retrieval/adaptive.py`)."""
+
+    # The hybrid mode fuses with the published adaptive model where there is one.
+    enabled: bool = True
+    # The rule tree is at most this deep: two questions are still readable in an explanation.
+    max_depth: int = Field(2, ge=0)
+    # A question is only asked when each answer covers this many train queries, and an answer or a question
+    # only replaces what it refines when it lifts the mean train nDCG@10 by `min_gain` and helps `min_net_wins`
+    # more queries than it hurts: a smaller lift, or one carried by a single query, is more likely noise of the
+    # train split than a pattern that holds on new queries.
+    min_leaf_queries: int = Field(8, gt=0)
+    min_gain: float = Field(0.005, ge=0)
+    min_net_wins: int = Field(3, ge=0)
+    folds: int = Field(5, gt=1)  # cross-validation when a dataset has no train split
+
+
 class FusionConfig(BaseModel):
     """How the recall branches' candidates are merged."""
 
@@ -88,6 +105,7 @@ class FusionConfig(BaseModel):
     weights: dict[str, float] = {"bm25": 1.0, "bm25_body": 0.0, "bm25_title": 0.125, "dense": 1.0, "proximity": 0.125}
     depth: int = Field(100, gt=0)  # candidates each branch returns
     threads: int = Field(4, gt=0)
+    adaptive: AdaptiveFusionConfig = AdaptiveFusionConfig()
 
 
 class RankerConfig(BaseModel):

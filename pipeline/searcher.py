@@ -15,6 +15,7 @@ from .errors import IndexNotFound, InputError
 from .rank.explain import explain, single_branch
 from .rank.model import RANKERS_DIR, Ranker
 from .rank.rerank import learned
+from .retrieval.adaptive import AdaptiveFusion, served_adaptive
 from .retrieval.hybrid import HybridResult, hybrid
 from .retrieval.weights import FusionWeights, served_weights
 from .search.filters import Filters
@@ -65,6 +66,11 @@ class Searcher:
         fusion = self.settings.fusion
         return served_weights(self.reader.root, fusion.method, fusion.weights)
 
+    @cached_property
+    def adaptive_fusion(self) -> AdaptiveFusion | None:
+        """The published adaptive fusion model the hybrid mode picks per-query weights with, if any."""
+        return served_adaptive(self.reader.root, self.settings.fusion)
+
     @property
     def has_ranker(self) -> bool:
         return Ranker.published(self.reader.root / RANKERS_DIR)
@@ -111,7 +117,7 @@ class Searcher:
             return TopDocs(docs[offset:], scores[offset:], total, plan.term_ids, _distinct(plan.terms), mode, plan,
                            matched=docs)
         result = learned(self.reader, plan, ranker, self.fusion_weights) if mode == "ltr" else \
-            hybrid(self.reader, plan, self.fusion_weights)
+            hybrid(self.reader, plan, self.fusion_weights, self.adaptive_fusion)
         window = slice(offset, offset + k)
         fused = np.fromiter(result.fused_scores, dtype=np.int64, count=len(result.fused_scores))
         return TopDocs(result.doc_ords[window], result.scores[window], len(fused), plan.term_ids,

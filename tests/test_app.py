@@ -228,12 +228,31 @@ def test_explanation_shows_branches_matched_terms_and_contributions(use_index, u
     assert len(why.get("vega_lite_chart")) == 1  # contributions as a bar chart
 
 
-def test_ltr_falls_back_to_hybrid_with_a_notice_when_there_is_no_ranker(use_index, plain_index):
+def test_without_a_ranker_the_page_starts_in_hybrid_and_says_once_how_to_train_one(use_index, plain_index):
     use_index(plain_index)
-    at = search(run("search"), "reciprocal rank fusion")
-    assert any("Showing hybrid results instead" in i.value for i in at.info)
-    assert "Hybrid" in at.caption[0].value and titles(at)[0] == "Reciprocal Rank Fusion for Hybrid Search"
+    at = run("search")
+    assert at.sidebar.radio(key="mode").value == "hybrid"
+    at = search(at, "reciprocal rank fusion")
+    assert titles(at)[0] == "Reciprocal Rank Fusion for Hybrid Search"
+    assert not at.info and not at.error  # no notice on every query, and no internal paths
+    told = [c.value for c in at.sidebar.caption if "sousuo train" in c.value]
+    assert len(told) == 1 and str(plain_index) not in told[0]
     assert QueryLog(plain_index).queries()[0]["mode"] == "hybrid"
+
+
+def test_a_query_whose_words_the_corpus_lacks_is_told_results_come_from_meaning(use_index, plain_index):
+    use_index(plain_index)
+    at = search(run("search"), "qzxv blorptang", "hybrid")
+    notes = [i.value for i in at.info if "No words of this query occur in the corpus" in i.value]
+    assert len(notes) == 1 and "results come from meaning" in notes[0]  # once, not once per result
+
+
+def test_ltr_falls_back_to_hybrid_with_a_plain_notice_when_there_is_no_ranker(use_index, plain_index):
+    use_index(plain_index)
+    at = search(run("search"), "reciprocal rank fusion", "ltr")
+    (notice,) = [i.value for i in at.info if "Showing hybrid results instead" in i.value]
+    assert str(plain_index) not in notice and "/" not in notice
+    assert "Hybrid" in at.caption[0].value and titles(at)[0] == "Reciprocal Rank Fusion for Hybrid Search"
 
 
 def test_every_query_and_click_is_logged_with_its_position(use_index, plain_index):

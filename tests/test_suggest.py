@@ -151,3 +151,63 @@ def test_popular_queries_come_from_the_query_log(sample_suggester, tmp_path):
     completions = sample_suggester.with_queries(popular).complete("hns")
     assert completions[0].text == "hnsw efsearch recall" and completions[0].kind == "query"
     assert "hnsw zzzz" not in texts(completions)
+
+
+# -- did-you-mean speaks only when something is likely wrong ------------------------------------------------
+
+
+def test_a_well_formed_chinese_question_keeps_its_function_words():
+    """是由 (shi you) sounds like 石油 (petroleum), but it is a phrase of stopwords, not a typo."""
+    suggester = Suggester({"石油": 40, "公司": 30, "合作": 20, "开发": 20, "魔兽": 3})
+    assert suggester.did_you_mean("《暗黑破坏神》是由哪两个公司合作开发的？") == []
+
+
+def test_a_chinese_typo_inside_a_question_is_still_corrected():
+    suggester = Suggester({"目前": 40, "唯一": 30, "报纸": 20})
+    assert suggester.did_you_mean("哪一家报纸是目嵌唯一的") == ["哪一家报纸是目前唯一的"]
+
+
+def test_similar_pinyin_corrects_what_homophones_miss():
+    suggester = Suggester({"自然": 40, "资源": 30, "牛奶": 20, "价格": 10})
+    assert suggester.did_you_mean("字然资源") == ["自然资源"]  # zì rán, a homophone
+    assert suggester.did_you_mean("流奶价格") == ["牛奶价格"]  # liú for niú: n and l sound alike to many
+
+
+def test_a_word_the_index_knows_is_never_replaced_by_one_that_sounds_like_it():
+    suggester = Suggester({"自然": 40, "资源": 30, "自燃": 2})
+    assert suggester.did_you_mean("自燃资源") == []
+
+
+def test_function_words_names_and_codes_are_never_corrected():
+    suggester = Suggester({"alone": 30, "rpl32": 5, "ucp1": 5, "copi": 4, "mice": 9})
+    assert suggester.did_you_mean("has anyone studied this") == []  # anyone is a function word
+    assert suggester.did_you_mean("Bcp1 binds Rpl23") == []  # digits: a gene name, not a typo
+    assert suggester.did_you_mean("COPX coats") == []  # capitals after the first letter: an acronym
+    assert suggester.did_you_mean("β1/Mice binds") == []  # joined by a slash: part of a name
+    assert suggester.did_you_mean("mise-like") == []  # joined by a hyphen: part of a compound
+    assert suggester.did_you_mean("mise like") == ["mice like"]
+
+
+def test_a_correction_needs_the_corpus_to_back_it_with_the_query_s_other_words():
+    """`support` scores how many of the query's other words occur with the correction; 0 is no backing at all."""
+    together = {"retriev": 2, "retrial": 1}  # retrieval occurs with "dense" in the corpus; retrial alone
+    terms = {"retrieval": 9, "retrial": 9, "dense": 5}
+    backed = Suggester(terms, support=lambda words, context: together.get(words[0], 0))
+    assert backed.did_you_mean("dense retreival") == ["dense retrieval", "dense retrial"]
+    assert backed.did_you_mean("dense retrival") == ["dense retrieval", "dense retrial"]  # one edit from each
+    assert Suggester(terms, support=lambda words, context: 0).did_you_mean("dense retreival") == []
+
+
+def test_sample_index_leaves_real_queries_alone(sample_searcher, sample_suggester):
+    from pipeline.eval.beir import BeirDataset
+
+    from conftest import SAMPLE
+
+    queries = BeirDataset.load(SAMPLE).queries.values()
+    assert [q for q in queries if sample_suggester.did_you_mean(q)] == []
+
+
+def test_a_stopword_between_unknown_characters_is_left_as_it_is():
+    """邦的 (bāng de) sounds like 邦德 (Bond), but 的 is a stopword in a stretch of single characters."""
+    suggester = Suggester({"邦德": 40, "农业": 30})
+    assert suggester.did_you_mean("萨克森邦的农业") == []

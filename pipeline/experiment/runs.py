@@ -26,11 +26,14 @@ from ..rank.model import folds
 from ..rank.training import (
     plan_queries,
     query_vectors,
+    train_adaptive,
     train_ranker,
     training_set,
     tune_fusion,
 )
+from ..retrieval.adaptive import query_signals
 from ..retrieval.fusion import fuse
+from ..retrieval.hybrid import fuse_branches
 from ..retrieval.weights import FusionWeights
 from ..searcher import Searcher
 
@@ -102,6 +105,41 @@ def fusion_run(method: str):
     return run_method
 
 
+def adaptive_run(searcher: Searcher, queries: dict[str, str], depth: int, show_progress: bool = False,
+                 train: Train = None, test_qrels: Qrels | None = None, dataset_name: str = "", **_) -> Run:
+    """Adaptive fusion over the configured method's weights (tuned on the train split as `convex` is, else the
+    configured ones): the rule tree is learned on the train split, or by k-fold cross-validation without one."""
+    reader = searcher.reader
+    fusion = reader.settings.fusion
+    base = FusionWeights(fusion.method, fusion.weights)
+    planned = plan_queries(reader, queries, show_progress, "adaptive")
+    if train is not None:
+        planned_train = plan_queries(reader, train[0], show_progress, "tune adaptive")
+        base = tune_fusion(reader, fusion.method, planned_train, train[1], f"{dataset_name}/train")
+        plans = [(train_adaptive(reader, planned_train, train[1], base, f"{dataset_name}/train"), list(planned))]
+    else:
+        qids = list(planned)
+        plans = []
+        for fold in folds(len(qids), fusion.adaptive.folds, reader.settings.ranker.seed):
+            others = {qids[i]: planned[qids[i]] for i in sorted(set(range(len(qids))) - set(fold))}
+            plans.append((train_adaptive(reader, others, test_qrels or {}, base, f"{dataset_name}/cv"),
+                          [qids[i] for i in fold]))
+    run: Run = {}
+    for model, members in plans:
+        for qid in members:
+            plan, branches = planned[qid]
+            weights = model.choose(query_signals(reader, plan, branches)).weights
+            run[qid] = run_of(searcher.doc_ids, *fuse_branches(branches, fusion, weights))
+    return run
+
+
+def hybrid_run(searcher: Searcher, *args, **kwargs) -> Run:
+    """Exactly what the `hybrid` search mode serves by default: adaptive fusion where it is enabled, else the
+    configured fusion method, each trained as `sousuo train --tune-fusion` trains it."""
+    fusion = searcher.settings.fusion
+    return METHODS["adaptive" if fusion.adaptive.enabled else fusion.method](searcher, *args, **kwargs)
+
+
 def ltr_run(searcher: Searcher, queries: dict[str, str], depth: int, show_progress: bool = False,
             train: Train = None, test_qrels: Qrels | None = None, dataset_name: str = "") -> Run:
     """Train on the train split and rank the test queries; without one, k-fold cross-validation over the test
@@ -134,10 +172,12 @@ METHODS: dict[str, RunMethod] = {
     "weighted_rrf": fusion_run("weighted_rrf"),
     "convex": fusion_run("convex"),
     "dbsf": fusion_run("dbsf"),
+    "adaptive": adaptive_run,
+    "hybrid": hybrid_run,
     "ltr": ltr_run,
 }
-DENSE_METHODS = {"dense", "rrf", "weighted_rrf", "convex", "dbsf", "ltr"}
-TRAINED_METHODS = {"weighted_rrf", "convex", "dbsf", "ltr"}
+DENSE_METHODS = {"dense", "rrf", "weighted_rrf", "convex", "dbsf", "adaptive", "hybrid", "ltr"}
+TRAINED_METHODS = {"weighted_rrf", "convex", "dbsf", "adaptive", "hybrid", "ltr"}
 
 
 def _train_split(dataset: BeirDataset, split: str, settings: Settings) -> Train:

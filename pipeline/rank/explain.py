@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..retrieval.adaptive import nothing_to_say, query_signals
 from ..retrieval.hybrid import HybridResult
 from ..search.plan import QueryPlan
 from ..search.reader import IndexReader
@@ -24,6 +25,9 @@ class Explanation:
     matched_terms: list[str]
     fused_score: float | None = None
     fusion_weights: str | None = None  # "configured", or the id of the tuned weights fused with
+    query_weights: dict[str, float] | None = None  # adaptive fusion: this query's branch weights
+    fusion_choice: str | None = None  # adaptive fusion: the arm chosen and, in words, why
+    notes: list[str] | None = None  # what the user should know about the query, e.g. a branch with nothing to say
     model_score: float | None = None
     bias: float | None = None
     contributions: list[dict] | None = None  # [{"feature", "value", "contribution"}], largest |contribution| first
@@ -49,6 +53,14 @@ def explain(reader: IndexReader, plan: QueryPlan, result: HybridResult, doc_ord:
             found[name] = {"rank": int(hits[0]) + 1, "score": round(float(branch.scores[hits[0]]), 6)}
     matched = matched_terms(reader, doc_ord, set(plan.term_ids))
     explanation = Explanation(found, matched, fused_score=result.fused_scores.get(doc_ord), fusion_weights=weights_id)
+    choice = result.choice
+    signals = choice.signals if choice is not None else query_signals(reader, plan, result.branches)
+    note = nothing_to_say(signals, reader.has_dense)
+    explanation.notes = [note] if note else None
+    if choice is not None:
+        explanation.fusion_weights = choice.weights.weights_id
+        explanation.query_weights = {b: round(w, 6) for b, w in choice.weights.weights.items()}
+        explanation.fusion_choice = choice.arm + (" because " + " and ".join(choice.reasons) if choice.reasons else "")
     if isinstance(result, RankedResult) and result.ranker is not None:
         row = int(np.flatnonzero(result.candidates == doc_ord)[0])
         contributions = result.ranker.contributions(result.features[row : row + 1])[0]

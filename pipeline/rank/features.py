@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..index.postings import TEXT_FIELD
+from ..retrieval.adaptive import query_signals
 from ..retrieval.branches import BRANCHES, BranchResult
 from ..search.plan import QueryPlan
 from ..search.proximity import span_features
@@ -34,6 +35,8 @@ FEATURES = (
     "clicks",
     "ctr",
     "query_terms",
+    "terms_matched",
+    "language_share",
 )
 
 
@@ -92,5 +95,10 @@ def extract(reader: IndexReader, plan: QueryPlan, candidates: np.ndarray,
     # Smoothed towards zero so one lucky click on one impression is not a CTR of 1.
     columns["ctr"] = clicks[candidates] / (impressions[candidates] + 5.0)
     columns["query_terms"] = np.full(n, float(len(plan.distinct_ids)))
+    # The adaptive fusion's signals of a lexical branch with nothing to say: no query word in the corpus, or a
+    # query in a language the corpus is not written in.
+    signals = query_signals(reader, plan, branches)
+    columns["terms_matched"] = np.full(n, signals.terms_matched)
+    columns["language_share"] = np.full(n, signals.language_share)
     return np.column_stack([columns[name] for name in FEATURES]) if n else np.zeros((0, len(FEATURES)))
 

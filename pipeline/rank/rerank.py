@@ -42,5 +42,5 @@ def learned(reader: IndexReader, plan: QueryPlan, ranker: Ranker, weights: Fusio
     order = top_k(candidates, model_scores)
     return RankedResult(
         candidates[order], model_scores[order], branches, dict(zip(docs.tolist(), fused_scores.tolist())),
-        features[order], candidates[order], ranker,
+        features=features[order], candidates=candidates[order], ranker=ranker,
     )

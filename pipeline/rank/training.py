@@ -1,4 +1,5 @@
-"""Offline training from judged queries: the ranker's feature rows and LambdaMART fits, and tuned fusion weights."""
+"""Offline training from judged queries: the ranker's feature rows and LambdaMART fits, tuned fusion weights, and
+the adaptive fusion model."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from tqdm import tqdm
 from ..dense.cache import EmbeddingCache, encode_queries_with_cache
 from ..eval.beir import BeirDataset, Qrels
 from ..eval.metrics import run_of, score_run
+from ..retrieval.adaptive import ARMS, BASE_ARM, SIGNALS, AdaptiveFusion, arm_weights, fit_rule, query_signals
 from ..retrieval.branches import BranchResult, available_branches
 from ..retrieval.fusion import tune_weights
-from ..retrieval.hybrid import recall
+from ..retrieval.hybrid import fuse_branches, recall
 from ..retrieval.weights import FusionWeights
 from ..search.plan import QueryPlan, plan_query
 from ..search.reader import IndexReader
@@ -40,6 +42,12 @@ def plan_queries(reader: IndexReader, queries: dict[str, str], show_progress: bo
     return out
 
 
+def _ndcg_per_query(reader: IndexReader, fused: dict[str, tuple[np.ndarray, np.ndarray]], qrels: Qrels) -> np.ndarray:
+    run = {qid: run_of(reader.doc_ids, docs[:10], scores[:10]) for qid, (docs, scores) in fused.items()}
+    per_query = score_run(run, {q: qrels.get(q, {}) for q in fused})[1]
+    return np.array([per_query[q]["ndcg@10"] for q in fused])
+
+
 def tune_fusion(reader: IndexReader, method: str, planned: PlannedQueries, qrels: Qrels,
                 trained_on: str) -> FusionWeights:
     """Weights of `method` that maximise nDCG@10 over judged queries' branch results."""
@@ -48,12 +56,28 @@ def tune_fusion(reader: IndexReader, method: str, planned: PlannedQueries, qrels
     per_query = [planned[q][1] for q in qids]
 
     def objective(fused) -> float:
-        run = {qid: run_of(reader.doc_ids, docs[:10], scores[:10]) for qid, (docs, scores) in zip(qids, fused)}
-        return score_run(run, {q: qrels[q] for q in qids})[0]["ndcg@10"]
+        return float(_ndcg_per_query(reader, dict(zip(qids, fused)), qrels).mean())
 
     weights, best = tune_weights(per_query, objective, method, available_branches(reader), fusion.rrf_k,
                                  fusion.normalization)
     return FusionWeights.tuned(method, weights, trained_on, best)
+
+
+def train_adaptive(reader: IndexReader, planned: PlannedQueries, qrels: Qrels, base: FusionWeights,
+                   trained_on: str) -> AdaptiveFusion:
+    """The rule tree that picks, per query, the arm (scaling of `base`) with the best nDCG@10 on judged queries."""
+    fusion = reader.settings.fusion
+    gains = np.column_stack([
+        _ndcg_per_query(reader, {q: fuse_branches(b, fusion, arm_weights(base, arm)) for q, (_, b) in planned.items()},
+                        qrels)
+        for arm in range(len(ARMS))
+    ])
+    signals = np.array([query_signals(reader, plan, branches).values() for plan, branches in planned.values()])
+    rule = fit_rule(signals.reshape(len(planned), len(SIGNALS)), gains, fusion.adaptive)
+    chosen = [rule.walk(dict(zip(SIGNALS, row)))[0] for row in signals]
+    train_ndcg = float(gains[np.arange(len(chosen)), chosen].mean()) if chosen else 0.0
+    base_ndcg = float(gains[:, BASE_ARM].mean()) if chosen else 0.0
+    return AdaptiveFusion.trained(base, rule, trained_on, train_ndcg, base_ndcg)
 
 
 def training_set(reader: IndexReader, planned: PlannedQueries, qrels: Qrels, weights: FusionWeights) -> TrainingSet:

@@ -9,6 +9,7 @@ import numpy as np
 from ..config import FusionConfig
 from ..search.plan import QueryPlan
 from ..search.reader import IndexReader
+from .adaptive import AdaptiveFusion, FusionChoice, query_signals
 from .branches import BranchResult, available_branches, run_branches
 from .fusion import fuse
 from .weights import FusionWeights
@@ -20,6 +21,7 @@ class HybridResult:
     scores: np.ndarray
     branches: dict[str, BranchResult]
     fused_scores: dict[int, float]  # every fused candidate's score, for explanations
+    choice: FusionChoice | None = None  # the per-query weights, when adaptive fusion chose them
 
 
 def recall(reader: IndexReader, plan: QueryPlan) -> dict[str, BranchResult]:
@@ -30,11 +32,14 @@ def recall(reader: IndexReader, plan: QueryPlan) -> dict[str, BranchResult]:
 
 def fuse_branches(branches: dict[str, BranchResult], fusion: FusionConfig,
                   weights: FusionWeights) -> tuple[np.ndarray, np.ndarray]:
-    """The configured fusion method with the given weights: what the ranker sees, online and in training."""
-    return fuse(branches, fusion.method, weights.weights, fusion.rrf_k, fusion.normalization)
+    """The weights' fusion method with their weights: what the ranker sees, online and in training."""
+    return fuse(branches, weights.method, weights.weights, fusion.rrf_k, fusion.normalization)
 
 
-def hybrid(reader: IndexReader, plan: QueryPlan, weights: FusionWeights) -> HybridResult:
+def hybrid(reader: IndexReader, plan: QueryPlan, weights: FusionWeights,
+           adaptive: AdaptiveFusion | None = None) -> HybridResult:
+    """Recall and fuse; with an adaptive model the weights are the ones it picks for this query."""
     branches = recall(reader, plan)
-    docs, scores = fuse_branches(branches, reader.settings.fusion, weights)
-    return HybridResult(docs, scores, branches, dict(zip(docs.tolist(), scores.tolist())))
+    choice = adaptive.choose(query_signals(reader, plan, branches)) if adaptive is not None else None
+    docs, scores = fuse_branches(branches, reader.settings.fusion, choice.weights if choice else weights)
+    return HybridResult(docs, scores, branches, dict(zip(docs.tolist(), scores.tolist())), choice)

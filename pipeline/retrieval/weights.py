@@ -35,20 +35,29 @@ class FusionWeights:
 
     def save(self, index_root: Path, publish: bool = True) -> Path:
         """Write INDEX/fusion/METHOD/ID.json and, by default, point METHOD/CURRENT at it."""
-        folder = Path(index_root) / FUSION_DIR / self.method
-        path = atomic_write_text(folder / f"{self.weights_id}.json", json.dumps(asdict(self), indent=2))
-        if publish:
-            write_pointer(folder / CURRENT_POINTER, self.weights_id)
-        return path
+        return save_artifact(Path(index_root) / FUSION_DIR / self.method, self.weights_id, asdict(self), publish)
 
     @classmethod
     def published(cls, index_root: Path, method: str) -> FusionWeights | None:
         """The published tuned weights of `method`, or None where none were tuned."""
-        folder = Path(index_root) / FUSION_DIR / method
-        weights_id = read_pointer(folder / CURRENT_POINTER)
-        if weights_id is None:
-            return None
-        return cls(**json.loads((folder / f"{weights_id}.json").read_text(encoding="utf-8")))
+        data = published_artifact(Path(index_root) / FUSION_DIR / method)
+        return None if data is None else cls(**data)
+
+
+def save_artifact(folder: Path, artifact_id: str, payload: dict, publish: bool) -> Path:
+    """Write FOLDER/ID.json and, when `publish`, point FOLDER/CURRENT at it: how fusion artifacts are versioned."""
+    path = atomic_write_text(folder / f"{artifact_id}.json", json.dumps(payload, indent=2))
+    if publish:
+        write_pointer(folder / CURRENT_POINTER, artifact_id)
+    return path
+
+
+def published_artifact(folder: Path) -> dict | None:
+    """The JSON of the artifact FOLDER/CURRENT points at, or None where nothing was published."""
+    artifact_id = read_pointer(folder / CURRENT_POINTER)
+    if artifact_id is None:
+        return None
+    return json.loads((folder / f"{artifact_id}.json").read_text(encoding="utf-8"))
 
 
 def served_weights(index_root: Path, method: str, configured: dict[str, float]) -> FusionWeights:

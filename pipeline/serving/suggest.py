@@ -25,9 +25,11 @@ import heapq
 import re
 import unicodedata
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, reduce
+
+import numpy as np
 
 from ..index.postings import TEXT_FIELD
 from ..search.reader import IndexReader
@@ -42,6 +44,23 @@ from ..text.analysis import (
 MAX_INPUT_CHARS = 200  # completion and correction look at no more of a query than this
 _PINYIN_INPUT = re.compile(r"^[a-z][a-z' ]*$")
 _LATIN_WORD = re.compile(r"^[a-z][a-z0-9+#.\-]*$")
+_LETTERS_ONLY = re.compile(r"^[^\W\d_]+$")
+# A word joined to another by a hyphen or slash is part of a compound or a name (quasi-conical, β1/Ketel).
+_JOINERS = {"-", "/"}
+# Function words beyond the index's stopwords: a query's "anyone" or "whose" is never a typo, even where the
+# corpus happens not to contain it, and "correcting" it to a content word ("alone") only misleads.
+FUNCTION_WORDS = frozenset(
+    """ain't almost already also although always among amongst another anybody anyhow anyone anything anyway
+    anywhere aren't around became become becomes becoming beforehand behind beside besides beyond can't cannot
+    could couldn't didn't doesn't don't done either else elsewhere enough etc even ever every everybody
+    everyone everything everywhere except hadn't hasn't haven't hence hereby herein however isn't let's many
+    may maybe might mine must mustn't neither never nevertheless nobody none noone nothing nowhere often
+    onto otherwise ought perhaps please rather really seem seemed seeming seems shall shan't shouldn't
+    since somebody somehow someone something sometime sometimes somewhat somewhere still thereby therefore
+    therein thereupon though thus together toward towards unless unlike upon us wasn't weren't whatever
+    whence whenever whereas whereby wherein whereupon wherever whether whichever whoever whole whose within
+    without won't would wouldn't yet""".split()
+)
 _SPACE_BETWEEN_CJK = re.compile(f"(?<=[{CJK_CLASS}]) (?=[{CJK_CLASS}])")
 
 
@@ -82,6 +101,27 @@ def pinyin_syllables(text: str) -> tuple[str, ...]:
     for item in lazy_pinyin(text, style=Style.NORMAL):
         out.extend(re.findall(r"[a-z0-9]+", item.casefold()))
     return tuple(out)
+
+
+# Sounds that speakers of many dialects, and pinyin typists, confuse: z/zh, c/ch, s/sh, n/l, an/ang, en/eng, in/ing.
+_FUZZY_INITIALS = (("zh", "z"), ("ch", "c"), ("sh", "s"), ("n", "l"))
+_FUZZY_FINALS = (("ang", "an"), ("eng", "en"), ("ing", "in"))
+
+
+def fuzzy_syllable(syllable: str) -> str:
+    """A syllable with the commonly confused sounds merged: `zhang` and `zan` both become `zan`."""
+    for long, short in _FUZZY_INITIALS:
+        if syllable.startswith(long):
+            syllable = short + syllable[len(long):]
+            break
+    for long, short in _FUZZY_FINALS:
+        if syllable.endswith(long):
+            return syllable[: -len(long)] + short
+    return syllable
+
+
+def fuzzy_pinyin(syllables: tuple[str, ...]) -> str:
+    return "".join(fuzzy_syllable(s) for s in syllables)
 
 
 def pinyin_initials(text: str) -> str:
@@ -147,11 +187,18 @@ class Suggester:
         known_terms: Iterable[str] | None = None,
         analyzer: Analyzer | None = None,
         queries: Iterable[tuple[str, float]] = (),
+        support: Callable[[list[str], list[str]], int] | None = None,
+        words: dict[str, float] | None = None,
     ):
         """`terms` and `phrases` map display text to weight (document frequency). `known_terms` is the index
         vocabulary (analyzed terms) that decides whether a query word needs correcting; by default the
-        analyzed forms of `terms`."""
+        analyzed forms of `terms`. `support(replacement terms, other query terms)` says how well the corpus
+        backs a correction (see `corpus_support`). `words` adds surface forms (with weights) to correct
+        English words to."""
         self.analyzer = analyzer or Analyzer()
+        # The same segmentation with stopwords kept: corrections must see 是由 to leave it alone.
+        self._segmenter = Analyzer(self.analyzer.config.model_copy(update={"remove_stopwords": False}))
+        self._support = support
         best: dict[str, _Entry] = {}
         for kind, table in (("term", terms), ("phrase", phrases or {})):
             for text, weight in table.items():
@@ -166,16 +213,23 @@ class Suggester:
         self._pinyin_buckets: dict[str, list[_Entry]] = defaultdict(list)  # first letter → entries, heaviest first
         self._by_full_pinyin: dict[str, list[_Entry]] = defaultdict(list)
         self._by_initials: dict[str, list[_Entry]] = defaultdict(list)
+        self._by_fuzzy_pinyin: dict[str, list[_Entry]] = defaultdict(list)
         for entry in self._entries:
             if entry.syllables:
                 self._pinyin_buckets[entry.syllables[0][0]].append(entry)
                 self._by_full_pinyin[entry.full].append(entry)
                 self._by_initials[entry.initials].append(entry)
-        # Latin dictionary words for spelling correction, bucketed by length.
+                self._by_fuzzy_pinyin[fuzzy_pinyin(entry.syllables)].append(entry)
+        # Latin dictionary words for spelling correction, bucketed by length: every surface form the corpus
+        # uses where known (a typo of "reduces" should come back as "reduces", not as the stem's commonest form).
         self._words: dict[str, float] = {}
         for entry in self._entries:
             if entry.kind == "term" and _LATIN_WORD.match(entry.key):
                 self._words[entry.key] = max(self._words.get(entry.key, 0.0), entry.weight)
+        for word, weight in (words or {}).items():
+            key = normalize(word)
+            if _LATIN_WORD.match(key):
+                self._words[key] = max(self._words.get(key, 0.0), float(weight))
         self._words_by_length: dict[int, list[tuple[str, float]]] = defaultdict(list)
         for word, weight in self._words.items():
             self._words_by_length[len(word)].append((word, weight))
@@ -279,24 +333,28 @@ class Suggester:
     def did_you_mean(self, query: str, limit: int = 3, force: bool = False) -> list[str]:
         """Corrected versions of `query`, best first; empty when there is nothing to correct.
 
-        Words and Chinese runs whose terms are all in the vocabulary are kept, unless `force` (for a query
-        that matched nothing), which also tries homophones for Chinese runs.
+        Only what is likely a typo is touched: an English word of letters only (no digits, no capitals after
+        the first, not joined to another by - or /: those are names, codes and compounds) missing from the
+        vocabulary, or a stretch of Chinese that segments into single characters or unknown words and is not
+        only stopwords (是由 stays). A correction is kept only when the corpus backs it (`support`): its words
+        occur together with as much of the rest of the query as any document held without it.
+        With `force` (a query that matched nothing), Chinese words the vocabulary knows may be replaced too.
         """
         query = unicodedata.normalize("NFKC", query[:MAX_INPUT_CHARS])
+        context = [t for t in self.analyzer.terms(query) if t in self._known]
         spans: list[tuple[int, int, list[str]]] = []
         for match in TOKEN_PATTERN.finditer(query):
             token = match.group()
             if match.lastgroup == "cjk":
-                if force or not self.is_known(token):
-                    fixed = _correct_chinese(self, token)
-                    if fixed:
-                        spans.append((match.start(), match.end(), fixed))
-            else:
-                word = token.casefold()
-                if not self.is_known(word):
-                    fixed = _correct_word(self, word)
-                    if fixed:
-                        spans.append((match.start(), match.end(), fixed))
+                for start, end, kept in self._suspect_chinese(token, force):
+                    fixed = _correct_chinese(self, token[start:end], kept)
+                    spans.append((match.start() + start, match.start() + end, fixed))
+            elif _LETTERS_ONLY.match(token) and (token[1:].islower() or len(token) == 1) \
+                    and not {query[match.start() - 1 : match.start()], query[match.end() : match.end() + 1]} \
+                    & _JOINERS and token.casefold() not in FUNCTION_WORDS and not self.is_known(token.casefold()):
+                spans.append((match.start(), match.end(), _correct_word(self, token.casefold())))
+        spans = [(start, end, self._backed(query[start:end], options, context)) for start, end, options in spans]
+        spans = [span for span in spans if span[2]]
         if not spans:
             return []
         variants = [[options[0] for *_, options in spans]]
@@ -312,6 +370,55 @@ class Suggester:
                 out.append(text)
         return out[:limit]
 
+    def _suspect_chinese(self, run: str, force: bool) -> list[tuple[int, int, frozenset[int]]]:
+        """(start, end, kept) within `run` of the pieces that may be typos: each word the vocabulary lacks (a
+        typo rarely survives segmentation as a known word), and each stretch of two or more single characters
+        (what the segmenter leaves of a word it could not place) that is not all stopwords: a well-formed
+        phrase's function words (是由, 哪) are stopwords. `kept` are the offsets, within the piece, of
+        single-character stopwords (的, 是), which a correction must leave as they are: 邦的 is not 邦德.
+        With `force`, known words are suspects too."""
+        analyzed = self._segmenter.analyze(run)
+        pieces = [(analyzed.terms[i], analyzed.starts[i], analyzed.ends[i])
+                  for i in maximal_spans(analyzed.starts, analyzed.ends)]
+        suspects: list[tuple[int, int]] = []
+        singles: list[tuple[str, int, int]] = []
+
+        def close_singles() -> None:
+            if len(singles) >= 2 and any(self.analyzer.terms(term) for term, _, _ in singles):
+                suspects.append((singles[0][1], singles[-1][2]))
+            singles.clear()
+
+        for term, start, end in pieces:
+            if len(term) == 1 and (not singles or singles[-1][2] == start):
+                singles.append((term, start, end))
+                continue
+            close_singles()
+            if len(term) == 1:
+                singles.append((term, start, end))
+            elif force or (term not in self._known and self.analyzer.terms(term)):
+                suspects.append((start, end))
+        close_singles()
+        # A typo can split a word across two pieces (简化 → 践化: 有践 + 化儒略): neighbours are one unit.
+        merged: list[tuple[int, int]] = []
+        for start, end in suspects:
+            if merged and merged[-1][1] == start:
+                merged[-1] = (merged[-1][0], end)
+            else:
+                merged.append((start, end))
+        stopwords = {start for term, start, end in pieces if end - start == 1 and not self.analyzer.terms(term)}
+        return [(start, end, frozenset(i - start for i in stopwords if start <= i < end)) for start, end in merged]
+
+    def _backed(self, original: str, options: list[str], context: list[str]) -> list[str]:
+        """The options the corpus backs (`support` of the terms each brings in, above zero), those backed by more
+        of the query's other words first; without an index (`support` unset), plausibility alone decides."""
+        if self._support is None:
+            return options
+        had = set(self.analyzer.terms(original))
+        backing = {}
+        for option in options:
+            new = [t for t in self.analyzer.terms(option) if t not in had]
+            backing[option] = self._support(new, [t for t in context if t not in new]) if new else 0
+        return sorted((o for o in options if backing[o] > 0), key=lambda o: -backing[o])
 
 
 def suggester_for(reader: IndexReader, max_docs: int = 20_000, max_chars: int = 4_000, min_phrase_df: int = 2,
@@ -341,7 +448,9 @@ def suggester_for(reader: IndexReader, max_docs: int = 20_000, max_chars: int = 
         display = surfaces[term].most_common(1)[0][0] if term in surfaces else term
         terms[display] = max(terms.get(display, 0.0), weight)
     phrases = {p: float(c) for p, c in phrase_df.items() if c >= min_phrase_df}
-    return Suggester(terms, phrases, known_terms=vocabulary, analyzer=analyzer, queries=queries)
+    words = {surface: float(count) for counter in surfaces.values() for surface, count in counter.items()}
+    return Suggester(terms, phrases, known_terms=vocabulary, analyzer=analyzer, queries=queries,
+                     support=corpus_support(reader), words=words)
 
 
 def _correct_word(suggester: Suggester, word: str) -> list[str]:
@@ -367,30 +476,59 @@ def _correct_word(suggester: Suggester, word: str) -> list[str]:
         best.setdefault(candidate[2], candidate)
     return [text for *_, text in sorted(best.values())][:3]
 
-def _correct_chinese(suggester: Suggester, run: str) -> list[str]:
-    """Left to right, keep the longest dictionary entry at each point, else replace the longest stretch that
-    sounds like one (same toneless pinyin); single characters stay as they are."""
+MAX_CHINESE_OPTIONS = 8  # single-window replacements per suspect piece handed to the corpus check
+
+
+def _correct_chinese(suggester: Suggester, run: str, kept: frozenset[int] = frozenset()) -> list[str]:
+    """`run` with one window of 2–4 characters replaced by a dictionary entry that sounds the same (toneless
+    pinyin) or, failing that, similar (`fuzzy_syllable`): one typo per piece is the common case. Windows that
+    are dictionary entries already are kept, and so are the characters at the `kept` offsets. Longer windows
+    and commoner entries first."""
     simplified = suggester.analyzer.normalize(run)
     if len(simplified) != len(run):
         simplified = run
-    out, i, changed = [], 0, False
-    while i < len(simplified):
-        for length in range(min(8, len(simplified) - i), 1, -1):
+    options: list[tuple[int, int, float, str]] = []
+    for length in range(min(4, len(simplified)), 1, -1):
+        for i in range(len(simplified) - length + 1):
             piece = simplified[i : i + length]
             if piece in suggester._cjk_texts:
-                out.append(piece)
-                break
-            sounds_like = [e for e in suggester._by_full_pinyin.get("".join(pinyin_syllables(piece)), [])
-                           if len(e.key) == length and e.key != piece]
-            if sounds_like:
-                out.append(sounds_like[0].text)
-                changed = True
-                break
-        else:
-            length = 1
-            out.append(simplified[i])
-        i += length
-    return ["".join(out)] if changed else []
+                continue
+            syllables = pinyin_syllables(piece)
+            for cost, table, key in ((0, suggester._by_full_pinyin, "".join(syllables)),
+                                     (1, suggester._by_fuzzy_pinyin, fuzzy_pinyin(syllables))):
+                entry = next((e for e in table.get(key, []) if len(e.key) == length and e.key != piece
+                              and all(e.key[k - i] == piece[k - i] for k in kept if i <= k < i + length)), None)
+                if entry is not None:
+                    fixed = simplified[:i] + entry.text + simplified[i + length:]
+                    options.append((cost, -length, -entry.weight, fixed))
+                    break
+    return list(dict.fromkeys(text for *_, text in sorted(options)))[:MAX_CHINESE_OPTIONS]
+
+
+def corpus_support(reader: IndexReader) -> Callable[[list[str], list[str]], int]:
+    """`support(terms, context)`: whether the corrected query matches clearly more than the original. 0 unless
+    some document holds all the `terms` it knows (at least one; the segmenter's sub-words of a corrected phrase
+    need not all be words of the corpus) and as many of the `context` terms as the document that holds the most
+    of them: with the correction it then matches more of the query than any document matched before. Else
+    1 + the context terms that document holds."""
+    postings = reader.postings(TEXT_FIELD)
+
+    def docs(term_id: int) -> np.ndarray:
+        return postings.docs[postings.span(term_id)]
+
+    def support(terms: list[str], context: list[str]) -> int:
+        ids = reader.known_ids(terms)
+        if not ids:
+            return 0
+        together = reduce(np.intersect1d, [docs(t) for t in ids])
+        others = set(reader.known_ids(context)) - set(ids)
+        if not len(together) or not others:
+            return int(bool(len(together)))
+        best_before = int(np.bincount(np.concatenate([docs(t) for t in others])).max())
+        most = int(np.sum([np.isin(together, docs(t)) for t in others], axis=0).max())
+        return 1 + most if most + 1 >= best_before and 3 * most >= len(others) else 0
+
+    return support
 
 
 def _splice(text: str, spans: list[tuple[int, int]], replacements: list[str]) -> str:
