@@ -30,6 +30,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.query import latencies as in_process  # noqa: E402
 from bench.report import markdown_table, write_section
 from pipeline.config import Settings
 from pipeline.errors import SousuoError
@@ -69,16 +70,6 @@ def served_copy(source: Path, out: Path) -> Path:
         manifest.version = copy.name
         manifest.write(copy)
     return index
-
-
-def in_process(searcher: Searcher, queries: list[str], mode: str) -> np.ndarray:
-    searcher.search(queries[0], k=10, mode=mode, syntax=False)  # warm
-    out = []
-    for query in queries:
-        start = time.perf_counter()
-        searcher.search(query, k=10, mode=mode, syntax=False)
-        out.append((time.perf_counter() - start) * 1000)
-    return np.asarray(out)
 
 
 async def drive(url: str, queries: list[str], mode: str, concurrency: int, budget: int,
