@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import html
 import math
+import sys
 from datetime import UTC, datetime, time
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -16,6 +18,7 @@ from app import common
 from pipeline.constants import MAX_K, MAX_QUERY_CHARS
 from pipeline.errors import QuerySyntaxError, SousuoError
 from pipeline.index.querylog import QueryLog, filters_json
+from pipeline.search.facets import FACET_FIELDS, value_counts
 from pipeline.search.filters import Filters
 
 PAGE_SIZE = 10
@@ -73,20 +76,15 @@ def facet_counts(version_key: tuple, query: str) -> dict:
     """Counts per source, language and tag over the documents that match the query's words (all documents for
     an empty query), and those documents' dates."""
     search = common.searcher()
+    docs = np.arange(documents.num_rows)
     if query.strip():
         try:
-            top = search.rank(query, k=MAX_K, mode="bm25")
+            docs = search.rank(query, k=MAX_K, mode="bm25").doc_ords
         except QuerySyntaxError:
-            top = search.rank(query, k=MAX_K, mode="bm25", syntax=False)
-        rows = documents.take(pa.array(top.doc_ords, type=pa.int64()))
-    else:
-        rows = documents
-    counts = {}
-    for column in ("source", "lang"):
-        values = rows.column(column).to_pylist()
-        counts[column] = pd.Series([v for v in values if v is not None], dtype=object).value_counts().to_dict()
-    tags = pc.list_flatten(rows.column("tags")).to_pylist() if rows.num_rows else []
-    counts["tags"] = pd.Series(tags, dtype=object).value_counts().to_dict()
+            docs = search.rank(query, k=MAX_K, mode="bm25", syntax=False).doc_ords
+    rows = documents.take(pa.array(docs, type=pa.int64()))
+    # The same counts as the API's facets: one implementation for both.
+    counts = {field: dict(value_counts(search.reader.metadata, docs, field, size=sys.maxsize)) for field in FACET_FIELDS}
     counts["dates"] = [d.date() for d in rows.column("published_at").to_pylist() if d is not None]
     counts["matches"] = rows.num_rows
     return counts
