@@ -77,12 +77,11 @@ def build_large(settings: Settings, small: Searcher, copies: int, out: Path) -> 
     if (index_dir / "CURRENT").exists():
         return index_dir
     corpus = synthetic_corpus(ROOT.parent / "shared" / "datasets" / "scifact", out / "corpus", copies)
-    from pipeline.dense.index import DenseIndex
     from pipeline.dense.passages import split_passages
     from pipeline.ingest.ingest import ingest
 
     # Map every synthetic passage text to its original document's best real vector, plus noise.
-    small_dense = DenseIndex(small.index.path)
+    small_dense = small.reader.dense
     original_vector = {}
     for doc_ord, doc_id in enumerate(small.doc_ids):
         rows = np.flatnonzero(small_dense.passage_docs == doc_ord)

@@ -146,6 +146,27 @@ def test_unknown_fields_and_wrong_types_are_400s_naming_the_field(url):
     assert broken.status_code == 400
 
 
+def test_query_string_parameters_are_validated_and_named_like_body_fields(url):
+    unknown = get(url, "/v1/search", q="x", colour="red")
+    assert unknown.status_code == 400 and unknown.json()["error"]["fields"][0]["field"] == "query.colour"
+    wrong = get(url, "/v1/search", q="x", k="ten")
+    assert wrong.status_code == 400 and wrong.json()["error"]["fields"][0]["field"] == "query.k"
+    assert get(url, "/v1/suggest", q="x", limit=0).json()["error"]["fields"][0]["field"] == "query.limit"
+
+
+def test_repeated_query_parameters_fill_list_filters(url):
+    def ids(tags) -> set[str]:
+        return {r["doc_id"] for r in get(url, "/v1/search", q="index", k=50, tag=tags).json()["results"]}
+
+    bm25, ranking = ids("bm25"), ids("ranking")
+    assert bm25 != ranking and ids(["bm25", "ranking"]) == bm25 | ranking
+
+
+def test_openapi_documents_the_query_parameters_of_get_routes(url):
+    parameters = get(url, "/openapi.json").json()["paths"]["/v1/search"]["get"]["parameters"]
+    assert {"q", "mode", "k", "tag", "since"} <= {p["name"] for p in parameters if p["in"] == "query"}
+
+
 def test_caps_on_query_length_and_result_window(url):
     assert get(url, "/v1/search", q="a" * (MAX_QUERY_CHARS + 1)).status_code == 400
     assert get(url, "/v1/search", q="index", k=10, offset=9_995).status_code == 400

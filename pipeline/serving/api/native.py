@@ -7,9 +7,9 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -21,7 +21,7 @@ from ...search.filters import Filters
 from ...search.results import make_hit
 from ..suggest import MAX_INPUT_CHARS
 from . import metrics
-from .common import reply, run, served, snapshot
+from .common import query_model, query_parameters, reply, run, served, snapshot
 from .es import source_of
 from .served import Snapshot
 
@@ -105,9 +105,10 @@ def _search(request: Request, query: SearchRequest) -> tuple[Callable[[], dict],
     return work, snap
 
 
-@router.get("/search", summary="Search in any mode, with filters, paging, snippets and explanations")
-async def search_get(request: Request, query: Annotated[SearchRequest, Query()]) -> JSONResponse:
-    work, snap = _search(request, query)
+@router.get("/search", summary="Search in any mode, with filters, paging, snippets and explanations",
+            openapi_extra=query_parameters(SearchRequest))
+async def search_get(request: Request) -> JSONResponse:
+    work, snap = _search(request, query_model(request, SearchRequest))
     return reply(await run(request, work), snap)
 
 
@@ -117,8 +118,10 @@ async def search_post(request: Request, query: SearchRequest) -> JSONResponse:
     return reply(await run(request, work), snap)
 
 
-@router.get("/suggest", summary="Autocomplete: prefixes, phrases, pinyin and initials, popular past queries")
-async def suggest(request: Request, query: Annotated[SuggestRequest, Query()]) -> JSONResponse:
+@router.get("/suggest", summary="Autocomplete: prefixes, phrases, pinyin and initials, popular past queries",
+            openapi_extra=query_parameters(SuggestRequest))
+async def suggest(request: Request) -> JSONResponse:
+    query = query_model(request, SuggestRequest)
     snap = snapshot(request)
 
     def work() -> list[dict]:
@@ -128,8 +131,10 @@ async def suggest(request: Request, query: Annotated[SuggestRequest, Query()]) -
     return reply({"version": snap.version, "suggestions": await run(request, work)}, snap)
 
 
-@router.get("/did-you-mean", summary="Spelling corrections of a query (English, pinyin, Chinese homophones)")
-async def did_you_mean(request: Request, query: Annotated[SuggestRequest, Query()]) -> JSONResponse:
+@router.get("/did-you-mean", summary="Spelling corrections of a query (English, pinyin, Chinese homophones)",
+            openapi_extra=query_parameters(SuggestRequest))
+async def did_you_mean(request: Request) -> JSONResponse:
+    query = query_model(request, SuggestRequest)
     snap = snapshot(request)
     corrections = await run(request, lambda: snap.suggester().did_you_mean(query.q, query.limit))
     return reply({"version": snap.version, "corrections": corrections}, snap)
@@ -150,8 +155,10 @@ def document(request: Request, doc_id: str) -> JSONResponse:
 
 
 @router.get("/documents/{doc_id}/similar",
-            summary="Documents like this one: dense neighbours and its top terms, fused by RRF")
-async def similar_documents(request: Request, doc_id: str, query: Annotated[SimilarRequest, Query()]) -> JSONResponse:
+            summary="Documents like this one: dense neighbours and its top terms, fused by RRF",
+            openapi_extra=query_parameters(SimilarRequest))
+async def similar_documents(request: Request, doc_id: str) -> JSONResponse:
+    query = query_model(request, SimilarRequest)
     snap = snapshot(request)
     doc_ord = _ordinal(request, doc_id)
 
