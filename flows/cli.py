@@ -106,7 +106,7 @@ def cmd_train(args, settings: Settings) -> int:
 def cmd_update(args, settings: Settings) -> int:
     from flows.update import update_flow
 
-    print(update_flow([str(p) for p in args.corpus], str(args.index)))
+    print(update_flow([str(p) for p in args.corpus], str(args.index), reconfigure=args.reconfigure))
     return 0
 
 
@@ -312,6 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
     update = sub.add_parser("update", help="run the incremental update flow: only new, changed, deleted documents")
     update.add_argument("--corpus", nargs="+", required=True, type=Path)
     update.add_argument("--index", required=True, type=Path)
+    update.add_argument("--reconfigure", action="store_true",
+                        help="apply the current settings instead of the index's own (a full build if they change "
+                             "the analyzer or the dense branch; reported before it starts)")
     update.set_defaults(func=cmd_update)
 
     serve = sub.add_parser("serve", help="serve the flows on their schedules (update, nightly rebuild, retrain)")

@@ -9,7 +9,12 @@ from prefect import flow, get_run_logger, task
 
 from pipeline.config import Settings
 from pipeline.index.build import corpus_fingerprint
-from pipeline.index.incremental import full_build_reason, update_index
+from pipeline.index.incremental import (
+    configuration_changes,
+    full_build_reason,
+    index_configuration,
+    update_index,
+)
 from pipeline.index.store import Manifest, current_version, index_lock, versions_dir
 
 from .build import (
@@ -38,30 +43,39 @@ def _change_rows(manifest: Manifest) -> list[dict]:
 
 
 @flow(name="sousuo-update", log_prints=True)
-def update_flow(corpus: list[str], index: str, judgments: str | None = None) -> str:
+def update_flow(corpus: list[str], index: str, judgments: str | None = None, reconfigure: bool = False) -> str:
     """Apply what changed since the published version, evaluate it when judgments are configured, publish.
 
-    The published ranker keeps serving: the update changes documents, not the features' definitions (the
-    weekly retrain flow refreshes the model). A first run, with no version yet, and a run after the analyzer
-    or the dense model changed, is a full build instead."""
+    The update keeps the configuration the index was built with; `reconfigure` applies the current settings
+    instead, which is a full build when they change the analyzer or the dense branch. The published ranker
+    keeps serving: the update changes documents, not the features' definitions (the weekly retrain flow
+    refreshes the model). A first run, with no version yet, is a full build."""
     settings = Settings()
     with index_lock(Path(index), settings.lock_timeout_s):
-        return _update(corpus, index, settings, judgments)
+        return _update(corpus, index, settings, judgments, reconfigure)
 
 
-def _update(corpus: list[str], index: str, settings: Settings, judgments: str | None) -> str:
+def _update(corpus: list[str], index: str, settings: Settings, judgments: str | None, reconfigure: bool) -> str:
     logger = get_run_logger()
     index_dir = Path(index)
     current = current_version(index_dir)
     if current is None:
         return build_version(corpus, index, settings, judgments=judgments)
     published = Manifest.read(versions_dir(index_dir) / current)
+    applied = index_configuration(published, settings, reconfigure)
+    ignored = [c for c in configuration_changes(published, settings) if c not in
+               configuration_changes(published, applied)]
+    if ignored:
+        logger.info("keeping the configuration %s was built with, not the current defaults (%s); "
+                    "`sousuo update --reconfigure` applies them", current, "; ".join(ignored))
+    settings = applied
     if published.corpus_key == corpus_fingerprint(corpus, settings):
         logger.info("nothing changed since %s", current)
         return current
     reason = full_build_reason(published, settings)
     if reason:
-        logger.info("%s since %s: running a full build", reason, current)
+        logger.warning("%s since %s (%s): running a full build", reason, current,
+                       "; ".join(configuration_changes(published, settings)) or "as configured")
         return build_version(corpus, index, settings, judgments=judgments)
     version = update_task(corpus, index, settings)
     manifest = Manifest.read(versions_dir(index_dir) / version)

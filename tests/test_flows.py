@@ -17,6 +17,8 @@ from prefect.artifacts import Artifact
 from flows.build import build_flow
 from flows.retrain import retrain_flow
 from flows.update import update_flow
+from pipeline.config import DenseConfig
+from pipeline.index.build import build_index
 from pipeline.index.store import (
     Manifest,
     current_version,
@@ -92,6 +94,17 @@ def test_an_update_after_the_dense_branch_is_switched_off_is_a_full_build(tmp_pa
     monkeypatch.setenv("SOUSUO_DENSE__ENABLED", "false")
     manifest = Manifest.read(versions_dir(index) / update_flow([str(SAMPLE)], str(index)))
     assert manifest.changes is None and manifest.dense is None
+
+
+def test_an_update_of_an_index_built_without_vectors_stays_lexical(tmp_path, settings):
+    index = tmp_path / "index"
+    build_index([SAMPLE], index, settings.model_copy(update={"dense": DenseConfig(enabled=False)}))
+    corpus = tmp_path / "corpus"
+    shutil.copytree(SAMPLE, corpus)
+    with open(corpus / "corpus.jsonl", "a", encoding="utf-8") as handle:
+        handle.write('{"_id": "okapi", "text": "an update about okapis, written after the build"}\n')
+    manifest = Manifest.read(versions_dir(index) / update_flow([str(corpus)], str(index)))
+    assert manifest.dense is None and manifest.changes["added"] == 1
 
 
 def test_retraining_on_judgments_without_a_train_split_learns_from_their_only_split(tmp_path, sample_index):

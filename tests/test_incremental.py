@@ -1,16 +1,23 @@
 """Incremental updates equal a full rebuild of the same final corpus, and re-embed only what changed."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 from conftest import SAMPLE
 
-from pipeline.config import AnalyzerConfig, DenseConfig
+from pipeline.config import AnalyzerConfig, DenseConfig, Settings
 from pipeline.eval.beir import BeirDataset
 from pipeline.index.build import build_index
 from pipeline.index.forward import STORED_FIELDS, ForwardIndex, Vocabulary
-from pipeline.index.incremental import diff, full_build_reason, update_index
+from pipeline.index.incremental import (
+    configuration_changes,
+    diff,
+    full_build_reason,
+    index_configuration,
+    update_index,
+)
 from pipeline.index.postings import INDEXED_FIELDS, InvertedIndex
 from pipeline.index.store import IndexVersion
 from pipeline.searcher import Searcher
@@ -136,3 +143,40 @@ def test_a_changed_analyzer_or_dense_model_calls_for_a_full_build(sample_index, 
     }
     for reason, update in changed.items():
         assert full_build_reason(manifest, settings.model_copy(update=update)) == reason
+
+
+@pytest.fixture(scope="module")
+def lexical_manifest(tmp_path_factory, settings):
+    """The manifest of the sample built with the dense branch off, as `sousuo build --no-dense` does."""
+    lexical = settings.model_copy(update={"dense": DenseConfig(enabled=False),
+                                          "analyzer": AnalyzerConfig(stem_english=False)})
+    manifest, _ = build_index([SAMPLE], tmp_path_factory.mktemp("lexical"), lexical)
+    return manifest
+
+
+def test_an_update_keeps_the_configuration_the_index_was_built_with_over_defaults(lexical_manifest, settings):
+    defaults = Settings(cache_dir=settings.cache_dir)
+    kept = index_configuration(lexical_manifest, defaults)
+    assert kept.dense.enabled is False and kept.analyzer.stem_english is False
+    assert full_build_reason(lexical_manifest, kept) is None
+    assert configuration_changes(lexical_manifest, defaults) == ["analyzer.stem_english False → True",
+                                                                 "the dense branch on"]
+
+
+def test_a_setting_made_on_purpose_is_applied_by_an_update(lexical_manifest, settings, monkeypatch):
+    monkeypatch.setenv("SOUSUO_DENSE__ENABLED", "true")
+    applied = index_configuration(lexical_manifest, Settings(cache_dir=settings.cache_dir))
+    assert applied.dense.enabled is True and applied.analyzer.stem_english is False
+    assert full_build_reason(lexical_manifest, applied) == "the dense branch was switched on"
+
+
+def test_reconfigure_applies_every_current_setting(lexical_manifest, settings):
+    defaults = Settings(cache_dir=settings.cache_dir)
+    assert index_configuration(lexical_manifest, defaults, reconfigure=True) == defaults
+
+
+def test_an_index_analyzed_by_older_code_is_rebuilt_and_says_why(sample_index, settings):
+    manifest = IndexVersion.open(sample_index).manifest
+    older = replace(manifest, analyzer={**manifest.analyzer, "revision": 1}, analyzer_fingerprint="0" * 16)
+    assert full_build_reason(older, index_configuration(older, settings)) == \
+        f"the analyzer's code changed (revision 1 → {AnalyzerConfig().revision})"

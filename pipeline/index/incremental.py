@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from ..config import Settings
+from ..config import AnalyzerConfig, Settings
 from ..dense.encoders import canonical_encoder_name
 from ..dense.index import DenseIndex, update_dense
 from ..errors import IndexNotFound
@@ -99,6 +99,9 @@ def full_build_reason(manifest: Manifest, settings: Settings) -> str | None:
     A changed analyzer or dense model leaves nothing to reuse, and the published ranker's features would no
     longer match: that takes a full build (which retrains the ranker where judgments are configured)."""
     if settings.analyzer.fingerprint() != manifest.analyzer_fingerprint:
+        built_by = manifest.analyzer.get("revision", 1)
+        if built_by != settings.analyzer.revision:
+            return f"the analyzer's code changed (revision {built_by} → {settings.analyzer.revision})"
         return "the analyzer configuration changed"
     if settings.dense.enabled != bool(manifest.dense):
         return "the dense branch was switched " + ("on" if settings.dense.enabled else "off")
@@ -106,6 +109,53 @@ def full_build_reason(manifest: Manifest, settings: Settings) -> str | None:
             and canonical_encoder_name(settings.dense.encoder) != manifest.dense["model_id"]):
         return "the dense encoder changed"
     return None
+
+
+DENSE_BUILD_SETTINGS = ("enabled", "encoder", "passage_window", "passage_overlap")
+
+
+def built_configuration(manifest: Manifest) -> tuple[dict, dict]:
+    """The analyzer settings and the dense settings (of DENSE_BUILD_SETTINGS) the version was built with."""
+    # The revision is the analyzer's code, not configuration: it is never carried over (see full_build_reason).
+    analyzer = {k: v for k, v in manifest.analyzer.items() if k in AnalyzerConfig.model_fields and k != "revision"}
+    dense = {"enabled": bool(manifest.dense)}
+    if manifest.dense:
+        dense |= {"encoder": manifest.dense["model_id"], "passage_window": manifest.dense["passage_window"],
+                  "passage_overlap": manifest.dense["passage_overlap"]}
+    return analyzer, dense
+
+
+def index_configuration(manifest: Manifest, settings: Settings, reconfigure: bool = False) -> Settings:
+    """The settings an update of the version in `manifest` runs with: the build configuration it was made with
+    (analyzer, dense branch on or off, encoder, passage windows), except what was set on purpose — in
+    `SOUSUO_*` variables or `sousuo.toml` — or, with `reconfigure`, all of the current settings.
+
+    So a default that differs from the index's (a `--no-dense` build, then a plain update) never turns an update
+    into hours of re-embedding."""
+    if reconfigure:
+        return settings
+    analyzer, dense = built_configuration(manifest)
+    analyzer |= {k: getattr(settings.analyzer, k) for k in settings.analyzer.model_fields_set if k != "revision"}
+    chosen = {k for k in settings.dense.model_fields_set if not (k == "encoder" and settings.dense.encoder == "auto")}
+    dense = {k: v for k, v in dense.items() if k not in chosen}
+    return settings.model_copy(update={"analyzer": AnalyzerConfig(**analyzer),
+                                       "dense": settings.dense.model_copy(update=dense)})
+
+
+def configuration_changes(manifest: Manifest, settings: Settings) -> list[str]:
+    """What `settings` would change in the version's build configuration, in words (empty: nothing)."""
+    analyzer, dense = built_configuration(manifest)
+    changes = [f"analyzer.{k} {v} → {getattr(settings.analyzer, k)}" for k, v in analyzer.items()
+               if getattr(settings.analyzer, k) != v]
+    if settings.dense.enabled != dense["enabled"]:
+        return changes + ["the dense branch " + ("on" if settings.dense.enabled else "off")]
+    if manifest.dense and settings.dense.encoder != "auto" and \
+            canonical_encoder_name(settings.dense.encoder) != dense["encoder"]:
+        changes.append(f"dense.encoder {dense['encoder']} → {settings.dense.encoder}")
+    for name in ("passage_window", "passage_overlap"):
+        if manifest.dense and getattr(settings.dense, name) != dense[name]:
+            changes.append(f"dense.{name} {dense[name]} → {getattr(settings.dense, name)}")
+    return changes
 
 
 def update_index(corpus_paths: list[Path | str], index_dir: Path | str, settings: Settings | None = None,
