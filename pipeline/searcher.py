@@ -22,6 +22,7 @@ from .search.filters import Filters
 from .search.matching import match_mask
 from .search.plan import QueryPlan, plan_query
 from .search.reader import IndexReader
+from .search.pruned import pruned_top_k
 from .search.results import SearchResponse, make_hit
 from .search.scoring import boosted_scores
 from .search.topk import top_k
@@ -124,6 +125,8 @@ class Searcher:
                        _distinct(plan.terms), mode, plan, result, fused)
 
     def _bm25(self, plan: QueryPlan, k: int, offset: int) -> TopDocs:
+        if self.settings.bm25.pruning and len(plan.field_boosts) == 1:
+            return self._bm25_pruned(plan, k, offset)
         scores = boosted_scores(self.reader, plan.scored_ids, plan.field_boosts, plan.best_field)
         mask = scores > 0 if plan.is_plain else match_mask(self.reader, plan)
         if plan.allowed is not None:
@@ -132,6 +135,30 @@ class Searcher:
         top = candidates[top_k(candidates, scores[candidates], offset + k)][offset:]
         return TopDocs(top, scores[top], len(candidates), plan.scored_ids, _distinct(plan.scored_terms), "bm25", plan,
                        matched=candidates)
+
+    def _bm25_pruned(self, plan: QueryPlan, k: int, offset: int) -> TopDocs:
+        """`_bm25` by MaxScore over the one field searched: the same top k, scores and count."""
+        (field, boost), = plan.field_boosts.items()
+        postings = self.reader.postings(field)
+        if plan.is_plain:
+            matched = np.zeros(self.reader.n_docs, dtype=bool)
+            for term_id in plan.scored_ids:
+                matched[postings.docs[postings.span(term_id)]] = True
+        else:
+            matched = match_mask(self.reader, plan)
+        if plan.allowed is not None:
+            matched &= plan.allowed
+        eligible = None if plan.is_plain and plan.allowed is None else matched
+        top, scores = pruned_top_k(postings, self.reader.impact_bounds(field), plan.scored_ids, offset + k, boost,
+                                   eligible)
+        if len(top) < offset + k and not plan.is_plain:
+            # Matched documents that no scored word reaches score 0 and follow, by ordinal, as exhaustively.
+            unscored = np.flatnonzero(matched)
+            unscored = unscored[~np.isin(unscored, top)][: offset + k - len(top)]
+            top, scores = np.concatenate([top, unscored]), np.concatenate([scores, np.zeros(len(unscored))])
+        candidates = np.flatnonzero(matched)
+        return TopDocs(top[offset:], scores[offset:], len(candidates), plan.scored_ids, _distinct(plan.scored_terms),
+                       "bm25", plan, matched=candidates)
 
     def search(self, query: str, k: int = 10, filters: Filters | None = None, syntax: bool = True, offset: int = 0,
                with_snippets: bool = True, mode: str = "bm25", explain: bool = False) -> SearchResponse:

@@ -17,6 +17,7 @@ from ..index.querylog import QueryLog
 from ..index.store import IndexVersion
 from ..text.analysis import Analyzer
 from .filters import DocumentMetadata
+from .pruned import ImpactBounds
 
 
 class IndexReader:
@@ -34,6 +35,7 @@ class IndexReader:
         if unknown:
             raise InputError(f"unknown fields in bm25.field_boosts: {sorted(unknown)}")
         self.metadata = DocumentMetadata(version.documents)
+        self._impact_bounds: dict[str, ImpactBounds] = {}
         self.doc_ids: list[str] = version.documents.column("doc_id").to_pylist()
 
     @classmethod
@@ -52,6 +54,14 @@ class IndexReader:
 
     def postings(self, field: str) -> FieldPostings:
         return self.version.inverted.fields[field]
+
+    def impact_bounds(self, field: str) -> ImpactBounds:
+        """MaxScore's per-term score bounds of a field, made on first use by one pass over its postings."""
+        bounds = self._impact_bounds.get(field)
+        if bounds is None:  # two threads may both compute it; either result is the same
+            bm25 = self.settings.bm25
+            bounds = self._impact_bounds[field] = ImpactBounds.of(self.postings(field), bm25.k1, bm25.b)
+        return bounds
 
     def forward(self, field: str) -> ForwardField:
         return self.version.forward.fields[field]
