@@ -8,8 +8,9 @@ a higher ordinal than every document kept, so it would lose a tie too. The prune
 
 MaxScore (Turtle & Flood 1995, as in PISA and Lucene): the query's posting lists, sorted by their score bound,
 split into essential lists, whose union is walked document by document, and non-essential ones, whose bounds
-add up to no more than the current threshold, which are only probed (by binary search) for documents that the
-essential lists found and that can still make the top k.
+add up to no more than the current threshold, which are only probed (by galloping search) for documents that
+the essential lists found and that can still make the top k. Block-max bounds (per BLOCK postings) let the walk
+jump over runs of documents whose blocks cannot beat the threshold.
 """
 
 from __future__ import annotations
@@ -26,24 +27,37 @@ from ..index.postings import FieldPostings
 BOUND_SLACK = 1e-9
 
 
+# Postings per block for block-max bounds: small enough to skip finely, large enough that the bounds stay small.
+BLOCK = 64
+
+
 @dataclass(frozen=True)
 class ImpactBounds:
-    """Per field: each document's BM25 length norm and each term's largest tf / (tf + norm) over its postings."""
+    """Per field: each document's BM25 length norm, and the largest tf / (tf + norm) of each term's postings,
+    over the whole list and over each block of BLOCK postings."""
 
     norm: np.ndarray  # float64 [n_docs]: k1 · (1 − b + b · dl / avgdl)
     max_ratio: np.ndarray  # float64 [n_terms]
+    block_start: np.ndarray  # int64 [n_terms + 1]: term t's blocks are block_max[block_start[t]:block_start[t + 1]]
+    block_max: np.ndarray  # float64 [blocks]
 
     @classmethod
     def of(cls, postings: FieldPostings, k1: float, b: float) -> ImpactBounds:
         avgdl = postings.avgdl or 1.0
         norm = k1 * (1.0 - b + b * postings.doc_lengths / avgdl)
-        max_ratio = np.zeros(postings.n_terms)
+        df = np.diff(postings.term_indptr)
+        blocks = -(-df // BLOCK)
+        block_start = np.r_[0, np.cumsum(blocks)].astype(np.int64)
+        max_ratio, block_max = np.zeros(postings.n_terms), np.zeros(int(block_start[-1]))
         if len(postings.docs):
             tfs = np.asarray(postings.tfs, dtype=np.float64)
             ratio = tfs / (tfs + norm[np.asarray(postings.docs)])
-            nonempty = np.flatnonzero(np.diff(postings.term_indptr) > 0)
+            nonempty = np.flatnonzero(df > 0)
             max_ratio[nonempty] = np.maximum.reduceat(ratio, postings.term_indptr[nonempty])
-        return cls(norm, max_ratio)
+            within = np.arange(len(block_max)) - np.repeat(block_start[:-1], blocks)
+            first = np.repeat(postings.term_indptr[:-1], blocks) + within * BLOCK
+            block_max = np.maximum.reduceat(ratio, first)
+        return cls(norm, max_ratio, block_start, block_max)
 
 
 def pruned_top_k(postings: FieldPostings, bounds: ImpactBounds, term_ids: list[int], k: int,
@@ -54,8 +68,8 @@ def pruned_top_k(postings: FieldPostings, bounds: ImpactBounds, term_ids: list[i
     if k <= 0 or len(terms) == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0)
     mask = _NO_MASK if allowed is None else allowed
-    return _maxscore(postings.term_indptr, postings.docs, postings.tfs, bounds.norm, bounds.max_ratio, terms,
-                     float(boost), int(k), mask, allowed is not None)
+    return _maxscore(postings.term_indptr, postings.docs, postings.tfs, bounds.norm, bounds.max_ratio,
+                     bounds.block_start, bounds.block_max, terms, float(boost), int(k), mask, allowed is not None)
 
 
 def pruned_top_k_many(postings: FieldPostings, bounds: ImpactBounds, queries: list[list[int]], k: int,
@@ -65,7 +79,7 @@ def pruned_top_k_many(postings: FieldPostings, bounds: ImpactBounds, queries: li
     offsets = np.r_[0, np.cumsum(lengths)].astype(np.int64)
     flat = np.fromiter((t for q in queries for t in q), dtype=np.int64, count=int(offsets[-1]))
     docs, counts = _maxscore_many(postings.term_indptr, postings.docs, postings.tfs, bounds.norm, bounds.max_ratio,
-                                  flat, offsets, float(boost), int(k))
+                                  bounds.block_start, bounds.block_max, flat, offsets, float(boost), int(k))
     return [docs[i, : counts[i]] for i in range(len(queries))]
 
 
@@ -129,21 +143,22 @@ def _push(heap_scores, heap_docs, size, score, doc):
 
 
 @numba.njit(cache=True, nogil=True)
-def _maxscore_many(term_indptr, docs, tfs, norm, max_ratio, flat_terms, offsets, boost, k):
+def _maxscore_many(term_indptr, docs, tfs, norm, max_ratio, block_start, block_max, flat_terms, offsets, boost, k):
     n = len(offsets) - 1
     out = np.full((n, k), -1, dtype=np.int64)
     counts = np.zeros(n, dtype=np.int64)
     no_mask = np.ones(1, dtype=np.bool_)
     for q in range(n):
-        top, _ = _maxscore(term_indptr, docs, tfs, norm, max_ratio, flat_terms[offsets[q]:offsets[q + 1]], boost, k,
-                           no_mask, False)
+        top, _ = _maxscore(term_indptr, docs, tfs, norm, max_ratio, block_start, block_max,
+                           flat_terms[offsets[q]:offsets[q + 1]], boost, k, no_mask, False)
         counts[q] = len(top)
         out[q, : len(top)] = top
     return out, counts
 
 
 @numba.njit(cache=True, nogil=True)
-def _maxscore(term_indptr, docs, tfs, norm, max_ratio, terms, boost, k, allowed, use_allowed):
+def _maxscore(term_indptr, docs, tfs, norm, max_ratio, block_start, block_max, terms, boost, k, allowed,
+              use_allowed):
     n_docs = len(norm)
     n_terms = len(term_indptr) - 1
     m = 0
@@ -154,6 +169,7 @@ def _maxscore(term_indptr, docs, tfs, norm, max_ratio, terms, boost, k, allowed,
     stops = np.empty(m, dtype=np.int64)
     weights = np.empty(m)
     upper = np.empty(m)
+    first_block = np.empty(m, dtype=np.int64)
     c = 0
     for t in terms:
         if t < n_terms and term_indptr[t + 1] > term_indptr[t]:
@@ -161,6 +177,7 @@ def _maxscore(term_indptr, docs, tfs, norm, max_ratio, terms, boost, k, allowed,
             df = float(stops[c] - starts[c])
             weights[c] = np.log1p((n_docs - df + 0.5) / (df + 0.5))  # as bm25.lucene_idf
             upper[c] = weights[c] * max_ratio[t] * (1.0 + BOUND_SLACK)
+            first_block[c] = block_start[t]
             c += 1
     by_bound = np.argsort(upper)  # ascending: the non-essential lists are a prefix of this order
     below = np.zeros(m + 1)  # below[i]: the sum of the i smallest bounds
@@ -175,6 +192,7 @@ def _maxscore(term_indptr, docs, tfs, norm, max_ratio, terms, boost, k, allowed,
     threshold = -np.inf
     first_essential = 0
     sentinel = len(norm)
+    checked_through = -1
     while True:
         doc = sentinel
         for i in range(first_essential, m):
@@ -183,6 +201,25 @@ def _maxscore(term_indptr, docs, tfs, norm, max_ratio, terms, boost, k, allowed,
                 doc = docs[position[c]]
         if doc == sentinel:
             break
+        if size == k and doc > checked_through:
+            # Block-max: every document up to `through` sits, in each essential list, in the block that list is
+            # in now; if those blocks' bounds cannot beat the threshold, skip them all at once.
+            reachable = below[first_essential]
+            through = sentinel
+            for i in range(first_essential, m):
+                c = by_bound[i]
+                if position[c] < stops[c]:
+                    within = (position[c] - starts[c]) // BLOCK
+                    reachable += weights[c] * block_max[first_block[c] + within] * (1.0 + BOUND_SLACK)
+                    last = docs[min(starts[c] + (within + 1) * BLOCK, stops[c]) - 1]
+                    if last < through:
+                        through = last
+            if boost * reachable <= threshold:
+                for i in range(first_essential, m):
+                    c = by_bound[i]
+                    position[c] = _seek(docs, position[c], stops[c], through + 1)
+                continue
+            checked_through = through  # these blocks can hold a winner: score their documents one by one
         partial = 0.0
         for i in range(first_essential, m):
             c = by_bound[i]
