@@ -103,6 +103,20 @@ def cmd_train(args, settings: Settings) -> int:
     return 0
 
 
+def cmd_prefect_server(args, settings: Settings) -> int:
+    from flows import prefect_server
+
+    if args.action == "start":
+        print(prefect_server.shared_server_url() or prefect_server.start_shared_server())
+    elif args.action == "stop":
+        print("stopped" if prefect_server.stop_shared_server() else "no shared Prefect server was running")
+    else:
+        url = prefect_server.shared_server_url()
+        print(url or "not running")
+        return 0 if url else 1
+    return 0
+
+
 def cmd_update(args, settings: Settings) -> int:
     from flows.update import update_flow
 
@@ -317,6 +331,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "the analyzer or the dense branch; reported before it starts)")
     update.set_defaults(func=cmd_update)
 
+    server = sub.add_parser("prefect-server", help="the shared local Prefect server that flow commands reuse "
+                                                  "(flows.prefect_server = shared): start, stop or status")
+    server.add_argument("action", choices=["start", "stop", "status"])
+    server.set_defaults(func=cmd_prefect_server)
+
     serve = sub.add_parser("serve", help="serve the flows on their schedules (update, nightly rebuild, retrain)")
     serve.add_argument("--corpus", nargs="+", required=True, type=Path)
     serve.add_argument("--index", required=True, type=Path)
@@ -409,6 +428,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sousuo: invalid configuration ({problems})", file=sys.stderr)
         return InputError.exit_code
     try:
+        if args.subcommand in FLOW_COMMANDS and settings.flows.prefect_server == "shared" \
+                and "PREFECT_API_URL" not in os.environ:
+            from flows.prefect_server import use_shared_server
+
+            use_shared_server()
         return args.func(args, settings)
     except SousuoError as error:  # the user's to fix: one line; anything else is a bug and keeps its traceback
         message = " ".join(str(error).split())

@@ -1,4 +1,10 @@
-"""Prefect's temporary API server outlives a CLI run that was killed: find such orphans of ours and stop them.
+"""The Prefect API server of CLI flow runs: a shared local one, reused across runs, and the cleanup of the
+temporary ones Prefect starts itself.
+
+A flow run with no API server configured starts a temporary one, which costs seconds on every `sousuo build`,
+`update` or `train`. With `flows.prefect_server = "shared"` (the default) the first flow command starts a local
+server on 127.0.0.1 in the background, records it in PREFECT_HOME/sousuo-server.json, and every later command
+uses it; `sousuo prefect-server stop` stops it. An explicit PREFECT_API_URL always wins.
 
 Prefect starts its temporary server as a child process and stops it at exit, but a run killed with SIGKILL never
 reaches its exit handlers, so the server is left running, re-parented to init. The next `sousuo` flow command
@@ -7,9 +13,17 @@ their parent and are left alone."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
+
+from pipeline.errors import SousuoError
 
 # How Prefect starts the temporary server (prefect.server.api.server.SubprocessASGIServer).
 SERVER_APP = b"prefect.server.api.server:create_app"
@@ -59,3 +73,101 @@ def reap_orphaned_servers(prefect_home: str | None = None) -> list[int]:
         except ProcessLookupError:
             pass
     return stopped
+
+
+STATE_FILE = "sousuo-server.json"
+STARTUP_TIMEOUT_S = 120
+
+
+class PrefectServerError(SousuoError):
+    """The shared Prefect server could not be started."""
+
+
+def _home(prefect_home: str | None = None) -> Path:
+    return Path(prefect_home or os.environ.get("PREFECT_HOME") or Path.home() / ".prefect")
+
+
+def healthy(api_url: str, timeout: float = 2.0) -> bool:
+    """The Prefect API at `api_url` (…/api) answers its health check."""
+    try:
+        with urllib.request.urlopen(f"{api_url}/health", timeout=timeout) as response:
+            return json.load(response) is True
+    except (OSError, ValueError):
+        return False
+
+
+def shared_server_url(prefect_home: str | None = None) -> str | None:
+    """The API URL of this PREFECT_HOME's shared server when it is up, else None (a stale record is removed)."""
+    state = _home(prefect_home) / STATE_FILE
+    try:
+        record = json.loads(state.read_text())
+    except (OSError, ValueError):
+        return None
+    if healthy(record.get("url", "")):
+        return record["url"]
+    state.unlink(missing_ok=True)
+    return None
+
+
+def start_shared_server(prefect_home: str | None = None, env: dict | None = None) -> str:
+    """Start a Prefect server for this PREFECT_HOME on a free 127.0.0.1 port, detached, and wait until it is
+    healthy; returns its API URL. Its log goes to PREFECT_HOME/sousuo-server.log."""
+    home = _home(prefect_home)
+    home.mkdir(parents=True, exist_ok=True)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/api"
+    env = {**(env or os.environ), "PREFECT_HOME": str(home)}
+    env.pop("PREFECT_API_URL", None)
+    prefect = [sys.executable, "-m", "prefect"]
+    with open(home / "sousuo-server.log", "ab") as log:
+        subprocess.run([*prefect, "server", "database", "upgrade", "-y"], env=env, stdout=log, stderr=log, check=False)
+        server = subprocess.Popen([*prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)], env=env,
+                                  stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while not healthy(url):
+        if server.poll() is not None or time.monotonic() > deadline:
+            stop_process_group(server.pid)
+            raise PrefectServerError(f"the shared Prefect server did not start; see {home / 'sousuo-server.log'}")
+        time.sleep(0.3)
+    (home / STATE_FILE).write_text(json.dumps({"pid": server.pid, "url": url}))
+    return url
+
+
+def stop_shared_server(prefect_home: str | None = None) -> bool:
+    """Stop this PREFECT_HOME's shared server; False when none was recorded."""
+    state = _home(prefect_home) / STATE_FILE
+    try:
+        record = json.loads(state.read_text())
+    except (OSError, ValueError):
+        return False
+    stop_process_group(int(record["pid"]))
+    state.unlink(missing_ok=True)
+    return True
+
+
+def stop_process_group(pid: int, timeout: float = 20.0) -> None:
+    """SIGTERM the process group led by `pid`, SIGKILL what is left after `timeout` seconds."""
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def use_shared_server() -> str:
+    """Point this process's flows at the shared server, starting it if it is not up; returns its API URL."""
+    url = shared_server_url() or start_shared_server()
+    os.environ["PREFECT_API_URL"] = url
+    return url

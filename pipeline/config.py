@@ -149,6 +149,15 @@ class ScheduleConfig(BaseModel):
     judgments_split: str | None = None
 
 
+class FlowsConfig(BaseModel):
+    """How CLI commands run their Prefect flows (flows/prefect_server.py)."""
+
+    # `shared`: one local Prefect server, started by the first flow command and reused by later ones (seconds
+    # saved per run; `sousuo prefect-server stop` ends it); `temporary`: Prefect's own server for each run.
+    # PREFECT_API_URL, when set, overrides both.
+    prefect_server: Literal["shared", "temporary"] = "shared"
+
+
 class SnippetConfig(BaseModel):
     width_chars: int = 160
 
@@ -184,6 +193,7 @@ class Settings(BaseSettings):
     dense: DenseConfig = DenseConfig()
     fusion: FusionConfig = FusionConfig()
     schedule: ScheduleConfig = ScheduleConfig()
+    flows: FlowsConfig = FlowsConfig()
     ranker: RankerConfig = RankerConfig()
     snippet: SnippetConfig = SnippetConfig()
     api: ApiConfig = ApiConfig()

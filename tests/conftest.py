@@ -1,12 +1,7 @@
 """Shared fixtures: offline environment, the sample corpus index, and the shared BEIR datasets."""
 
-import json
 import os
-import signal
 import socket
-import subprocess
-import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,6 +16,8 @@ for key, value in {
     "PREFECT_HOME": str(ROOT / ".prefect"),
     # Prefect logs "Stopping temporary server" at exit, after pytest has closed the streams it captured.
     "PREFECT_LOGGING_LEVEL": "WARNING",
+    # CLI flow commands in tests use a temporary server each, so no test leaves a shared one running.
+    "SOUSUO_FLOWS__PREFECT_SERVER": "temporary",
 }.items():
     os.environ.setdefault(key, value)
 
@@ -58,7 +55,6 @@ def shared_datasets() -> Path:
     return DATASETS
 
 
-BIN = ROOT / ".venv" / "bin"
 
 
 def free_port() -> int:
@@ -69,28 +65,11 @@ def free_port() -> int:
 
 @pytest.fixture
 def prefect_server(tmp_path):
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    env.pop("PREFECT_API_URL", None)
-    port = free_port()
-    subprocess.run([str(BIN / "prefect"), "server", "database", "upgrade", "-y"], env=env, check=True,
-                   capture_output=True)
-    server = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    url = f"http://127.0.0.1:{port}/api"
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                if json.load(response) is True:
-                    break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        os.killpg(server.pid, signal.SIGKILL)
-        pytest.fail("the local Prefect server did not become healthy in 90 s")
-    yield {**env, "PREFECT_API_URL": url}
-    os.killpg(server.pid, signal.SIGTERM)
-    try:
-        server.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(server.pid, signal.SIGKILL)
+    """A real local Prefect server (the shared-server helper, in a home of this test's own): the environment
+    that points flows at it."""
+    from flows.prefect_server import start_shared_server, stop_shared_server
+
+    home = str(tmp_path / "prefect-home")
+    url = start_shared_server(home)
+    yield {**os.environ, "PREFECT_HOME": home, "PREFECT_API_URL": url}
+    stop_shared_server(home)
