@@ -34,15 +34,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.query import build_large
+from bench.query import large_index, scifact_with_ranker
 from bench.report import markdown_table, write_section
 from pipeline.config import Settings
-from pipeline.errors import SousuoError
-from pipeline.eval.beir import BeirDataset
-from pipeline.experiment.runs import cached_index, settings_for
+from pipeline.experiment.runs import settings_for
 from pipeline.index.store import Manifest, current_version, publish, versions_dir
-from pipeline.rank.model import RANKERS_DIR
-from pipeline.rank.training import train_from_judgments
 from pipeline.searcher import Searcher
 
 MODES = ("bm25", "hybrid", "ltr")
@@ -174,13 +170,6 @@ def paired_overhead(searcher: Searcher, url: str, queries: list[str], mode: str)
             "api p50": float(np.percentile(remote_ms, 50)), "local p50": float(np.percentile(local_ms, 50))}
 
 
-def large_corpus(settings: Settings, small: Searcher, copies: int) -> Path:
-    """bench/query.py's synthetic corpus (SciFact ×copies), built on first use, with the small index's ranker."""
-    index = build_large(settings, small, copies, ROOT / "bench" / "out" / f"scifact-x{copies}")
-    shutil.copytree(small.reader.root / RANKERS_DIR, index / RANKERS_DIR, dirs_exist_ok=True)
-    return index
-
-
 def measure(name: str, source: Path, settings: Settings, queries: list[str], swap: bool) -> tuple[list, dict, str]:
     """Every load cell of one corpus, the paired overhead per mode, and the swap cell's note."""
     index = served_copy(source, ROOT / "bench" / "out" / "api" / name.split()[0].lower(), publishes=swap)
@@ -229,15 +218,8 @@ def main() -> None:
     bench_started = time.time()
 
     settings = settings_for("ltr", Settings())
-    dataset = BeirDataset.load(ROOT.parent / "shared" / "datasets" / "scifact")
-    small_dir = cached_index(dataset, settings)
-    small = Searcher.open(small_dir, settings)
-    try:
-        small.ranker  # noqa: B018 (loads and checks the published model)
-    except SousuoError:  # none published beside the cached index
-        train_from_judgments(small.reader, dataset, small.fusion_weights, "train")
-        small = Searcher.open(small_dir, settings)
-    large_dir = large_corpus(settings, small, args.copies)
+    dataset, small_dir, small = scifact_with_ranker(settings)
+    large_dir = large_index(settings, small, args.copies)
     queries = list(dataset.queries.values())[: args.queries]
     prepared_s = time.time() - bench_started  # cached index and large corpus on first use, the ranker
 

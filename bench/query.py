@@ -110,6 +110,26 @@ def latencies(searcher: Searcher, queries: list[str], mode: str) -> np.ndarray:
     return np.asarray(out)
 
 
+def scifact_with_ranker(settings: Settings) -> tuple[BeirDataset, Path, Searcher]:
+    """SciFact's cached index (built on first use) with a ranker published beside it."""
+    dataset = BeirDataset.load(ROOT.parent / "shared" / "datasets" / "scifact")
+    index = cached_index(dataset, settings)
+    searcher = Searcher.open(index, settings)
+    try:
+        searcher.ranker  # noqa: B018 (loads and checks the published model)
+    except SousuoError:  # none yet, or trained on an older feature set
+        train_from_judgments(searcher.reader, dataset, searcher.fusion_weights, "train")
+        searcher = Searcher.open(index, settings)
+    return dataset, index, searcher
+
+
+def large_index(settings: Settings, small: Searcher, copies: int) -> Path:
+    """The synthetic corpus's index (SciFact ×copies), built on first use, with the small index's ranker."""
+    index = build_large(settings, small, copies, ROOT / "bench" / "out" / f"scifact-x{copies}")
+    shutil.copytree(small.reader.root / RANKERS_DIR, index / RANKERS_DIR, dirs_exist_ok=True)
+    return index
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--copies", type=int, default=20, help="variants per SciFact document (20 → 103,660 docs)")
@@ -117,18 +137,9 @@ def main() -> None:
     args = parser.parse_args()
 
     settings = settings_for("ltr", Settings())
-    dataset = BeirDataset.load(ROOT.parent / "shared" / "datasets" / "scifact")
-    small_dir = cached_index(dataset, settings)
-    small = Searcher.open(small_dir, settings)
-    try:
-        small.ranker
-    except SousuoError:  # none yet, or trained on an older feature set
-        train_from_judgments(small.reader, dataset, small.fusion_weights, "train")
-        small = Searcher.open(small_dir, settings)
+    dataset, small_dir, small = scifact_with_ranker(settings)
     queries = list(dataset.queries.values())[: args.queries]
-    out = ROOT / "bench" / "out" / f"scifact-x{args.copies}"
-    large_dir = build_large(settings, small, args.copies, out)
-    shutil.copytree(small.reader.root / RANKERS_DIR, large_dir / RANKERS_DIR, dirs_exist_ok=True)
+    large_dir = large_index(settings, small, args.copies)
     large = Searcher.open(large_dir, settings)
 
     exhaustive = settings.model_copy(update={"bm25": settings.bm25.model_copy(update={"pruning": False})})
