@@ -11,7 +11,7 @@ from conftest import ROOT, SAMPLE
 from flows.cli import build_parser
 
 SUBCOMMANDS = ["build", "update", "serve", "train", "ui", "search", "eval", "sql", "check", "versions", "publish",
-               "rollback"]
+               "rollback", "api", "prefect-server"]
 
 
 def sousuo(*args, check=True):
@@ -140,3 +140,15 @@ def test_a_bad_configuration_value_is_a_one_line_error(tmp_path):
                             capture_output=True, text=True, cwd=ROOT, env={**os.environ, "SOUSUO_BM25__K1": "-1"})
     assert result.returncode == 2 and "invalid configuration (bm25.k1:" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_an_unknown_eval_method_is_a_one_line_error_naming_the_methods():
+    result = sousuo("eval", SAMPLE, "--method", "nope", check=False)
+    assert result.returncode == 2 and "unknown method 'nope'" in result.stderr and "hybrid" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_the_command_line_does_not_import_the_engine_to_parse_arguments():
+    probe = "import sys, flows.cli; print(any(m.startswith('pipeline.searcher') for m in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT,
+                          check=True).stdout.strip() == "False"
