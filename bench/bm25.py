@@ -110,7 +110,7 @@ def main() -> None:
              "docs/s": f"{n_docs / (build_ours + bounds_s):,.0f}",
              "QPS (1 thread)": f"{len(queries) / query_pruned:,.0f}",
              "build ratio": f"{(build_ours + bounds_s) / build_ours:.2f}",
-             "QPS ratio": f"{query_ours / query_pruned:.2f}",
+             "QPS ratio": f"{query_pruned / query_ours:.2f}",
              "top-10 identical": f"{sum(list(a) == list(p) for a, p in zip(top_ours, top_pruned))}/{len(queries)}"}]
     for backend in ("numpy", "numba"):
         def build():

@@ -13,6 +13,7 @@ their parent and are left alone."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -96,16 +97,29 @@ def healthy(api_url: str, timeout: float = 2.0) -> bool:
         return False
 
 
-def shared_server_url(prefect_home: str | None = None) -> str | None:
-    """The API URL of this PREFECT_HOME's shared server when it is up, else None (a stale record is removed)."""
-    state = _home(prefect_home) / STATE_FILE
+def _record(prefect_home: str | None = None) -> dict | None:
     try:
-        record = json.loads(state.read_text())
+        record = json.loads((_home(prefect_home) / STATE_FILE).read_text())
     except (OSError, ValueError):
         return None
-    if healthy(record.get("url", "")):
+    return record if isinstance(record, dict) and "pid" in record and "url" in record else None
+
+
+def _is_our_server(pid: int) -> bool:
+    """`pid` is still a `prefect server start` process (a recorded pid may have been reused since a reboot)."""
+    command = _read(Path("/proc") / str(pid) / "cmdline").split(b"\0")
+    return b"prefect" in command and b"server" in command and b"start" in command
+
+
+def shared_server_url(prefect_home: str | None = None) -> str | None:
+    """The API URL of this PREFECT_HOME's shared server when it is up, else None. A recorded server that no
+    longer answers, even given time (a loaded machine), is stopped and its record removed."""
+    record = _record(prefect_home)
+    if record is None:
+        return None
+    if healthy(record["url"]) or (_is_our_server(int(record["pid"])) and healthy(record["url"], timeout=15)):
         return record["url"]
-    state.unlink(missing_ok=True)
+    stop_shared_server(prefect_home)
     return None
 
 
@@ -137,13 +151,12 @@ def start_shared_server(prefect_home: str | None = None, env: dict | None = None
 
 def stop_shared_server(prefect_home: str | None = None) -> bool:
     """Stop this PREFECT_HOME's shared server; False when none was recorded."""
-    state = _home(prefect_home) / STATE_FILE
-    try:
-        record = json.loads(state.read_text())
-    except (OSError, ValueError):
+    record = _record(prefect_home)
+    if record is None:
         return False
-    stop_process_group(int(record["pid"]))
-    state.unlink(missing_ok=True)
+    if _is_our_server(int(record["pid"])):
+        stop_process_group(int(record["pid"]))
+    (_home(prefect_home) / STATE_FILE).unlink(missing_ok=True)
     return True
 
 
@@ -167,7 +180,13 @@ def stop_process_group(pid: int, timeout: float = 20.0) -> None:
 
 
 def use_shared_server() -> str:
-    """Point this process's flows at the shared server, starting it if it is not up; returns its API URL."""
-    url = shared_server_url() or start_shared_server()
+    """Point this process's flows at the shared server, starting it if it is not up; returns its API URL.
+
+    Two commands started together must not both start one: the check and the start hold a file lock."""
+    home = _home()
+    home.mkdir(parents=True, exist_ok=True)
+    with open(home / "sousuo-server.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        url = shared_server_url() or start_shared_server()
     os.environ["PREFECT_API_URL"] = url
     return url

@@ -63,8 +63,8 @@ def _update(corpus: list[str], index: str, settings: Settings, judgments: str | 
         return build_version(corpus, index, settings, judgments=judgments)
     published = Manifest.read(versions_dir(index_dir) / current)
     applied = index_configuration(published, settings, reconfigure)
-    ignored = [c for c in configuration_changes(published, settings) if c not in
-               configuration_changes(published, applied)]
+    applied_changes = configuration_changes(published, applied)
+    ignored = [c for c in configuration_changes(published, settings) if c not in applied_changes]
     if ignored:
         logger.info("keeping the configuration %s was built with, not the current defaults (%s); "
                     "`sousuo update --reconfigure` applies them", current, "; ".join(ignored))

@@ -125,7 +125,8 @@ class Searcher:
                        _distinct(plan.terms), mode, plan, result, fused)
 
     def _bm25(self, plan: QueryPlan, k: int, offset: int) -> TopDocs:
-        if self.settings.bm25.pruning and len(plan.field_boosts) == 1:
+        # A zero boost scores nothing, which the exhaustive path answers by matching nothing.
+        if self.settings.bm25.pruning and len(plan.field_boosts) == 1 and next(iter(plan.field_boosts.values())) > 0:
             return self._bm25_pruned(plan, k, offset)
         scores = boosted_scores(self.reader, plan.scored_ids, plan.field_boosts, plan.best_field)
         mask = scores > 0 if plan.is_plain else match_mask(self.reader, plan)

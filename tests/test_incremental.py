@@ -9,7 +9,7 @@ from conftest import SAMPLE
 
 from pipeline.config import AnalyzerConfig, DenseConfig, Settings
 from pipeline.eval.beir import BeirDataset
-from pipeline.index.build import build_index
+from pipeline.index.build import build_index, corpus_fingerprint
 from pipeline.index.forward import STORED_FIELDS, ForwardIndex, Vocabulary
 from pipeline.index.incremental import (
     configuration_changes,
@@ -180,3 +180,8 @@ def test_an_index_analyzed_by_older_code_is_rebuilt_and_says_why(sample_index, s
     older = replace(manifest, analyzer={**manifest.analyzer, "revision": 1}, analyzer_fingerprint="0" * 16)
     assert full_build_reason(older, index_configuration(older, settings)) == \
         f"the analyzer's code changed (revision 1 → {AnalyzerConfig().revision})"
+
+
+def test_an_update_of_an_unchanged_corpus_sees_the_key_its_build_recorded(sample_index, settings):
+    manifest = IndexVersion.open(sample_index).manifest
+    assert corpus_fingerprint([SAMPLE], index_configuration(manifest, settings)) == manifest.corpus_key

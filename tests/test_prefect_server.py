@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import httpx
 from conftest import ROOT, SAMPLE
 
 from flows.prefect_server import STATE_FILE, healthy, shared_server_url, stop_shared_server
@@ -29,7 +30,10 @@ def test_flow_commands_start_one_shared_server_reuse_it_and_stop_it(tmp_path, se
         record = json.loads((home / STATE_FILE).read_text())
         second = sousuo("update", "--corpus", str(SAMPLE), "--index", str(tmp_path / "index"), env=env)
         assert second.returncode == 0, second.stderr
-        assert json.loads((home / STATE_FILE).read_text()) == record  # the same server answered the second run
+        assert json.loads((home / STATE_FILE).read_text()) == record
+        runs = httpx.post(f"{url}/flow_runs/filter", json={}, timeout=30).json()
+        flows = {f["id"]: f["name"] for f in httpx.post(f"{url}/flows/filter", json={}, timeout=30).json()}
+        assert {"sousuo-build", "sousuo-update"} <= {flows[run["flow_id"]] for run in runs}  # both ran on it
         assert sousuo("prefect-server", "status", env=env).stdout.strip() == url
         assert sousuo("prefect-server", "stop", env=env).stdout.strip() == "stopped"
         assert not healthy(url, timeout=1) and sousuo("prefect-server", "status", env=env).returncode == 1

@@ -99,3 +99,15 @@ def test_phrases_boolean_clauses_and_filters_rank_as_exhaustively(sample_index, 
         a, b = pruned.rank(query, 20, filters), reference.rank(query, 20, filters)
         assert a.doc_ords.tolist() == b.doc_ords.tolist() and a.scores.tolist() == b.scores.tolist(), query
         assert a.total_matches == b.total_matches
+
+
+@pytest.mark.parametrize("boost", [0.0, 3.0])
+def test_a_field_searched_with_any_boost_ranks_as_exhaustively(sample_index, settings, boost):
+    pruned = Searcher.open(sample_index, settings)
+    reference = Searcher.open(sample_index, settings.model_copy(update={"bm25": settings.bm25.model_copy(
+        update={"pruning": False})}))
+    for query in ("inverted index", "向量检索"):
+        a = pruned.rank_plan(pruned.plan(query, field_boosts={"title": boost}), 10)
+        b = reference.rank_plan(reference.plan(query, field_boosts={"title": boost}), 10)
+        assert a.doc_ords.tolist() == b.doc_ords.tolist() and a.total_matches == b.total_matches
+        assert a.scores.tolist() == b.scores.tolist()

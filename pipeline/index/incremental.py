@@ -111,23 +111,23 @@ def full_build_reason(manifest: Manifest, settings: Settings) -> str | None:
     return None
 
 
-DENSE_BUILD_SETTINGS = ("enabled", "encoder", "passage_window", "passage_overlap")
-
-
 def built_configuration(manifest: Manifest) -> tuple[dict, dict]:
-    """The analyzer settings and the dense settings (of DENSE_BUILD_SETTINGS) the version was built with."""
+    """The analyzer settings, and whether the dense branch was on and its passage windows, of the version.
+
+    The encoder is not among them: the manifest holds the model the setting resolved to, not the setting, and
+    `auto` (the default) resolves again to the same teacher or the index's own static model (dense/index.py)."""
     # The revision is the analyzer's code, not configuration: it is never carried over (see full_build_reason).
     analyzer = {k: v for k, v in manifest.analyzer.items() if k in AnalyzerConfig.model_fields and k != "revision"}
     dense = {"enabled": bool(manifest.dense)}
     if manifest.dense:
-        dense |= {"encoder": manifest.dense["model_id"], "passage_window": manifest.dense["passage_window"],
+        dense |= {"passage_window": manifest.dense["passage_window"],
                   "passage_overlap": manifest.dense["passage_overlap"]}
     return analyzer, dense
 
 
 def index_configuration(manifest: Manifest, settings: Settings, reconfigure: bool = False) -> Settings:
     """The settings an update of the version in `manifest` runs with: the build configuration it was made with
-    (analyzer, dense branch on or off, encoder, passage windows), except what was set on purpose — in
+    (analyzer, dense branch on or off, passage windows), except what was set on purpose — in
     `SOUSUO_*` variables or `sousuo.toml` — or, with `reconfigure`, all of the current settings.
 
     So a default that differs from the index's (a `--no-dense` build, then a plain update) never turns an update
@@ -136,8 +136,7 @@ def index_configuration(manifest: Manifest, settings: Settings, reconfigure: boo
         return settings
     analyzer, dense = built_configuration(manifest)
     analyzer |= {k: getattr(settings.analyzer, k) for k in settings.analyzer.model_fields_set if k != "revision"}
-    chosen = {k for k in settings.dense.model_fields_set if not (k == "encoder" and settings.dense.encoder == "auto")}
-    dense = {k: v for k, v in dense.items() if k not in chosen}
+    dense = {k: v for k, v in dense.items() if k not in settings.dense.model_fields_set}
     return settings.model_copy(update={"analyzer": AnalyzerConfig(**analyzer),
                                        "dense": settings.dense.model_copy(update=dense)})
 
@@ -150,8 +149,8 @@ def configuration_changes(manifest: Manifest, settings: Settings) -> list[str]:
     if settings.dense.enabled != dense["enabled"]:
         return changes + ["the dense branch " + ("on" if settings.dense.enabled else "off")]
     if manifest.dense and settings.dense.encoder != "auto" and \
-            canonical_encoder_name(settings.dense.encoder) != dense["encoder"]:
-        changes.append(f"dense.encoder {dense['encoder']} → {settings.dense.encoder}")
+            canonical_encoder_name(settings.dense.encoder) != manifest.dense["model_id"]:
+        changes.append(f"dense.encoder {manifest.dense['model_id']} → {settings.dense.encoder}")
     for name in ("passage_window", "passage_overlap"):
         if manifest.dense and getattr(settings.dense, name) != dense[name]:
             changes.append(f"dense.{name} {dense[name]} → {getattr(settings.dense, name)}")

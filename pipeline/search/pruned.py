@@ -72,18 +72,15 @@ def pruned_top_k(postings: FieldPostings, bounds: ImpactBounds, term_ids: list[i
                      bounds.block_start, bounds.block_max, terms, float(boost), int(k), mask, allowed is not None)
 
 
-def pruned_top_k_many(postings: FieldPostings, bounds: ImpactBounds, queries: list[list[int]], k: int,
-                      boost: float = 1.0) -> list[np.ndarray]:
-    """`pruned_top_k`'s documents for many queries in one compiled call (batch evaluation, benchmarks)."""
-    lengths = np.fromiter((len(q) for q in queries), dtype=np.int64, count=len(queries))
-    offsets = np.r_[0, np.cumsum(lengths)].astype(np.int64)
-    flat = np.fromiter((t for q in queries for t in q), dtype=np.int64, count=int(offsets[-1]))
-    docs, counts = _maxscore_many(postings.term_indptr, postings.docs, postings.tfs, bounds.norm, bounds.max_ratio,
-                                  bounds.block_start, bounds.block_max, flat, offsets, float(boost), int(k))
-    return [docs[i, : counts[i]] for i in range(len(queries))]
-
-
 _NO_MASK = np.ones(1, dtype=np.bool_)
+
+
+def warm_up(postings: FieldPostings, bounds: ImpactBounds) -> None:
+    """Compile the kernel (or load it from numba's cache) for these arrays' types — memory-mapped arrays are
+    read-only, a type of their own — so that no first query waits seconds for it."""
+    nonempty = np.flatnonzero(np.diff(postings.term_indptr) > 0)
+    if len(nonempty):
+        pruned_top_k(postings, bounds, [int(nonempty[0])], 1)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -140,20 +137,6 @@ def _push(heap_scores, heap_docs, size, score, doc):
         heap_docs[i], heap_docs[parent] = heap_docs[parent], heap_docs[i]
         i = parent
     return size + 1
-
-
-@numba.njit(cache=True, nogil=True)
-def _maxscore_many(term_indptr, docs, tfs, norm, max_ratio, block_start, block_max, flat_terms, offsets, boost, k):
-    n = len(offsets) - 1
-    out = np.full((n, k), -1, dtype=np.int64)
-    counts = np.zeros(n, dtype=np.int64)
-    no_mask = np.ones(1, dtype=np.bool_)
-    for q in range(n):
-        top, _ = _maxscore(term_indptr, docs, tfs, norm, max_ratio, block_start, block_max,
-                           flat_terms[offsets[q]:offsets[q + 1]], boost, k, no_mask, False)
-        counts[q] = len(top)
-        out[q, : len(top)] = top
-    return out, counts
 
 
 @numba.njit(cache=True, nogil=True)

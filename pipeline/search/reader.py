@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from functools import cached_property
 from pathlib import Path
 
@@ -36,6 +37,7 @@ class IndexReader:
             raise InputError(f"unknown fields in bm25.field_boosts: {sorted(unknown)}")
         self.metadata = DocumentMetadata(version.documents)
         self._impact_bounds: dict[str, ImpactBounds] = {}
+        self._impact_lock = threading.Lock()
         self.doc_ids: list[str] = version.documents.column("doc_id").to_pylist()
 
     @classmethod
@@ -57,10 +59,11 @@ class IndexReader:
 
     def impact_bounds(self, field: str) -> ImpactBounds:
         """MaxScore's per-term score bounds of a field, made on first use by one pass over its postings."""
-        bounds = self._impact_bounds.get(field)
-        if bounds is None:  # two threads may both compute it; either result is the same
-            bm25 = self.settings.bm25
-            bounds = self._impact_bounds[field] = ImpactBounds.of(self.postings(field), bm25.k1, bm25.b)
+        with self._impact_lock:  # one pass per field, even when the first queries arrive together
+            bounds = self._impact_bounds.get(field)
+            if bounds is None:
+                bm25 = self.settings.bm25
+                bounds = self._impact_bounds[field] = ImpactBounds.of(self.postings(field), bm25.k1, bm25.b)
         return bounds
 
     def forward(self, field: str) -> ForwardField:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any, TypeVar, get_origin
+from types import UnionType
+from typing import Any, TypeVar, Union, get_args, get_origin
 
 import orjson
 from fastapi import Request
@@ -61,13 +62,20 @@ def query_model(request: Request, model: type[M]) -> M:
     millisecond per search; this reads repeated parameters (`?tag=a&tag=b`) into list fields and reports errors
     the way FastAPI does (`query.k`), so the 400 still names the field."""
     params = request.query_params
-    values = {name: params.getlist(name) if get_origin(field.annotation) is list else params[name]
+    values = {name: params.getlist(name) if _repeatable(field.annotation) else params[name]
               for name, field in model.model_fields.items() if name in params}
     values.update({name: params[name] for name in params if name not in model.model_fields})  # refused by name
     try:
         return model.model_validate(values)
     except ValidationError as error:
         raise RequestValidationError([{**e, "loc": ("query", *e["loc"])} for e in error.errors()]) from None
+
+
+def _repeatable(annotation) -> bool:
+    """A list, tuple or set field, optional or not: its query parameter may repeat (`?tag=a&tag=b`)."""
+    if get_origin(annotation) in (list, tuple, set, frozenset):
+        return True
+    return get_origin(annotation) in (Union, UnionType) and any(_repeatable(a) for a in get_args(annotation))
 
 
 def query_parameters(model: type[BaseModel]) -> dict:

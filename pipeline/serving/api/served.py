@@ -15,6 +15,7 @@ from ...index.querylog import QueryLog
 from ...index.store import current_version
 from ...io import CURRENT_POINTER, read_pointer
 from ...rank.model import RANKERS_DIR, Ranker
+from ...search.pruned import warm_up
 from ...searcher import Searcher
 from ..suggest import Suggester, suggester_for
 from . import metrics
@@ -108,6 +109,8 @@ class ServedIndex:
         searcher = Searcher.open(self.root, self.settings, version)
         # Warm everything a first query would otherwise pay for: analyzer, dense index and encoder, ranker.
         searcher.rank("warm up", 1)
+        for field in searcher.reader.field_boosts:  # MaxScore's bounds and compiled kernel
+            warm_up(searcher.reader.postings(field), searcher.reader.impact_bounds(field))
         if searcher.reader.has_dense:
             searcher.reader.encode_query("warm up")
         if ranker_id is not None:
