@@ -11,7 +11,13 @@ from pipeline.config import Settings
 from pipeline.constants import SEARCH_MODES
 from pipeline.eval.beir import BeirDataset
 from pipeline.experiment.runs import evaluate_searcher
-from pipeline.rank.training import plan_queries, train_adaptive, train_from_clicks, train_from_judgments, tune_fusion
+from pipeline.rank.training import (
+    plan_queries,
+    train_adaptive,
+    train_from_clicks,
+    train_from_judgments,
+    tune_fusion,
+)
 from pipeline.searcher import Searcher
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import SAMPLE
 
 from flows.cli import main
 from pipeline.behaviour.clickmodels import TABLES, PositionBased, fit_and_compare
@@ -22,8 +23,6 @@ from pipeline.rank import training
 from pipeline.rank.model import RANKERS_DIR
 from pipeline.schemas import CLICKS, QUERIES
 from pipeline.serving.sql import SqlSession
-
-from conftest import SAMPLE
 
 N_DOCS = 300
 
@@ -137,7 +136,7 @@ def test_part_files_written_before_users_still_read(tmp_path, sample_index, sett
     sessions = ClickLog.from_querylog(log, 10)
     assert sessions.n_sessions == 2 and sessions.clicks[0].tolist()[:2] == [False, True]
     with SqlSession(index, settings.cache_dir) as session:
-        columns, rows = session.fetch("SELECT query_id, user_hash FROM queries ORDER BY ts")
+        rows = session.fetch("SELECT query_id, user_hash FROM queries ORDER BY ts")[1]
         assert rows[0] == ("old-1", None) and len(rows) == 2
         assert session.fetch("SELECT count(user_hash) FROM clicks")[1] == [(0,)]
 
@@ -249,3 +248,23 @@ def test_scifact_learning_from_debiased_clicks_nearly_matches_judgments(shared_d
             for labels in ("judgments", "clicks-pbm", "clicks-raw")}
     assert ndcg["clicks-pbm"] >= ndcg["clicks-raw"] + 0.01, ndcg
     assert ndcg["clicks-pbm"] >= ndcg["judgments"] - 0.02, ndcg
+
+
+def test_the_api_logs_the_clients_anonymous_ids_hashed(tmp_path, sample_index, settings):
+    import httpx
+    from api_support import api_settings, running
+
+    index = tmp_path / "index"
+    shutil.copytree(sample_index, index)
+    ids = {"user_id": "api-user-1", "session_id": "api-session-1"}
+    with running(api_settings(settings, index)) as url:
+        query_id = httpx.post(f"{url}/v1/impressions", json={"query": "hnsw", "result_ids": ["en-015"], **ids},
+                              timeout=60).json()["query_id"]
+        assert httpx.post(f"{url}/v1/clicks", json={"query_id": query_id, "doc_id": "en-015", "position": 1, **ids},
+                          timeout=60).status_code == 201
+        assert httpx.get(f"{url}/v1/search", params={"q": "hnsw", "log": "true", **ids}, timeout=60).status_code == 200
+        assert httpx.get(f"{url}/v1/search", params={"q": "hnsw", "user_id": "x" * 201}, timeout=60).status_code == 400
+    log = QueryLog(index)
+    user, session = log.hash_id("api-user-1"), log.hash_id("api-session-1")
+    assert [(r["user_hash"], r["session_hash"]) for r in log.queries()] == [(user, session)] * 2
+    assert [(r["user_hash"], r["session_hash"]) for r in log.clicks()] == [(user, session)]

@@ -148,7 +148,10 @@ class SimplifiedDBN(ClickModel):
         is_last = np.zeros_like(log.clicks)
         is_last[np.nonzero(any_click)[0], last[any_click]] = True
         pairs = np.maximum(log.pairs, 0)
-        count = lambda mask: np.bincount(pairs[mask], minlength=n_pairs).astype(float)  # noqa: E731
+
+        def count(mask: np.ndarray) -> np.ndarray:
+            return np.bincount(pairs[mask], minlength=n_pairs).astype(float)
+
         self.attractiveness = (self.prior[0] + count(examined & log.clicks)) / (self.prior[1] + count(examined))
         self.satisfaction = (self.prior[0] + count(is_last)) / (self.prior[1] + count(log.clicks & shown))
         self.examination = np.nanmean(np.where(shown, self._marginal_examination(log), np.nan), axis=0)

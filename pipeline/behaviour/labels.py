@@ -52,7 +52,7 @@ def click_labels(log: ClickLog, source: str, config: BehaviourConfig) -> ClickLa
         qrels.setdefault(log.queries[log.pair_query[pair]], {})[log.doc_ids[log.pair_doc[pair]]] = int(graded[pair])
     summary = {"labels": f"clicks-{source}", "click_model": "ctr" if source == "raw" else "pbm",
                "sessions": log.n_sessions, "clicks": int(log.clicks.sum()), "queries": len(log.queries),
-               "labelled_pairs": int(len(np.nonzero(graded)[0])),
+               "labelled_pairs": int(np.count_nonzero(graded)),
                "log_from": str(log.first_ts) if log.first_ts else None,
                "log_to": str(log.last_ts) if log.last_ts else None}
     return ClickLabels(dict(zip(log.queries, log.texts)), qrels, summary)

@@ -94,5 +94,5 @@ class ClickLog:
     def split(self, held_out: float, seed: int) -> tuple[ClickLog, ClickLog]:
         """(fit, held out): a seeded random share of sessions kept aside to compare click models."""
         order = np.random.default_rng(seed).permutation(self.n_sessions)
-        n_held = int(round(self.n_sessions * held_out))
+        n_held = round(self.n_sessions * held_out)
         return self.subset(np.sort(order[n_held:])), self.subset(np.sort(order[:n_held]))

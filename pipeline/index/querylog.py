@@ -141,7 +141,6 @@ class QueryLog:
         """One row of the queries table, ids hashed; `log_batch` appends many at once."""
         return {
             "query_id": query_id or uuid.uuid4().hex,
-            "query_id": query_id,
             "ts": ts or _now(),
             # Lone surrogates (undecodable bytes in a query) cannot be stored as UTF-8: logged as U+FFFD.
             "text": replace_lone_surrogates((text or "")[:MAX_QUERY_CHARS]),

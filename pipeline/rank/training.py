@@ -17,7 +17,15 @@ from ..errors import RankerMismatch
 from ..eval.beir import BeirDataset, Qrels
 from ..eval.metrics import run_of, score_run
 from ..index.querylog import QueryLog
-from ..retrieval.adaptive import ARMS, BASE_ARM, SIGNALS, AdaptiveFusion, arm_weights, fit_rule, query_signals
+from ..retrieval.adaptive import (
+    ARMS,
+    BASE_ARM,
+    SIGNALS,
+    AdaptiveFusion,
+    arm_weights,
+    fit_rule,
+    query_signals,
+)
 from ..retrieval.branches import BranchResult, available_branches
 from ..retrieval.fusion import tune_weights
 from ..retrieval.hybrid import fuse_branches, recall

@@ -11,8 +11,8 @@ import duckdb
 from ..behaviour.clickmodels import BEHAVIOUR_DIR, TABLES
 from ..errors import InputError
 from ..index.querylog import QueryLog, log_view_sql
-from ..schemas import CLICKS, QUERIES
 from ..index.store import resolve_version_dir
+from ..schemas import CLICKS, QUERIES
 
 # View name → path of its Parquet file, relative to the index version folder.
 INDEX_VIEWS = {
