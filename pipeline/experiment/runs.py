@@ -147,13 +147,10 @@ def hybrid_run(searcher: Searcher, *args, **kwargs) -> Run:
     return METHODS["adaptive" if fusion.adaptive.enabled else fusion.method](searcher, *args, **kwargs)
 
 
-def simulated_click_training(searcher: Searcher, training: TrainingSet, train: tuple[dict[str, str], Qrels],
-                             source: str, sessions: int) -> tuple[TrainingSet, dict]:
-    """The train split's feature rows labelled from simulated clicks instead of its judgments.
-
-    Simulated users search the train queries and are shown each query's first fused candidates (what `hybrid`
-    serves); their clicks, drawn from the judgments, go into a scratch query log, and the labels come from that log
-    alone through the click model `source`. The judgments never reach the labels."""
+def simulated_click_log(searcher: Searcher, training: TrainingSet, train: tuple[dict[str, str], Qrels],
+                        sessions: int) -> ClickLog:
+    """Simulated users search the train queries and are shown each query's first fused candidates (what `hybrid`
+    serves); their clicks, drawn from the judgments, go through a scratch query log and are read back from it."""
     reader = searcher.reader
     config = reader.settings.behaviour
     queries, qrels = train
@@ -163,9 +160,18 @@ def simulated_click_training(searcher: Searcher, training: TrainingSet, train: t
     with tempfile.TemporaryDirectory(prefix="sousuo-clicks-") as scratch:
         log = QueryLog(scratch)
         write_sessions(log, simulator.sessions(sessions), queries, "hybrid", config.seed)
-        labels = click_labels(ClickLog.from_querylog(log, config.positions), source, config)
+        return ClickLog.from_querylog(log, config.positions)
+
+
+def simulated_click_training(searcher: Searcher, training: TrainingSet, train: tuple[dict[str, str], Qrels],
+                             source: str, sessions: int) -> tuple[TrainingSet, dict]:
+    """The train split's feature rows labelled from simulated clicks through click model `source` instead of its
+    judgments: the judgments only drive the simulated users, never the labels."""
+    queries = train[0]
+    labels = click_labels(simulated_click_log(searcher, training, train, sessions), source,
+                          searcher.reader.settings.behaviour)
     by_qid = {qid: labels.qrels.get(query_key(queries[qid]), {}) for qid in training.query_ids}
-    return relabelled(reader, training, by_qid), labels.source
+    return relabelled(searcher.reader, training, by_qid), labels.source
 
 
 def ltr_run(searcher: Searcher, queries: dict[str, str], depth: int, show_progress: bool = False,
