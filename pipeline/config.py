@@ -167,6 +167,9 @@ class ScheduleConfig(BaseModel):
     judgments: Path | None = None
     # The split the retraining learns from; None: `train` where the folder has one, else its only split.
     judgments_split: str | None = None
+    # Retrain from the query log's clicks through this click model instead (pbm, ipw or raw); the judgments, when
+    # set, then only decide whether the new ranker is published (docs/behaviour.md).
+    retrain_from_clicks: Literal["pbm", "ipw", "raw"] | None = None
 
 
 class SnippetConfig(BaseModel):

@@ -268,3 +268,13 @@ def test_the_api_logs_the_clients_anonymous_ids_hashed(tmp_path, sample_index, s
     user, session = log.hash_id("api-user-1"), log.hash_id("api-session-1")
     assert [(r["user_hash"], r["session_hash"]) for r in log.queries()] == [(user, session)] * 2
     assert [(r["user_hash"], r["session_hash"]) for r in log.clicks()] == [(user, session)]
+
+
+def test_the_weekly_retraining_learns_from_clicks_when_configured(settings):
+    from flows.serve import deployments
+
+    schedule = settings.schedule.model_copy(update={"retrain_from_clicks": "pbm", "judgments": SAMPLE})
+    configured = settings.model_copy(update={"schedule": schedule})
+    retrain = [d for d in deployments(["corpus"], "index", configured) if "retrain" in d.name]
+    assert [d.name for d in retrain] == ["sousuo-retrain-from-clicks"]
+    assert retrain[0].parameters == {"index": "index", "source": "pbm", "judgments": str(SAMPLE), "split": None}
