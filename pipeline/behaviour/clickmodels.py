@@ -74,19 +74,23 @@ class PositionBased(ClickModel):
     def fit(self, log: ClickLog) -> PositionBased:
         theta = None
         if log.randomised.any():
-            theta, _ = self._em(log.subset(np.nonzero(log.randomised)[0]))
+            # Each pair appears in few randomised sessions, so the full prior would pull its gamma (and through it
+            # theta) towards the prior's mean; a tenth of its strength leaves theta to the clicks.
+            theta, _ = self._em(log.subset(np.nonzero(log.randomised)[0]), prior_scale=0.1)
         theta, gamma = self._em(log, theta)
         scale = theta[0] if theta[0] > 0 else 1.0
         self.theta, self.gamma = theta / scale, np.clip(gamma * scale, 0, 1)
         return self
 
-    def _em(self, log: ClickLog, fixed_theta: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def _em(self, log: ClickLog, fixed_theta: np.ndarray | None = None,
+            prior_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
         k, n_pairs = self.config.positions, log.n_pairs
+        prior_clicks, prior_total = (p * prior_scale for p in self.prior)
         pair, position, clicked = _impressions(log)
         shown = np.bincount(position, minlength=k).astype(float)
         seen = np.bincount(pair, minlength=n_pairs).astype(float)
         theta = np.full(k, 0.5) if fixed_theta is None else fixed_theta
-        gamma = np.full(n_pairs, self.prior[0] / self.prior[1])
+        gamma = np.full(n_pairs, prior_clicks / prior_total)
         for _ in range(self.config.em_iterations):
             t, g = theta[position], gamma[pair]
             unclicked = np.maximum(1 - t * g, _EPS)
@@ -94,7 +98,7 @@ class PositionBased(ClickModel):
             if fixed_theta is None:
                 examined = np.where(clicked, 1.0, t * (1 - g) / unclicked)
                 theta = np.where(shown > 0, np.bincount(position, examined, k) / np.maximum(shown, 1), theta)
-            gamma = (self.prior[0] + np.bincount(pair, relevant, n_pairs)) / (self.prior[1] + seen)
+            gamma = (prior_clicks + np.bincount(pair, relevant, n_pairs)) / (prior_total + seen)
         return theta, gamma
 
     def click_probabilities(self, log: ClickLog) -> tuple[np.ndarray, np.ndarray]:
