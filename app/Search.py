@@ -6,6 +6,7 @@ import hashlib
 import html
 import math
 import sys
+import uuid
 from datetime import UTC, datetime, time
 
 import numpy as np
@@ -40,6 +41,14 @@ has_ranker = searcher.has_ranker
 default_mode = "ltr" if has_ranker else "hybrid"
 
 
+def visitor() -> dict[str, str]:
+    """The anonymous ids logged (as salted hashes) with each search and click: the user's is kept in the page's URL
+    (?uid=…) so it survives a reload, the session's lives as long as this browser tab's Streamlit session."""
+    if not st.query_params.get("uid"):
+        st.query_params["uid"] = uuid.uuid4().hex
+    return {"user_id": st.query_params["uid"], "session_id": st.session_state.setdefault("session_id", uuid.uuid4().hex)}
+
+
 # -- callbacks: they run before the page, so they may set widget values ---------------------------------------
 
 
@@ -63,7 +72,7 @@ def open_result(query_id: str | None, doc_id: str, position: int) -> None:
     opened.add(doc_id)
     if query_id:
         try:
-            QueryLog(root).log_click(query_id, doc_id, position)
+            QueryLog(root).log_click(query_id, doc_id, position, **visitor())
         except OSError as error:
             st.session_state["log_problem"] = f"The click could not be logged: {error}"
 
@@ -208,7 +217,7 @@ def run_search(text: str, wanted: str, offset: int) -> dict:
     try:
         query_id = QueryLog(root).log_query(
             text, used, filters, response.took_ms, [hit.doc_id for hit in response.hits], response.total_matches,
-            result_offset=offset,
+            result_offset=offset, ranker=searcher.ranker.card.model_id if used == "ltr" else None, **visitor(),
         )
     except OSError as error:
         log_problem = f"The query log is not writable: {error}"

@@ -1,4 +1,5 @@
-"""The `sousuo` command: build and update (Prefect flows), search, api, train, eval, sql, check, versions, publish."""
+"""The `sousuo` command: build and update (Prefect flows), search, api, train, eval, sql, check, versions, publish,
+and the behaviour loop: simulate, click-models, forget-user."""
 
 from __future__ import annotations
 
@@ -96,8 +97,23 @@ def cmd_search(args, settings: Settings) -> int:
 
 
 def cmd_train(args, settings: Settings) -> int:
+    if args.from_clicks:
+        from flows.retrain import retrain_from_clicks_flow
+
+        if args.tune_fusion:
+            raise InputError("--tune-fusion tunes on judgments; it does not combine with --from-clicks")
+        result = retrain_from_clicks_flow(str(args.index), args.from_clicks,
+                                          str(args.dataset) if args.dataset else None, args.split)
+        guard = result["guard"]
+        print(f"{'published' if result['published'] else 'NOT published'}: nDCG@10 {guard['candidate_ndcg']:.4f} vs "
+              f"{guard['current_ndcg']:.4f} ({guard['current']}) on {guard['queries']} queries of "
+              f"{guard['yardstick']}; {result['sessions']} sessions, {result['clicks']} clicks", file=sys.stderr)
+        print(json.dumps(result, ensure_ascii=False, default=str))
+        return 0
     from flows.retrain import retrain_flow
 
+    if args.dataset is None:
+        raise InputError("give --dataset (judged queries) or --from-clicks MODEL")
     print(retrain_flow(str(args.index), str(args.dataset), args.split, args.tune_fusion))
     return 0
 
@@ -113,6 +129,80 @@ def cmd_prefect_server(args, settings: Settings) -> int:
         url = prefect_server.shared_server_url()
         print(url or "not running")
         return 0 if url else 1
+    return 0
+
+
+def _with_behaviour(settings: Settings, **overrides) -> Settings:
+    """Settings with the given `behaviour` options replaced (None: keep the configured one), validated."""
+    from pipeline.config import BehaviourConfig
+
+    update = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        behaviour = BehaviourConfig.model_validate({**settings.behaviour.model_dump(), **update})
+    except ValidationError as error:
+        raise InputError("; ".join(f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}"
+                                   for e in error.errors())) from None
+    return settings.model_copy(update={"behaviour": behaviour})
+
+
+def cmd_simulate(args, settings: Settings) -> int:
+    from pipeline.behaviour.simulate import ClickSimulator, write_sessions
+    from pipeline.eval.beir import BeirDataset
+    from pipeline.index.querylog import QueryLog
+    from pipeline.searcher import Searcher
+
+    settings = _with_behaviour(settings, eta=args.eta, seed=args.seed, explore=args.explore, users=args.users,
+                               preferred_tags=args.preferred_tags)
+    config = settings.behaviour
+    searcher = Searcher.open(args.index, settings)
+    reader = searcher.reader
+    dataset = BeirDataset.load(args.dataset)
+    if args.split not in dataset.splits():
+        raise InputError(f"{dataset.name} has no split {args.split!r}; it has {dataset.splits()}")
+    queries, qrels = dataset.judged_queries(args.split)
+    known = set(reader.doc_ids)
+    if not any(doc in known for judged in qrels.values() for doc in judged):
+        raise InputError(f"no judged document of {dataset.name}/{args.split} is in this index: simulated users would "
+                         "find nothing relevant")
+
+    def served(text: str) -> list[str]:
+        top = searcher.rank(text, k=config.positions, syntax=False, mode=args.mode)
+        return [reader.doc_ids[d] for d in top.doc_ords.tolist()]
+
+    tags = reader.version.documents.column("tags").to_pylist()
+    simulator = ClickSimulator(queries, qrels, served, config, dict(zip(reader.doc_ids, [t or [] for t in tags])))
+    counts = write_sessions(QueryLog(args.index), simulator.sessions(args.sessions), queries, args.mode, config.seed)
+    print(json.dumps({"dataset": dataset.name, "split": args.split, "mode": args.mode, "eta": config.eta,
+                      "seed": config.seed, **counts}))
+    return 0
+
+
+def cmd_forget_user(args, settings: Settings) -> int:
+    from pipeline.index.querylog import QueryLog
+    from pipeline.index.store import require_index_dir
+
+    removed = QueryLog(require_index_dir(args.index)).forget_user(args.user_id)
+    print(json.dumps(removed))
+    return 0
+
+
+def cmd_click_models(args, settings: Settings) -> int:
+    from pipeline.behaviour.clickmodels import fit_and_compare, save_tables
+    from pipeline.behaviour.sessions import ClickLog
+    from pipeline.index.querylog import QueryLog
+    from pipeline.index.store import require_index_dir
+
+    config = settings.behaviour
+    log = ClickLog.from_querylog(QueryLog(require_index_dir(args.index)), config.positions)
+    if not log.n_sessions:
+        raise InputError("the query log holds no first-page searches with results: nothing to fit")
+    fitted = fit_and_compare(log, config)
+    folder = save_tables(fitted, args.index)
+    overall = [row for row in fitted.fit if row["position"] is None]
+    print(f"{log.n_sessions} sessions, {int(log.clicks.sum())} clicks; tables in {folder} (sousuo sql views "
+          "click_propensities, click_relevance, click_model_fit)", file=sys.stderr)
+    for row in overall:
+        print(json.dumps(row))
     return 0
 
 
@@ -175,8 +265,10 @@ def cmd_eval(args, settings: Settings) -> int:
         return 1 if failed else 0
     if args.dataset is None:
         raise InputError("give a DATASET folder or --matrix FILE")
+    settings = _with_behaviour(settings, eta=args.eta, seed=args.seed)
     summary = evaluate(args.dataset, args.method, args.split, settings, show_progress=not args.quiet,
-                       encoder=args.encoder, dense=not args.no_dense)
+                       encoder=args.encoder, dense=not args.no_dense, train_labels=args.train_labels,
+                       sessions=args.sessions)
     if not args.json:
         for key, value in summary.items():
             print(f"{key:>12}: {value}", file=sys.stderr)
@@ -314,13 +406,41 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train the learned ranker of an index on judged queries, and publish it")
     train.add_argument("--index", required=True, type=Path)
-    train.add_argument("--dataset", required=True, type=Path,
-                       help="BEIR-layout folder whose qrels name documents of this index")
+    train.add_argument("--dataset", type=Path,
+                       help="BEIR-layout folder whose qrels name documents of this index (with --from-clicks: used "
+                            "only to decide whether the new ranker is published)")
+    train.add_argument("--from-clicks", choices=["pbm", "ipw", "raw"],
+                       help="learn from the index's query log instead: labels from this click model")
     train.add_argument("--split", help="judged split to learn from (default: train where there is one, else the only "
                                        "split)")
     train.add_argument("--tune-fusion", action="store_true",
                        help="first tune the fusion weights on the same split and publish them beside the ranker")
     train.set_defaults(func=cmd_train)
+
+    simulate = sub.add_parser("simulate", help="simulated users search a judged split and click; sessions go into "
+                                               "the index's query log (docs/behaviour.md)")
+    simulate.add_argument("--index", required=True, type=Path)
+    simulate.add_argument("--dataset", required=True, type=Path, help="BEIR folder whose qrels name this index's "
+                                                                     "documents: they set what users find relevant")
+    simulate.add_argument("--split", default="train")
+    simulate.add_argument("--sessions", type=_positive, required=True)
+    simulate.add_argument("--mode", choices=SEARCH_MODES, default="hybrid", help="the served ranking users see")
+    simulate.add_argument("--eta", type=float, help="position r is examined with probability (1/r)^eta (default 1)")
+    simulate.add_argument("--seed", type=int, help="same seed, same sessions (default behaviour.seed)")
+    simulate.add_argument("--explore", type=float, help="share of sessions shown the results shuffled (default 0.1)")
+    simulate.add_argument("--users", type=_positive, help="simulated users (default 1000)")
+    simulate.add_argument("--preferred-tags", type=_non_negative, help="tags each user prefers (default 0: none)")
+    simulate.set_defaults(func=cmd_simulate)
+
+    forget = sub.add_parser("forget-user", help="delete a user's queries, clicks and profile from the query log")
+    forget.add_argument("user_id", help="the anonymous user id the client sent")
+    forget.add_argument("--index", required=True, type=Path)
+    forget.set_defaults(func=cmd_forget_user)
+
+    click_models = sub.add_parser("click-models", help="fit PBM, simplified DBN and CTR click models on the query "
+                                                       "log, compare them on held-out sessions, write their tables")
+    click_models.add_argument("--index", required=True, type=Path)
+    click_models.set_defaults(func=cmd_click_models)
 
     update = sub.add_parser("update", help="run the incremental update flow: only new, changed, deleted documents")
     update.add_argument("--corpus", nargs="+", required=True, type=Path)
@@ -354,6 +474,15 @@ def build_parser() -> argparse.ArgumentParser:
                                "hybrid search mode does by default) or ltr")
     evaluate.add_argument("--encoder", help="dense encoder (default: chosen by the corpus's languages)")
     evaluate.add_argument("--split", default="test")
+    evaluate.add_argument("--train-labels", default="judgments",
+                          help="with --method ltr: learn from the train split's judgments, or from simulated clicks on "
+                               "its queries through a click model (clicks-pbm, clicks-ipw) or raw click-through "
+                               "(clicks-raw)")
+    evaluate.add_argument("--sessions", type=_positive, default=50_000,
+                          help="simulated sessions for --train-labels clicks-*")
+    evaluate.add_argument("--eta", type=float, help="simulated position bias: position r is examined with probability "
+                                                    "(1/r)^eta (default behaviour.eta, 1.0)")
+    evaluate.add_argument("--seed", type=int, help="simulator seed (default behaviour.seed)")
     evaluate.add_argument("--json", action="store_true", help="print only the JSON summary")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
     evaluate.set_defaults(func=cmd_eval)

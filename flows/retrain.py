@@ -11,7 +11,13 @@ from pipeline.config import Settings
 from pipeline.constants import SEARCH_MODES
 from pipeline.eval.beir import BeirDataset
 from pipeline.experiment.runs import evaluate_searcher
-from pipeline.rank.training import plan_queries, train_adaptive, train_from_judgments, tune_fusion
+from pipeline.rank.training import (
+    plan_queries,
+    train_adaptive,
+    train_from_clicks,
+    train_from_judgments,
+    tune_fusion,
+)
 from pipeline.searcher import Searcher
 
 
@@ -48,6 +54,32 @@ def retrain_flow(index: str, judgments: str, split: str | None = None, tune_weig
     result = train_task(index, judgments, split or judged_splits(judgments)[0], Settings(), tune_weights)
     create_table_artifact([{"measure": k, "value": str(v)} for k, v in result.items()], key="sousuo-retrain")
     return result["model_id"]
+
+
+@task
+def train_from_clicks_task(index: str, source: str, judgments: str | None, split: str | None,
+                           settings: Settings) -> dict:
+    """Train the ranker from the query log's clicks; judgments, when given, only decide whether it is published."""
+    searcher = Searcher.open(Path(index), settings)
+    judged = None
+    if judgments:
+        dataset = BeirDataset.load(judgments)
+        queries, qrels = dataset.judged_queries(split or judged_splits(judgments)[1])
+        judged = (dataset.name, queries, qrels)
+    ranker, verdict = train_from_clicks(searcher.reader, searcher.fusion_weights, source, judged)
+    return {"model_id": ranker.card.model_id, "published": verdict.publish, **ranker.card.label_source,
+            "guard": vars(verdict)}
+
+
+@flow(name="sousuo-retrain-from-clicks", log_prints=True)
+def retrain_from_clicks_flow(index: str, source: str = "pbm", judgments: str | None = None,
+                             split: str | None = None) -> dict:
+    """Train LambdaMART from click-model labels of the index's query log; publish it only if it does not lose
+    offline (on the judged split where given, else on held-out click labels)."""
+    result = train_from_clicks_task(index, source, judgments, split, Settings())
+    create_table_artifact([{"measure": k, "value": str(v)} for k, v in result.items()],
+                          key="sousuo-retrain-from-clicks")
+    return result
 
 
 @task

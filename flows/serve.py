@@ -9,7 +9,7 @@ from prefect import serve
 from pipeline.config import Settings
 
 from .build import build_flow
-from .retrain import retrain_flow
+from .retrain import retrain_flow, retrain_from_clicks_flow
 from .update import update_flow
 
 
@@ -21,7 +21,14 @@ def deployments(corpus: list[str], index: str, settings: Settings, update_interv
         update_flow.to_deployment(name="sousuo-update", parameters=parameters, **update_schedule),
         build_flow.to_deployment(name="sousuo-rebuild", parameters=parameters, cron=settings.schedule.rebuild_cron),
     ]
-    if settings.schedule.judgments:
+    if settings.schedule.retrain_from_clicks:
+        judgments = settings.schedule.judgments
+        out.append(retrain_from_clicks_flow.to_deployment(
+            name="sousuo-retrain-from-clicks", cron=settings.schedule.retrain_cron,
+            parameters={"index": index, "source": settings.schedule.retrain_from_clicks,
+                        "judgments": str(judgments) if judgments else None, "split": settings.schedule.judgments_split},
+        ))
+    elif settings.schedule.judgments:
         out.append(retrain_flow.to_deployment(
             name="sousuo-retrain", cron=settings.schedule.retrain_cron,
             parameters={"index": index, "judgments": str(settings.schedule.judgments),

@@ -137,6 +137,29 @@ class RankerConfig(BaseModel):
     seed: int = 13
 
 
+class BehaviourConfig(BaseModel):
+    """Click models, training labels from clicks, and the click simulator (docs/behaviour.md)."""
+
+    positions: int = Field(10, gt=0)  # result positions the click models describe (the first page)
+    em_iterations: int = Field(100, gt=0)
+    # Beta prior on each query-document relevance: a pair seen a few times at a low position, where nobody looks,
+    # keeps about the prior's mean instead of swinging to 0 or 1. Its mean is also the level below which a pair
+    # earns no relevance grade.
+    prior_clicks: float = Field(1.0, gt=0)
+    prior_skips: float = Field(3.0, gt=0)
+    grades: int = Field(4, gt=0)  # training labels are 0..grades
+    min_propensity: float = Field(0.05, gt=0, le=1)  # inverse-propensity weights are clipped at 1 / this
+    held_out_fraction: float = Field(0.2, ge=0, lt=1)  # sessions kept aside to compare click models
+    # The simulator (pipeline/behaviour/simulate.py).
+    zipf: float = Field(1.0, ge=0)  # query frequency falls as 1 / rank^zipf
+    eta: float = Field(1.0, ge=0)  # position r is examined with probability (1 / r)^eta
+    noise: float = Field(0.1, ge=0, lt=1)  # P(click | examined) of an unjudged document
+    explore: float = Field(0.1, ge=0, le=1)  # share of sessions shown the top results shuffled
+    users: int = Field(1000, gt=0)
+    preferred_tags: int = Field(0, ge=0)  # tags each simulated user prefers (0: no preferences)
+    seed: int = 13
+
+
 class ScheduleConfig(BaseModel):
     """Cron schedules of `sousuo serve` (standard five-field cron, in the server's time zone)."""
 
@@ -147,6 +170,9 @@ class ScheduleConfig(BaseModel):
     judgments: Path | None = None
     # The split the retraining learns from; None: `train` where the folder has one, else its only split.
     judgments_split: str | None = None
+    # Retrain from the query log's clicks through this click model instead (pbm, ipw or raw); the judgments, when
+    # set, then only decide whether the new ranker is published (docs/behaviour.md).
+    retrain_from_clicks: Literal["pbm", "ipw", "raw"] | None = None
 
 
 class FlowsConfig(BaseModel):
@@ -195,6 +221,7 @@ class Settings(BaseSettings):
     schedule: ScheduleConfig = ScheduleConfig()
     flows: FlowsConfig = FlowsConfig()
     ranker: RankerConfig = RankerConfig()
+    behaviour: BehaviourConfig = BehaviourConfig()
     snippet: SnippetConfig = SnippetConfig()
     api: ApiConfig = ApiConfig()
     # Every API route requires this key (header `X-API-Key` or `Authorization: ApiKey …`) when it is set;

@@ -112,7 +112,8 @@ METRICS = pa.schema(
     ]
 )
 
-# The query log (pipeline/querylog.py): one row per query, one per click.
+# The query log (pipeline/index/querylog.py): one row per query, one per click. Columns added later are nullable
+# and at the end, so part files written before them still read (their rows have nulls there).
 QUERIES = pa.schema(
     [
         pa.field("query_id", pa.string(), nullable=False),
@@ -124,6 +125,11 @@ QUERIES = pa.schema(
         pa.field("result_ids", pa.list_(pa.string())),  # doc ids shown, best first
         pa.field("result_count", pa.int64()),  # documents that matched in all (0 = a zero-result query)
         pa.field("result_offset", pa.int32()),  # result_ids[i] was shown at position result_offset + i + 1
+        # Salted hashes of the client's anonymous user and session ids (never the ids themselves); null if not sent.
+        pa.field("user_hash", pa.string()),
+        pa.field("session_hash", pa.string()),
+        pa.field("ranker", pa.string()),  # the ranker model id that ordered the results, when one did
+        pa.field("arm", pa.string()),  # the experiment arm the results came from, when one was running
     ]
 )
 
@@ -133,5 +139,38 @@ CLICKS = pa.schema(
         pa.field("ts", TIMESTAMP, nullable=False),
         pa.field("doc_id", pa.string(), nullable=False),
         pa.field("position", pa.int32(), nullable=False),  # 1-based rank of the clicked result
+        pa.field("user_hash", pa.string()),
+        pa.field("session_hash", pa.string()),
+    ]
+)
+
+# Click models fitted on the query log (pipeline/behaviour/): examination propensity by position, estimated
+# relevance per query and document, and held-out fit by rank.
+CLICK_PROPENSITIES = pa.schema(
+    [
+        pa.field("model", pa.string(), nullable=False),
+        pa.field("position", pa.int32(), nullable=False),
+        pa.field("propensity", pa.float64()),  # P(examined), relative to position 1
+    ]
+)
+
+CLICK_RELEVANCE = pa.schema(
+    [
+        pa.field("model", pa.string(), nullable=False),
+        pa.field("query", pa.string(), nullable=False),  # the query text as the log groups it (lower-cased, trimmed)
+        pa.field("doc_id", pa.string(), nullable=False),
+        pa.field("relevance", pa.float64()),  # the model's P(click | examined), or DBN's attractiveness x satisfaction
+        pa.field("impressions", pa.int64()),
+        pa.field("clicks", pa.int64()),
+    ]
+)
+
+CLICK_MODEL_FIT = pa.schema(
+    [
+        pa.field("model", pa.string(), nullable=False),
+        pa.field("position", pa.int32()),  # null: over all positions
+        pa.field("log_likelihood", pa.float64()),  # mean per held-out session and position
+        pa.field("perplexity", pa.float64()),
+        pa.field("sessions", pa.int64()),
     ]
 )

@@ -11,7 +11,7 @@ from conftest import ROOT, SAMPLE
 from flows.cli import build_parser
 
 SUBCOMMANDS = ["build", "update", "serve", "train", "ui", "search", "eval", "sql", "check", "versions", "publish",
-               "rollback", "api", "prefect-server"]
+               "rollback", "api", "prefect-server", "simulate", "forget-user", "click-models"]
 
 
 def sousuo(*args, check=True):

@@ -5,6 +5,7 @@ It reads and measures only: weights tuned and rankers trained here stay in memor
 from __future__ import annotations
 
 import re
+import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,17 +16,22 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from .. import schemas
+from ..behaviour.labels import LABEL_SOURCES, click_labels
+from ..behaviour.sessions import ClickLog, query_key
+from ..behaviour.simulate import ClickSimulator, write_sessions
 from ..config import Settings
 from ..constants import SEARCH_MODES
 from ..errors import InputError
 from ..eval.beir import BeirDataset, Qrels
 from ..eval.metrics import Run, run_of, run_table, score_run, write_trec_run
 from ..index.build import build_index
+from ..index.querylog import QueryLog
 from ..index.store import current_version
-from ..rank.model import folds
+from ..rank.model import TrainingSet, folds
 from ..rank.training import (
     plan_queries,
     query_vectors,
+    relabelled,
     train_adaptive,
     train_ranker,
     training_set,
@@ -39,6 +45,7 @@ from ..searcher import Searcher
 
 RUN_DEPTH = 1000
 Train = tuple[dict[str, str], Qrels] | None  # the train split's queries and judgments, when there is one
+TRAIN_LABELS = ("judgments", *(f"clicks-{source}" for source in LABEL_SOURCES))
 
 
 def cached_index(dataset: BeirDataset, settings: Settings, show_progress: bool = False) -> Path:
@@ -140,16 +147,49 @@ def hybrid_run(searcher: Searcher, *args, **kwargs) -> Run:
     return METHODS["adaptive" if fusion.adaptive.enabled else fusion.method](searcher, *args, **kwargs)
 
 
+def simulated_click_log(searcher: Searcher, training: TrainingSet, train: tuple[dict[str, str], Qrels],
+                        sessions: int) -> ClickLog:
+    """Simulated users search the train queries and are shown each query's first fused candidates (what `hybrid`
+    serves); their clicks, drawn from the judgments, go through a scratch query log and are read back from it."""
+    reader = searcher.reader
+    config = reader.settings.behaviour
+    queries, qrels = train
+    served = {queries[qid]: [reader.doc_ids[d] for d in docs[: config.positions].tolist()]
+              for qid, docs in zip(training.query_ids, training.doc_ords)}
+    simulator = ClickSimulator(queries, qrels, served.__getitem__, config)
+    with tempfile.TemporaryDirectory(prefix="sousuo-clicks-") as scratch:
+        log = QueryLog(scratch)
+        write_sessions(log, simulator.sessions(sessions), queries, "hybrid", config.seed)
+        return ClickLog.from_querylog(log, config.positions)
+
+
+def simulated_click_training(searcher: Searcher, training: TrainingSet, train: tuple[dict[str, str], Qrels],
+                             source: str, sessions: int) -> tuple[TrainingSet, dict]:
+    """The train split's feature rows labelled from simulated clicks through click model `source` instead of its
+    judgments: the judgments only drive the simulated users, never the labels."""
+    queries = train[0]
+    labels = click_labels(simulated_click_log(searcher, training, train, sessions), source,
+                          searcher.reader.settings.behaviour)
+    by_qid = {qid: labels.qrels.get(query_key(queries[qid]), {}) for qid in training.query_ids}
+    return relabelled(searcher.reader, training, by_qid), labels.source
+
+
 def ltr_run(searcher: Searcher, queries: dict[str, str], depth: int, show_progress: bool = False,
-            train: Train = None, test_qrels: Qrels | None = None, dataset_name: str = "") -> Run:
+            train: Train = None, test_qrels: Qrels | None = None, dataset_name: str = "",
+            train_labels: str = "judgments", sessions: int = 0) -> Run:
     """Train on the train split and rank the test queries; without one, k-fold cross-validation over the test
-    queries, so that no query is ranked by a model that saw it. Candidates come from the configured weights."""
+    queries, so that no query is ranked by a model that saw it. Candidates come from the configured weights.
+
+    `train_labels` other than `judgments` label the train split from `sessions` simulated sessions' clicks."""
     reader = searcher.reader
     weights = FusionWeights(reader.settings.fusion.method, reader.settings.fusion.weights)
     testing = training_set(reader, plan_queries(reader, queries, show_progress, "ltr features"), test_qrels or {},
                            weights)
     if train is not None:
         training = training_set(reader, plan_queries(reader, train[0], show_progress, "ltr train"), train[1], weights)
+        if train_labels != "judgments":
+            training, _ = simulated_click_training(searcher, training, train, train_labels.removeprefix("clicks-"),
+                                                   sessions)
         plans = [(train_ranker(reader, training, f"{dataset_name}/train"), list(range(len(testing.groups))))]
     else:
         plans = []
@@ -201,22 +241,41 @@ def evaluate(
     show_progress: bool = False,
     encoder: str | None = None,
     dense: bool = True,
+    train_labels: str = "judgments",
+    sessions: int = 50_000,
 ) -> dict:
-    """Run `method` on a split's judged queries; write the TREC run and metrics Parquet; return the summary."""
+    """Run `method` on a split's judged queries; write the TREC run and metrics Parquet; return the summary.
+
+    For `ltr`, `train_labels` `clicks-*` train on `sessions` simulated sessions over the train split instead of its
+    judgments (see `simulated_click_training`)."""
     if method not in METHODS:
         raise InputError(f"unknown method {method!r}; choose from {sorted(METHODS)}")
+    if train_labels not in TRAIN_LABELS:
+        raise InputError(f"unknown training labels {train_labels!r}; choose from {list(TRAIN_LABELS)}")
+    clicks = train_labels != "judgments"
+    if clicks and method != "ltr":
+        raise InputError("--train-labels applies to --method ltr only")
+    if clicks and sessions <= 0:
+        raise InputError(f"--sessions must be 1 or more, got {sessions}")
     settings = settings_for(method, settings or Settings(), encoder, dense)
     dataset = BeirDataset.load(dataset_dir)
     queries, qrels = dataset.judged_queries(split)
     searcher = Searcher.open(cached_index(dataset, settings, show_progress), settings)
     train = _train_split(dataset, split, settings) if method in TRAINED_METHODS else None
+    if clicks and train is None:
+        raise InputError(f"training from clicks simulates users on the train split, and {dataset.name} has none "
+                         f"besides {split!r}")
+    extra = {"train_labels": train_labels, "sessions": sessions, "eta": settings.behaviour.eta} if clicks else {}
     run = METHODS[method](searcher, queries, RUN_DEPTH, show_progress, train=train, test_qrels=qrels,
-                          dataset_name=dataset.name)
+                          dataset_name=dataset.name, **({"train_labels": train_labels, "sessions": sessions}
+                                                         if clicks else {}))
     means, per_query = score_run(run, {qid: qrels[qid] for qid in queries})
     label = method if settings.dense.enabled or method not in DENSE_METHODS else f"{method}-lexical"
+    if clicks:
+        label = f"{label}-{train_labels}-{sessions}"
     _write_outputs(settings.cache_dir, f"{dataset.name}.{label}.{split}", run, label, dataset.name, split, means,
                    per_query)
-    return {"dataset": dataset.name, "method": label, "split": split, "queries": len(queries),
+    return {"dataset": dataset.name, "method": label, "split": split, "queries": len(queries), **extra,
             **{name: round(value, 4) for name, value in means.items()}}
 
 

@@ -2,18 +2,27 @@
 
 Layout under an index folder::
 
-    querylog/queries/<time>-<uuid>.parquet   one file per logged search
-    querylog/clicks/<time>-<uuid>.parquet    one file per logged click
+    querylog/queries/<time>-<uuid>.parquet   one file per logged search (or per batch of simulated ones)
+    querylog/clicks/<time>-<uuid>.parquet    one file per logged click (or per batch)
+    querylog/salt                            the secret that user and session ids are hashed with
+    querylog/profiles/<user_hash>.json       a user's profile, where one is kept
 
 Each write goes to a hidden temporary name in the same folder and is then renamed into place with
 `os.replace`, which is atomic: readers (and concurrent writers in other Streamlit sessions or processes)
-see a complete part file or none, never a torn one. Nothing is ever rewritten or deleted, so the log is
-append-only. Analytics read every part back through DuckDB.
+see a complete part file or none, never a torn one. The log is append-only except for `forget_user`, which
+rewrites the part files holding a user's rows the same atomic way. Analytics read every part back through DuckDB.
+
+Anonymous user and session ids are stored only as salted hashes (HMAC-SHA256 with this log's own random salt),
+so the log alone cannot be joined with another system's ids; `forget_user` hashes the id it is given the same way.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+import os
+import secrets
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, is_dataclass
@@ -23,6 +32,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..constants import MAX_QUERY_CHARS
@@ -34,10 +44,9 @@ from ..text.analysis import replace_lone_surrogates
 QUERYLOG_DIR = "querylog"
 QUERIES_DIR = "queries"
 CLICKS_DIR = "clicks"
-# The searcher only reads this many characters of a query, so the log keeps no more.
-
-
-# The two schemas, declared once: every part file is written with exactly these columns.
+PROFILES_DIR = "profiles"
+SALT_FILE = "salt"
+MAX_ID_CHARS = 200  # a client's anonymous id; longer ones are refused, not cut (two could collide)
 
 _BUCKETS = {"minute", "hour", "day", "week", "month"}
 
@@ -70,11 +79,27 @@ def _quote(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
+_DUCKDB_TYPES = {pa.string(): "VARCHAR", pa.float64(): "DOUBLE", pa.int64(): "BIGINT", pa.int32(): "INTEGER",
+                 pa.list_(pa.string()): "VARCHAR[]", pa.timestamp("us", tz="UTC"): "TIMESTAMPTZ"}
+
+
+def log_view_sql(files: Sequence[Path], schema: pa.Schema) -> str:
+    """A SELECT over log part files with every column of `schema`: columns a part predates read as nulls, and no
+    part at all gives an empty relation of the right types."""
+    empty = ", ".join(f"NULL::{_DUCKDB_TYPES[f.type]} AS {f.name}" for f in schema)
+    typed = f"SELECT {empty} WHERE false"
+    if not files:
+        return typed
+    parts = "[" + ", ".join(_quote(f) for f in files) + "]"
+    return f"{typed} UNION ALL BY NAME SELECT * FROM read_parquet({parts}, union_by_name = true)"
+
+
 class QueryLog:
     """Append and read back the query log of one index folder; safe to share between threads and processes."""
 
     def __init__(self, index_dir: Path | str):
         self.root = Path(index_dir) / QUERYLOG_DIR
+        self._salt_bytes: bytes | None = None
 
     @property
     def queries_dir(self) -> Path:
@@ -97,11 +122,25 @@ class QueryLog:
         result_offset: int = 0,
         ts: datetime | None = None,
         query_id: str | None = None,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        ranker: str | None = None,
+        arm: str | None = None,
     ) -> str:
         """Append one search; returns its query_id, which clicks on its results refer to."""
         query_id = query_id or uuid.uuid4().hex
-        row = {
-            "query_id": query_id,
+        row = self.query_row(text, mode, filters, latency_ms, result_ids, result_count, result_offset, ts, query_id,
+                             user_id, session_id, ranker, arm)
+        self._append(self.queries_dir, pa.Table.from_pylist([row], schema=QUERIES))
+        return query_id
+
+    def query_row(self, text: str, mode: str, filters: Any = None, latency_ms: float = 0.0,
+                  result_ids: Sequence[str] = (), result_count: int | None = None, result_offset: int = 0,
+                  ts: datetime | None = None, query_id: str | None = None, user_id: str | None = None,
+                  session_id: str | None = None, ranker: str | None = None, arm: str | None = None) -> dict:
+        """One row of the queries table, ids hashed; `log_batch` appends many at once."""
+        return {
+            "query_id": query_id or uuid.uuid4().hex,
             "ts": ts or _now(),
             # Lone surrogates (undecodable bytes in a query) cannot be stored as UTF-8: logged as U+FFFD.
             "text": replace_lone_surrogates((text or "")[:MAX_QUERY_CHARS]),
@@ -111,16 +150,106 @@ class QueryLog:
             "result_ids": [str(d) for d in result_ids],
             "result_count": int(len(result_ids) if result_count is None else result_count),
             "result_offset": int(result_offset),
+            "user_hash": self.hash_id(user_id),
+            "session_hash": self.hash_id(session_id),
+            "ranker": ranker,
+            "arm": arm,
         }
-        self._append(self.queries_dir, pa.Table.from_pylist([row], schema=QUERIES))
-        return query_id
 
-    def log_click(self, query_id: str, doc_id: str, position: int, ts: datetime | None = None) -> None:
+    def log_click(self, query_id: str, doc_id: str, position: int, ts: datetime | None = None,
+                  user_id: str | None = None, session_id: str | None = None) -> None:
         """Append one click on the result shown at 1-based `position` of search `query_id`."""
+        row = self.click_row(query_id, doc_id, position, ts, user_id, session_id)
+        self._append(self.clicks_dir, pa.Table.from_pylist([row], schema=CLICKS))
+
+    def click_row(self, query_id: str, doc_id: str, position: int, ts: datetime | None = None,
+                  user_id: str | None = None, session_id: str | None = None) -> dict:
         if int(position) < 1:
             raise InputError(f"positions are 1-based, got {position}")
-        row = {"query_id": query_id, "ts": ts or _now(), "doc_id": str(doc_id), "position": int(position)}
-        self._append(self.clicks_dir, pa.Table.from_pylist([row], schema=CLICKS))
+        return {"query_id": query_id, "ts": ts or _now(), "doc_id": str(doc_id), "position": int(position),
+                "user_hash": self.hash_id(user_id), "session_hash": self.hash_id(session_id)}
+
+    def log_batch(self, queries: Sequence[dict], clicks: Sequence[dict]) -> None:
+        """Append rows made by `query_row` and `click_row` as one part file each (the simulator logs thousands)."""
+        if queries:
+            self._append(self.queries_dir, pa.Table.from_pylist(list(queries), schema=QUERIES))
+        if clicks:
+            self._append(self.clicks_dir, pa.Table.from_pylist(list(clicks), schema=CLICKS))
+
+    # -- anonymous ids ------------------------------------------------------------------------------
+
+    def _salt(self) -> bytes:
+        """This log's secret, made on first use; linked into place so two first writers agree on one."""
+        if self._salt_bytes is not None:
+            return self._salt_bytes
+        path = self.root / SALT_FILE
+        if not path.exists():
+            self.root.mkdir(parents=True, exist_ok=True)
+            staging = self.root / f".{SALT_FILE}.{uuid.uuid4().hex}.tmp"
+            staging.write_bytes(secrets.token_bytes(32))
+            os.chmod(staging, 0o600)
+            try:
+                os.link(staging, path)
+            except FileExistsError:
+                pass
+            finally:
+                staging.unlink()
+        self._salt_bytes = path.read_bytes()
+        return self._salt_bytes
+
+    def hash_id(self, value: str | None) -> str | None:
+        """The salted hash a user or session id is stored as; None stays None."""
+        if value is None or value == "":
+            return None
+        value = str(value)
+        if len(value) > MAX_ID_CHARS:
+            raise InputError(f"ids are at most {MAX_ID_CHARS} characters, got {len(value)}")
+        return hmac.new(self._salt(), value.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()[:32]
+
+    def profile_path(self, user_hash: str) -> Path:
+        return self.root / PROFILES_DIR / f"{user_hash}.json"
+
+    def forget_user(self, user_id: str) -> dict[str, int]:
+        """Delete every query and click of a user (and clicks on those queries), and their profile.
+
+        Each part file holding such rows is rewritten without them (atomically) or removed when nothing is left;
+        every other file is left untouched. Returns the numbers of rows and files removed or rewritten."""
+        if not user_id:
+            raise InputError("give the user id to forget")
+        user_hash = self.hash_id(user_id)
+        removed = {"queries": 0, "clicks": 0, "files_rewritten": 0, "files_removed": 0, "profile": 0}
+        forgotten_queries: set[str] = set()
+
+        def drop(part: Path, table: pa.Table, mine: pa.ChunkedArray, kind: str) -> None:
+            kept = table.filter(pc.invert(mine))
+            if kept.num_rows == table.num_rows:
+                return
+            removed[kind] += table.num_rows - kept.num_rows
+            if kept.num_rows:
+                atomic_write(part, lambda tmp: pq.write_table(kept, tmp))
+                removed["files_rewritten"] += 1
+            else:
+                part.unlink()
+                removed["files_removed"] += 1
+
+        for part in sorted(self.queries_dir.glob("*.parquet")):
+            if "user_hash" not in pq.read_schema(part).names:
+                continue  # written before users were logged: holds nobody's rows
+            table = pq.read_table(part)
+            mine = pc.fill_null(pc.equal(table["user_hash"], user_hash), False)
+            forgotten_queries.update(table.filter(mine)["query_id"].to_pylist())
+            drop(part, table, mine, "queries")
+        for part in sorted(self.clicks_dir.glob("*.parquet")):
+            table = pq.read_table(part)
+            mine = pc.is_in(table["query_id"], pa.array(sorted(forgotten_queries), pa.string()))
+            if "user_hash" in table.column_names:
+                mine = pc.or_(mine, pc.fill_null(pc.equal(table["user_hash"], user_hash), False))
+            drop(part, table, mine, "clicks")
+        profile = self.profile_path(user_hash)
+        if profile.exists():
+            profile.unlink()
+            removed["profile"] = 1
+        return removed
 
     @staticmethod
     def _append(folder: Path, table: pa.Table) -> Path:
@@ -134,14 +263,7 @@ class QueryLog:
         con = duckdb.connect()
         con.execute("SET TimeZone = 'UTC'")
         for name, folder, schema in (("queries", self.queries_dir, QUERIES), ("clicks", self.clicks_dir, CLICKS)):
-            if folder.is_dir() and any(folder.glob("*.parquet")):
-                con.execute(
-                    f"CREATE VIEW {name} AS SELECT * FROM read_parquet({_quote(folder / '*.parquet')}, "
-                    "union_by_name = true)"
-                )
-            else:
-                con.register(f"_{name}_empty", schema.empty_table())
-                con.execute(f"CREATE VIEW {name} AS SELECT * FROM _{name}_empty")
+            con.execute(f"CREATE VIEW {name} AS {log_view_sql(sorted(folder.glob('*.parquet')), schema)}")
         return con
 
     def sql(self, query: str, params: Sequence | None = None) -> list[dict]:

@@ -61,6 +61,9 @@ class RankerCard:
     index_compatibility: dict  # analyzer fingerprint and dense model id the features were computed with
     metrics: dict
     params: dict
+    # Where the labels came from: empty for judgments; for clicks, the click model, how many sessions, clicks and
+    # queries of the log, and the log's time span (pipeline/behaviour/labels.py).
+    label_source: dict = field(default_factory=dict)
 
 
 class Ranker:

@@ -1,15 +1,31 @@
-"""Offline training from judged queries: the ranker's feature rows and LambdaMART fits, tuned fusion weights, and
-the adaptive fusion model."""
+"""Offline training: the ranker's feature rows and LambdaMART fits from judged queries or from the query log's clicks
+(with the guard that publishes a ranker only if it does not lose offline), tuned fusion weights, and the adaptive
+fusion model."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 from tqdm import tqdm
 
+from ..behaviour.clickmodels import fit_and_compare, save_tables
+from ..behaviour.labels import click_labels
+from ..behaviour.sessions import ClickLog
 from ..dense.cache import EmbeddingCache, encode_queries_with_cache
+from ..errors import RankerMismatch
 from ..eval.beir import BeirDataset, Qrels
 from ..eval.metrics import run_of, score_run
-from ..retrieval.adaptive import ARMS, BASE_ARM, SIGNALS, AdaptiveFusion, arm_weights, fit_rule, query_signals
+from ..index.querylog import QueryLog
+from ..retrieval.adaptive import (
+    ARMS,
+    BASE_ARM,
+    SIGNALS,
+    AdaptiveFusion,
+    arm_weights,
+    fit_rule,
+    query_signals,
+)
 from ..retrieval.branches import BranchResult, available_branches
 from ..retrieval.fusion import tune_weights
 from ..retrieval.hybrid import fuse_branches, recall
@@ -86,13 +102,23 @@ def training_set(reader: IndexReader, planned: PlannedQueries, qrels: Qrels, wei
     for qid, (plan, _) in planned.items():
         branches, _, _, docs = ranker_candidates(reader, plan, weights, branches=planned[qid][1])
         rows.append(extract(reader, plan, docs, branches))
-        judged = qrels.get(qid, {})
-        labels.append(np.array([judged.get(reader.doc_ids[d], 0) for d in docs.tolist()], dtype=np.float64))
+        labels.append(_labels(reader, docs, qrels.get(qid, {})))
         groups.append(len(docs))
         qids.append(qid)
         docs_per_query.append(docs)
     features = np.vstack(rows) if rows else np.zeros((0, len(FEATURES)))
     return TrainingSet(features, np.concatenate(labels) if labels else np.zeros(0), groups, qids, docs_per_query)
+
+
+def _labels(reader: IndexReader, docs: np.ndarray, judged: dict[str, int]) -> np.ndarray:
+    return np.array([judged.get(reader.doc_ids[d], 0) for d in docs.tolist()], dtype=np.float64)
+
+
+def relabelled(reader: IndexReader, training: TrainingSet, qrels: Qrels) -> TrainingSet:
+    """The same feature rows under other labels (clicks instead of judgments), without extracting them again."""
+    labels = [_labels(reader, docs, qrels.get(qid, {})) for qid, docs in zip(training.query_ids, training.doc_ords)]
+    return TrainingSet(training.features, np.concatenate(labels) if labels else np.zeros(0), training.groups,
+                       training.query_ids, training.doc_ords)
 
 
 def validation_fraction(n_queries: int, config) -> float:
@@ -116,3 +142,71 @@ def train_from_judgments(reader: IndexReader, dataset: BeirDataset, weights: Fus
     ranker = train_ranker(reader, training, f"{dataset.name}/{split}")
     ranker.save(reader.root / RANKERS_DIR)
     return ranker
+
+
+def ranking_ndcg(reader: IndexReader, ranker: Ranker | None, testing: TrainingSet, qrels: Qrels) -> float:
+    """Mean nDCG@10 of a ranker over feature rows (no ranker: the fused order the rows come in)."""
+    run = {}
+    for i, qid in enumerate(testing.query_ids):
+        docs = testing.doc_ords[i]
+        scores = ranker.predict(testing.features[testing.rows_of(i)]) if ranker else -np.arange(len(docs), dtype=float)
+        run[qid] = run_of(reader.doc_ids, docs, scores)
+    return float(score_run(run, {q: qrels.get(q, {}) for q in run})[0]["ndcg@10"]) if run else 0.0
+
+
+@dataclass
+class GuardVerdict:
+    """The offline comparison that decides whether a ranker trained from clicks is published."""
+
+    yardstick: str  # "judgments:<name>" or "clicks:held-out" (the click labels of queries it did not learn from)
+    queries: int
+    candidate_ndcg: float
+    current_ndcg: float  # the published ranker's, or the fused order's when none is published or it is stale
+    current: str  # the published ranker's model id, or "fusion"
+    publish: bool
+
+
+def _current_ranker(reader: IndexReader) -> Ranker | None:
+    current = Ranker.load_current(reader.root / RANKERS_DIR)
+    try:
+        if current is not None:
+            current.check(reader.compatibility())
+    except RankerMismatch:
+        return None  # a stale ranker cannot serve this version, so it is no yardstick either
+    return current
+
+
+def train_from_clicks(reader: IndexReader, weights: FusionWeights, source: str = "pbm",
+                      judged: tuple[str, dict[str, str], Qrels] | None = None,
+                      show_progress: bool = False) -> tuple[Ranker, GuardVerdict]:
+    """Train the ranker from the index's query log alone, labels from click model `source`, and publish it only if
+    it does not lose offline to what is served now.
+
+    The click models are fitted and their tables written first (INDEX/behaviour). The yardstick is `judged`
+    (name, queries, judgments) where given, used only to evaluate; otherwise the click labels of the queries held
+    out from training for early stopping."""
+    config = reader.settings.behaviour
+    log = ClickLog.from_querylog(QueryLog(reader.root), config.positions)
+    labels = click_labels(log, source, config)
+    save_tables(fit_and_compare(log, config), reader.root)
+    planned = plan_queries(reader, labels.queries, show_progress, "features from clicks")
+    training = training_set(reader, planned, labels.qrels, weights)
+    ranker = train_ranker(reader, training, f"querylog:clicks-{source}")
+    ranker.card.label_source = labels.source
+    if judged is not None:
+        name, queries, qrels = judged
+        testing = training_set(reader, plan_queries(reader, queries, show_progress, "guard"), qrels, weights)
+        yardstick = f"judgments:{name}"
+    else:
+        ranker_config = reader.settings.ranker
+        _, held = split_queries(len(training.groups), validation_fraction(len(training.groups), ranker_config),
+                                ranker_config.seed)
+        testing, qrels, yardstick = training.subset(held), labels.qrels, "clicks:held-out"
+    current = _current_ranker(reader)
+    verdict = GuardVerdict(yardstick, len(testing.groups), ranking_ndcg(reader, ranker, testing, qrels),
+                           ranking_ndcg(reader, current, testing, qrels),
+                           current.card.model_id if current else "fusion", False)
+    verdict.publish = verdict.candidate_ndcg >= verdict.current_ndcg
+    ranker.card.metrics["guard"] = vars(verdict)
+    ranker.save(reader.root / RANKERS_DIR, publish=verdict.publish)
+    return ranker, verdict

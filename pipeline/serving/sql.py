@@ -8,9 +8,11 @@ from pathlib import Path
 
 import duckdb
 
+from ..behaviour.clickmodels import BEHAVIOUR_DIR, TABLES
 from ..errors import InputError
-from ..index.querylog import QueryLog
+from ..index.querylog import QueryLog, log_view_sql
 from ..index.store import resolve_version_dir
+from ..schemas import CLICKS, QUERIES
 
 # View name → path of its Parquet file, relative to the index version folder.
 INDEX_VIEWS = {
@@ -23,6 +25,8 @@ INDEX_VIEWS = {
     "passages": "dense/passages.parquet",
     "embeddings": "dense/embeddings.parquet",
 }
+# The query log's views read every part file with the current columns, older parts giving nulls where they lack one.
+LOG_SCHEMAS = {"queries": QUERIES, "clicks": CLICKS}
 # View name → glob under the cache folder.
 CACHE_VIEWS = {"runs": "runs/*.run.parquet", "metrics": "metrics/*.parquet"}
 
@@ -71,6 +75,10 @@ def view_files(index_dir: Path | None, cache_dir: Path | None) -> dict[str, list
             found = sorted(parts.glob("*.parquet"))
             if found:
                 files[name] = found
+        for name, (file, _) in TABLES.items():  # click models fitted on the log (sousuo click-models)
+            path = Path(index_dir).absolute() / BEHAVIOUR_DIR / file
+            if path.exists():
+                files[name] = [path]
     if cache_dir is not None:
         for name, pattern in CACHE_VIEWS.items():
             found = sorted(Path(cache_dir).absolute().glob(pattern))
@@ -86,6 +94,8 @@ def view_definitions(files: dict[str, list[Path]]) -> dict[str, str]:
             # Postings and the forward index refer to documents by row number: expose it as doc_ord.
             views[name] = ("SELECT file_row_number::INTEGER AS doc_ord, * EXCLUDE (file_row_number) "
                            f"FROM read_parquet({_parquet_list(paths)}, file_row_number = true)")
+        elif name in LOG_SCHEMAS:
+            views[name] = log_view_sql(paths, LOG_SCHEMAS[name])
         else:
             views[name] = f"SELECT * FROM read_parquet({_parquet_list(paths)}, union_by_name = true)"
     return views

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ...constants import MAX_K, MAX_QUERY_CHARS, SEARCH_MODES
 from ...errors import IndexNotFound
+from ...index.querylog import MAX_ID_CHARS
 from ...index.store import Manifest, current_version, list_versions, versions_dir
 from ...retrieval.similar import similar
 from ...search.filters import Filters
@@ -36,7 +37,14 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class SearchRequest(Strict):
+class Visitor(Strict):
+    """The client's anonymous ids, logged only as salted hashes (docs/behaviour.md)."""
+
+    user_id: str | None = Field(None, max_length=MAX_ID_CHARS, description="anonymous user id, hashed at rest")
+    session_id: str | None = Field(None, max_length=MAX_ID_CHARS, description="session id, hashed at rest")
+
+
+class SearchRequest(Visitor):
     q: str = Field(max_length=MAX_QUERY_CHARS, description="query in the project's syntax (see README)")
     mode: Literal[SEARCH_MODES] = "bm25"
     k: int = Field(10, ge=0, le=MAX_K)
@@ -61,7 +69,7 @@ class SearchRequest(Strict):
         return Filters(tuple(self.source), tuple(self.lang), tuple(self.tag), self.since, self.until)
 
 
-class Impression(Strict):
+class Impression(Visitor):
     query: str = Field(max_length=MAX_QUERY_CHARS)
     mode: Literal[SEARCH_MODES] = "bm25"
     result_ids: list[str] = Field([], max_length=MAX_LOGGED_RESULTS)
@@ -71,7 +79,7 @@ class Impression(Strict):
     filters: dict[str, str | list[str]] = {}
 
 
-class Click(Strict):
+class Click(Visitor):
     query_id: str = Field(min_length=1, max_length=64)
     doc_id: str = Field(min_length=1, max_length=1_000)
     position: int = Field(ge=1, le=MAX_K, description="1-based position of the clicked result")
@@ -99,7 +107,8 @@ def _search(request: Request, query: SearchRequest) -> tuple[Callable[[], dict],
         if query.log:
             body["query_id"] = served(request).log.log_query(
                 query.q, query.mode, query.filters(), response.took_ms, [h.doc_id for h in response.hits],
-                response.total_matches, result_offset=query.offset)
+                response.total_matches, result_offset=query.offset, user_id=query.user_id,
+                session_id=query.session_id, ranker=snap.ranker_id if query.mode == "ltr" else None)
         return body
 
     return work, snap
@@ -174,13 +183,15 @@ async def similar_documents(request: Request, doc_id: str) -> JSONResponse:
 @router.post("/impressions", summary="Record results shown to a user; returns the query_id clicks refer to")
 def impression(request: Request, event: Impression) -> JSONResponse:
     query_id = served(request).log.log_query(event.query, event.mode, event.filters, event.latency_ms,
-                                             event.result_ids, event.result_count, result_offset=event.offset)
+                                             event.result_ids, event.result_count, result_offset=event.offset,
+                                             user_id=event.user_id, session_id=event.session_id)
     return reply({"query_id": query_id}, snapshot(request), 201)
 
 
 @router.post("/clicks", summary="Record a click on a result of an impression or a logged search")
 def click(request: Request, event: Click) -> JSONResponse:
-    served(request).log.log_click(event.query_id, event.doc_id, event.position)
+    served(request).log.log_click(event.query_id, event.doc_id, event.position, user_id=event.user_id,
+                                  session_id=event.session_id)
     return reply({"recorded": True}, snapshot(request), 201)
 
 

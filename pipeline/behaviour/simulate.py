@@ -1,0 +1,128 @@
+"""The click simulator: users issue a split's queries, see the served rankings, and click by a position-based model
+whose relevance comes from the judgments, so that learning from clicks can be measured offline.
+
+One session, drawn from a seeded generator (same seed, same sessions, same log rows):
+
+1. a user, uniformly among `users`, issues a query of the split; queries are ranked in a seeded random order and
+   the i-th (from 1) is issued with probability proportional to 1 / i^zipf;
+2. the user is shown the served system's first `positions` results for that query (computed once per query);
+   a share `explore` of sessions is shown them shuffled, as a system randomises to learn its position bias, and
+   is logged under the arm EXPLORE_ARM (the others under `served`);
+3. position r is examined with probability (1 / r)^eta;
+4. an examined document with judgment grade g (0 when unjudged) is clicked with probability
+   noise + (1 - 2 noise) (2^g - 1) / (2^G - 1), G the highest grade: irrelevant documents draw clicks at the
+   noise rate, the most relevant ones are missed at the same rate;
+5. with `preferred_tags` > 0, each user prefers that many tags of the corpus, and a document carrying one counts
+   one grade higher for that user (G grows by one to make room).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+
+from ..config import BehaviourConfig
+from ..errors import InputError
+from ..eval.beir import Qrels
+from ..index.querylog import QueryLog
+from .sessions import EXPLORE_ARM
+
+EPOCH = datetime(2026, 1, 1, tzinfo=UTC)  # simulated time starts here, one session a second
+BATCH = 10_000  # sessions per pair of part files
+
+
+@dataclass
+class SimulatedSession:
+    session: int
+    user: int
+    query_id: str  # the judged query's id in the dataset
+    shown: list[str]  # doc ids, best first
+    clicked: list[int]  # 1-based positions clicked
+    arm: str
+
+
+class ClickSimulator:
+    """Sessions of simulated users over `queries`, with clicks from `qrels`; `rank(text)` is the served system."""
+
+    def __init__(self, queries: dict[str, str], qrels: Qrels, rank: Callable[[str], list[str]],
+                 config: BehaviourConfig, doc_tags: dict[str, list[str]] | None = None):
+        if not queries:
+            raise InputError("the simulator needs at least one query")
+        self.queries = queries
+        self.qrels = qrels
+        self.rank = rank
+        self.config = config
+        self.doc_tags = doc_tags or {}
+        self._rankings: dict[str, list[str]] = {}
+        self.max_grade = max([g for judged in qrels.values() for g in judged.values()] + [1])
+
+    def ranking(self, qid: str) -> list[str]:
+        if qid not in self._rankings:
+            self._rankings[qid] = list(self.rank(self.queries[qid]))[: self.config.positions]
+        return self._rankings[qid]
+
+    def _preferences(self, rng: np.random.Generator) -> list[frozenset[str]]:
+        tags = sorted({t for doc in self.doc_tags.values() for t in doc})
+        n = min(self.config.preferred_tags, len(tags))
+        if not n:
+            return [frozenset()] * self.config.users
+        return [frozenset(rng.choice(tags, n, replace=False).tolist()) for _ in range(self.config.users)]
+
+    def click_probability(self, qid: str, doc_id: str, preferred: frozenset[str]) -> float:
+        grade = self.qrels.get(qid, {}).get(doc_id, 0)
+        top = self.max_grade
+        if self.config.preferred_tags:
+            top += 1
+            grade += bool(preferred.intersection(self.doc_tags.get(doc_id, ())))
+        noise = self.config.noise
+        return noise + (1 - 2 * noise) * (2.0 ** max(grade, 0) - 1) / (2.0 ** top - 1)
+
+    def sessions(self, n: int, seed: int | None = None) -> Iterator[SimulatedSession]:
+        config = self.config
+        rng = np.random.default_rng(config.seed if seed is None else seed)
+        preferences = self._preferences(rng)
+        qids = [sorted(self.queries)[i] for i in rng.permutation(len(self.queries))]
+        weights = 1.0 / np.arange(1, len(qids) + 1) ** config.zipf
+        issued = rng.choice(len(qids), size=n, p=weights / weights.sum())
+        users = rng.integers(config.users, size=n)
+        examine = (1.0 / np.arange(1, config.positions + 1)) ** config.eta
+        for i in range(n):
+            qid = qids[issued[i]]
+            shown = self.ranking(qid)
+            explore = rng.random() < config.explore
+            if explore:
+                shown = [shown[j] for j in rng.permutation(len(shown))]
+            looked = rng.random(config.positions) < examine
+            draws = rng.random(config.positions)
+            clicked = [r + 1 for r, doc in enumerate(shown)
+                       if looked[r] and draws[r] < self.click_probability(qid, doc, preferences[users[i]])]
+            yield SimulatedSession(i, int(users[i]), qid, shown, clicked, EXPLORE_ARM if explore else "served")
+
+
+def user_id(user: int) -> str:
+    return f"sim-user-{user}"
+
+
+def write_sessions(log: QueryLog, sessions: Iterator[SimulatedSession], queries: dict[str, str], mode: str,
+                   seed: int) -> dict[str, int]:
+    """Log simulated sessions as searches and clicks (ids hashed like any client's), in batches of part files."""
+    counts = {"sessions": 0, "clicks": 0}
+    query_rows, click_rows = [], []
+    for s in sessions:
+        ts = EPOCH + timedelta(seconds=s.session)
+        query_id = f"sim{seed}-{s.session}"
+        ids = {"user_id": user_id(s.user), "session_id": f"sim{seed}-session-{s.session}"}
+        query_rows.append(log.query_row(queries[s.query_id], mode, None, 0.0, s.shown, len(s.shown), 0, ts, query_id,
+                                        ranker=f"simulated:{mode}", arm=s.arm, **ids))
+        click_rows.extend(log.click_row(query_id, s.shown[r - 1], r, ts + timedelta(milliseconds=100 * r), **ids)
+                          for r in s.clicked)
+        counts["sessions"] += 1
+        counts["clicks"] += len(s.clicked)
+        if len(query_rows) >= BATCH:
+            log.log_batch(query_rows, click_rows)
+            query_rows, click_rows = [], []
+    log.log_batch(query_rows, click_rows)
+    return counts
