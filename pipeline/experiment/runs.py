@@ -48,11 +48,10 @@ def cached_index(dataset: BeirDataset, settings: Settings, show_progress: bool =
     """
     dense = "nodense"
     if settings.dense.enabled:
-        from ..dense.index import resolve_encoder_name
+        from ..dense.choice import decide
         from ..ingest.ingest import ingest
 
-        langs = ingest([dataset.path]).documents.column("lang").to_pylist()
-        dense = re.sub(r"[^A-Za-z0-9._-]+", "_", resolve_encoder_name(settings, langs))
+        dense = re.sub(r"[^A-Za-z0-9._-]+", "_", decide(ingest([dataset.path]).documents, settings).name)
     key = f"{dataset.name}-{dataset.fingerprint()}-{settings.analyzer.fingerprint()}-{dense}"
     index_dir = settings.cache_dir / "indexes" / key
     if current_version(index_dir) is None:

@@ -29,6 +29,7 @@ from .build import (
     Staging,
     corpus_fingerprint,
     stage_dense,
+    stage_encoder,
     stage_finalize,
     stage_ingest,
     stage_write_documents,
@@ -149,7 +150,8 @@ def _update(corpus_paths: list[Path | str], index_dir: Path, settings: Settings,
             if settings.dense.enabled and DenseIndex.exists(previous.path):
                 dense = asdict(update_dense(previous.path, kept, documents, settings, staging.folder))
             else:
-                dense = stage_dense(staging.folder, settings)
+                embedding, choice = stage_encoder(staging.folder, settings)
+                dense = stage_dense(staging.folder, embedding, choice=choice)
         counts = {
             "doc_count": documents.num_rows,
             "term_count": len(previous.vocabulary),
