@@ -74,9 +74,12 @@ class DenseConfig(BaseModel):
     # a passage's token vectors matches the teacher's vector of that passage, on up to `static_fit_passages`
     # passages (those the embedding cache already holds first; 0 skips the pre-training).
     static_vocabulary: Literal["auto", "teacher-tokenizer", "corpus-terms"] = "auto"
-    static_vocab_size: int = Field(20_000, gt=0)
-    static_fit_passages: int = Field(4000, ge=0)
-    static_fit_epochs: int = Field(20, ge=0)
+    # Entries of a vocabulary built here (not MiniLM's): the most frequent `static_teacher_entries` are embedded by
+    # the teacher one by one (through the embedding cache), the rest start at zero and are learned in pre-training.
+    static_vocab_size: int = Field(50_000, gt=0)
+    static_teacher_entries: int = Field(8_000, gt=0)
+    static_fit_passages: int = Field(8000, ge=0)
+    static_fit_epochs: int = Field(10, ge=0)
     passage_window: int = Field(200, gt=0)  # in words for Latin script, characters for CJK
     passage_overlap: int = Field(50, ge=0)
     batch_size: int = 32

@@ -123,13 +123,13 @@ def static_encoder_folder(index_root: Path, choice: EncoderChoice, documents: pa
     vocabulary = config.static_vocabulary
     if vocabulary == "auto":
         vocabulary = "teacher-tokenizer" if choice.teacher == canonical_encoder_name("minilm") else "corpus-terms"
-    model, analyzer = distill(teacher, passages, vocabulary, config.static_vocab_size, resolve_device(config.device))
+    cache = EmbeddingCache(settings.cache_dir, teacher.model_id, teacher.dim)
+    model, analyzer = distill(teacher, passages, vocabulary, config.static_vocab_size, config.static_teacher_entries,
+                              resolve_device(config.device), cache)
     fit = None
     if config.static_fit_passages and config.static_fit_epochs and passages:
-        sample = fit_sample(passages, EmbeddingCache(settings.cache_dir, teacher.model_id, teacher.dim),
-                            config.static_fit_passages)
-        targets, _ = embed_with_cache(teacher, sample, EmbeddingCache(settings.cache_dir, teacher.model_id,
-                                                                      teacher.dim))
+        sample = fit_sample(passages, cache, config.static_fit_passages)
+        targets, _ = embed_with_cache(teacher, sample, cache)
         tokenizable = None
         if analyzer is not None:
             from ..text.analysis import Analyzer

