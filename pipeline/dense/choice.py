@@ -121,8 +121,6 @@ def static_encoder_folder(index_root: Path, choice: EncoderChoice, documents: pa
     teacher = teacher_encoder(choice.teacher, settings)
     passages = corpus_passages(documents, settings)
     vocabulary = config.static_vocabulary
-    if vocabulary == "auto":
-        vocabulary = "teacher-tokenizer" if choice.teacher == canonical_encoder_name("minilm") else "corpus-terms"
     cache = EmbeddingCache(settings.cache_dir, teacher.model_id, teacher.dim)
     model, analyzer = distill(teacher, passages, vocabulary, config.static_vocab_size, config.static_teacher_entries,
                               resolve_device(config.device), cache)
