@@ -81,6 +81,11 @@ def test_an_index_embedded_by_a_static_encoder_refuses_a_transformer_query_encod
         Searcher.open(static_index, configured).search("向量检索", mode="dense")
 
 
+def test_a_static_query_encoder_is_refused_on_an_index_embedded_by_its_teacher(sample_index, settings):
+    with pytest.raises(EncoderMismatch):
+        Searcher.open(sample_index, static_settings(settings)).search("向量检索", mode="dense")
+
+
 def test_a_rebuild_reuses_the_index_s_published_static_model(static_index, settings):
     before = DenseManifest.read(versions_dir(static_index) / current_version(static_index) / "dense").model_id
     (SAMPLE_COPY := static_index.parent / "sample-copy").mkdir(exist_ok=True)
