@@ -107,7 +107,8 @@ def test_the_cache_keeps_each_encoder_s_vectors_apart(tmp_path):
 
 def test_the_static_model_is_a_versioned_artifact_of_the_index(tmp_path):
     teacher = HashTeacher()
-    first = save_static(tmp_path, model := corpus_terms_model(teacher, TEXTS, 50), new_card("t", "corpus-terms", model, 0))
+    model = corpus_terms_model(teacher, TEXTS, 50)
+    first = save_static(tmp_path, model, new_card("t", "corpus-terms", model, 0))
     assert published_static(tmp_path, "t") == first
     second = save_static(tmp_path, model, new_card("t", "corpus-terms", model, 0))
     assert published_static(tmp_path, "t") == second != first

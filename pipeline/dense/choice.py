@@ -15,13 +15,13 @@ from .cache import EmbeddingCache, embed_with_cache, text_hash
 from .encoders import Encoder, canonical_encoder_name, choose_encoder_name, load_encoder, resolve_device
 from .passages import split_passages
 from .static import (
-    VOCABULARY_ANALYZER,
     distill,
     fit_to_teacher,
     new_card,
     published_static,
     save_static,
     static_name,
+    text_for_tokenizer,
 )
 
 THROUGHPUT_SAMPLE = 16  # passages timed to measure a teacher's speed on this corpus
@@ -128,14 +128,9 @@ def static_encoder_folder(index_root: Path, choice: EncoderChoice, documents: pa
     if config.static_fit_passages and config.static_fit_epochs and passages:
         sample = fit_sample(passages, cache, config.static_fit_passages)
         targets, _ = embed_with_cache(teacher, sample, cache)
-        tokenizable = None
-        if analyzer is not None:
-            from ..text.analysis import Analyzer
-
-            words = Analyzer(VOCABULARY_ANALYZER)
-            tokenizable = lambda texts: [" ".join(words.terms(t)) for t in texts]  # noqa: E731
+        # The corpus-terms vocabulary reads analyzed text, as the encoder will at search time.
         model, fit = fit_to_teacher(model, sample, targets, epochs=config.static_fit_epochs,
-                                    device=resolve_device(config.device), tokenizable=tokenizable)
+                                    device=resolve_device(config.device), tokenizable=text_for_tokenizer(analyzer))
     card = new_card(choice.teacher, vocabulary, model, started, fit, analyzer)
     return save_static(index_root, model, card)
 

@@ -6,7 +6,7 @@ import logging
 import os
 from collections.abc import Sequence
 from contextlib import contextmanager
-from functools import cached_property, lru_cache
+from functools import cache, cached_property, lru_cache
 from pathlib import Path
 from typing import Protocol
 
@@ -152,7 +152,7 @@ def canonical_encoder_name(name: str) -> str:
     return ENCODER_ALIASES.get(name, name)
 
 
-@lru_cache(maxsize=None)
+@cache
 def resolve_device(configured: str = "auto") -> str:
     """`cuda` or `cpu`, decided once per process and logged: `auto` is CUDA when torch sees a GPU."""
     available = _cuda_available()

@@ -18,8 +18,8 @@ from ..io import run_gather_index
 from .ann import AnnIndex, AnnSpec, choose_spec, ensure_recall
 from .cache import EmbeddingCache, embed_with_cache, text_hash
 from .encoders import Encoder, canonical_encoder_name, choose_encoder_name, load_encoder, resolve_device
-from .static import STATIC_PREFIX, StaticEncoder
 from .passages import Passage, split_passages
+from .static import STATIC_PREFIX, StaticEncoder
 
 DENSE_DIR = "dense"
 _PASSAGE_ROWS = schemas.PASSAGES.remove(schemas.PASSAGES.get_field_index("doc_id"))

@@ -79,16 +79,8 @@ class StaticEncoder:
         return StaticModel.from_pretrained(str(self.folder))
 
     @cached_property
-    def _analyzer(self):
-        from ..text.analysis import Analyzer
-
-        return Analyzer(AnalyzerConfig(**self.card.analyzer)) if self.card.analyzer else None
-
-    def tokenizable(self, texts: Sequence[str]) -> list[str]:
-        texts = encodable(texts)
-        if self._analyzer is None:
-            return texts
-        return [" ".join(self._analyzer.terms(text)) for text in texts]
+    def tokenizable(self):
+        return text_for_tokenizer(AnalyzerConfig(**self.card.analyzer) if self.card.analyzer else None)
 
     def _encode(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
@@ -101,6 +93,17 @@ class StaticEncoder:
 
     def encode_passages(self, texts: Sequence[str]) -> np.ndarray:
         return self._encode(texts)
+
+
+def text_for_tokenizer(analyzer_config: AnalyzerConfig | None):
+    """What a static model's tokenizer reads: the text itself, or, for a corpus-terms vocabulary, its analyzed terms
+    joined by spaces (so Traditional Chinese meets the table's Simplified terms, as in the index)."""
+    if analyzer_config is None:
+        return encodable
+    from ..text.analysis import Analyzer
+
+    analyzer = Analyzer(analyzer_config)
+    return lambda texts: [" ".join(analyzer.terms(text)) for text in encodable(texts)]
 
 
 # -- the artifact ------------------------------------------------------------------------------------
