@@ -9,7 +9,7 @@ from conftest import SAMPLE
 
 from pipeline.config import Settings
 from pipeline.dense.cache import EmbeddingCache, embed_with_cache
-from pipeline.dense.choice import by_budget, decide
+from pipeline.dense.choice import by_budget, decide, fit_sample
 from pipeline.dense.encoders import MULTILINGUAL_E5, load_encoder, resolve_device
 from pipeline.dense.index import DenseIndex, DenseManifest
 from pipeline.dense.static import (
@@ -156,6 +156,15 @@ def test_auto_measures_the_corpus_against_the_budget(tmp_path):
     assert decide(documents, tight).static
     assert decide(documents, roomy).name == MULTILINGUAL_E5
     assert decide(documents, tight).passages == decide(documents, roomy).passages > 0
+
+
+def test_pre_training_embeds_cached_passages_first_and_at_most_the_uncached_allowance(tmp_path):
+    teacher = HashTeacher()
+    cache = EmbeddingCache(tmp_path, teacher.model_id, teacher.dim)
+    passages = [f"passage {i}" for i in range(20)]
+    embed_with_cache(teacher, passages[:5], cache)
+    sample = fit_sample(passages, cache, size=12, max_uncached=3)
+    assert set(sample[:5]) == set(passages[:5]) and len(sample) == 8
 
 
 def test_the_auto_choice_and_its_reason_are_in_the_manifest(sample_index):

@@ -126,7 +126,10 @@ def static_encoder_folder(index_root: Path, choice: EncoderChoice, documents: pa
                               resolve_device(config.device), cache)
     fit = None
     if config.static_fit_passages and config.static_fit_epochs and passages:
-        sample = fit_sample(passages, cache, config.static_fit_passages)
+        # The teacher is slow where auto chose the static encoder: it embeds at most a budget's worth of targets.
+        rate = choice.passages_per_s
+        sample = fit_sample(passages, cache, config.static_fit_passages,
+                            int(config.time_budget_s * rate) if rate and rate != float("inf") else None)
         targets, _ = embed_with_cache(teacher, sample, cache)
         # The corpus-terms vocabulary reads analyzed text, as the encoder will at search time.
         model, fit = fit_to_teacher(model, sample, targets, epochs=config.static_fit_epochs,
@@ -135,12 +138,15 @@ def static_encoder_folder(index_root: Path, choice: EncoderChoice, documents: pa
     return save_static(index_root, model, card)
 
 
-def fit_sample(passages: Sequence[str], cache: EmbeddingCache, size: int) -> list[str]:
-    """Up to `size` distinct passages, those whose teacher vectors are cached first, the rest at random."""
+def fit_sample(passages: Sequence[str], cache: EmbeddingCache, size: int, max_uncached: int | None = None
+               ) -> list[str]:
+    """Up to `size` distinct passages, those whose teacher vectors are cached first, then at most `max_uncached`
+    others, at random."""
     unique = list(dict.fromkeys(passages))
     order = np.random.default_rng(0).permutation(len(unique))
     cached = cache.get([text_hash(unique[i]) for i in order])
-    order = [i for i, v in zip(order, cached) if v is not None] + [i for i, v in zip(order, cached) if v is None]
+    uncached = [i for i, v in zip(order, cached) if v is None]
+    order = [i for i, v in zip(order, cached) if v is not None] + uncached[:max_uncached]
     return [unique[i] for i in order[:size]]
 
 
