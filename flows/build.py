@@ -22,6 +22,7 @@ from pipeline.index.build import (
     embed_shard,
     shard_bounds,
     stage_dense,
+    stage_encoder,
     stage_finalize,
     stage_index,
     stage_ingest,
@@ -91,10 +92,19 @@ def index_task(staging_folder: str, settings: Settings, shards=None) -> dict:
     return stage_index(Path(staging_folder), settings, shards=shards)
 
 
+@task
+def encoder_task(staging_folder: str, settings: Settings) -> tuple[Settings, dict | None]:
+    """Choose the encoder (auto: by the time budget) and make the index's static model when it needs one."""
+    resolved, choice = stage_encoder(Path(staging_folder), settings)
+    if choice:
+        get_run_logger().info("dense encoder %s: %s", resolved.dense.encoder, choice["reason"])
+    return resolved, choice
+
+
 @task(retries=2, retry_delay_seconds=5, retry_condition_fn=transient)
-def embed_task(staging_folder: str, settings: Settings) -> dict | None:
+def embed_task(staging_folder: str, settings: Settings, choice: dict | None = None) -> dict | None:
     """Embeddings go through the cache, so a retry re-embeds only what the failed try had not stored."""
-    return stage_dense(Path(staging_folder), settings)
+    return stage_dense(Path(staging_folder), settings, choice=choice)
 
 
 @task
@@ -112,6 +122,8 @@ def report(manifest: Manifest, key: str, extra: list[dict] | None = None) -> Non
         {"measure": "quarantined", "value": manifest.quarantined},
         {"measure": "identical duplicates dropped", "value": manifest.duplicates},
         {"measure": "passages", "value": dense.get("passages", 0)},
+        {"measure": "dense encoder", "value": dense.get("model_id", "none")},
+        {"measure": "encoder choice", "value": (dense.get("choice") or {}).get("reason", "n/a")},
         {"measure": "ANN kind", "value": dense.get("ann", {}).get("kind", "none")},
         {"measure": "ANN recall@10", "value": dense.get("recall_at_10", "n/a")},
         *(extra or []),
@@ -171,17 +183,21 @@ def build_version(corpus: list[str], index: str, settings: Settings, publish_ver
     with Staging.start(index_dir) as staging:
         for name in ("documents.parquet", "quarantine.parquet"):
             (staging.folder / name).write_bytes((Path(ingested["folder"]) / name).read_bytes())
-        started = time.perf_counter()
         folder = str(staging.folder)
+        started = time.perf_counter()
+        # The embedding stages get the resolved encoder; everything after the build keeps the configured one.
+        embedding, choice = encoder_task(folder, settings)
+        stages["encoder"] = round(time.perf_counter() - started, 3)
+        started = time.perf_counter()
         bounds = shard_bounds(ingested["documents"], shards)
         analyzed = [analyze_shard_task.submit(folder, a, b, settings) for a, b in bounds] if shards > 1 else None
-        embedded = [embed_shard_task.submit(folder, a, b, settings) for a, b in bounds] if shards > 1 else []
+        embedded = [embed_shard_task.submit(folder, a, b, embedding) for a, b in bounds] if shards > 1 else []
         counts = index_task(folder, settings, [f.result() for f in analyzed] if analyzed else None)
         for future in embedded:
             future.result()
         stages["analyze+index"] = round(time.perf_counter() - started, 3)
         started = time.perf_counter()
-        dense = embed_task(str(staging.folder), settings)
+        dense = embed_task(str(staging.folder), embedding, choice)
         stages["embed+ann"] = round(time.perf_counter() - started, 3)
         manifest = stage_finalize(staging, settings, counts, dense, [str(p) for p in corpus], stages, corpus_key)
     judgments = configured_judgments(judgments, settings)

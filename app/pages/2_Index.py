@@ -133,6 +133,10 @@ if manifest.dense:
     awaiting_merge = f", {dead:,} removed passages awaiting a merge" if dead else ""
     st.caption(f"Dense branch: {common.md(manifest.dense.get('model_id'))}, {manifest.dense.get('dim')} dimensions, "
                f"ANN index {common.md(ann)}, recall@10 {manifest.dense.get('recall_at_10')}{awaiting_merge}.")
+    choice = manifest.dense.get("choice")
+    if choice:
+        st.caption(f"Encoder chosen by dense.encoder = {common.md(choice['configured'])} (teacher "
+                   f"{common.md(choice['teacher'])}): {common.md(choice['reason'])}.")
 
 
 @st.cache_data(max_entries=16, show_spinner="Reading the index with DuckDB…")

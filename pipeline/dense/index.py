@@ -13,12 +13,13 @@ import pyarrow.parquet as pq
 
 from .. import schemas
 from ..config import Settings
-from ..errors import EncoderMismatch
+from ..errors import EncoderMismatch, InputError
 from ..io import run_gather_index
 from .ann import AnnIndex, AnnSpec, choose_spec, ensure_recall
 from .cache import EmbeddingCache, embed_with_cache, text_hash
-from .encoders import Encoder, canonical_encoder_name, choose_encoder_name, load_encoder
+from .encoders import Encoder, canonical_encoder_name, choose_encoder_name, load_encoder, resolve_device
 from .passages import Passage, split_passages
+from .static import STATIC_PREFIX, StaticEncoder
 
 DENSE_DIR = "dense"
 _PASSAGE_ROWS = schemas.PASSAGES.remove(schemas.PASSAGES.get_field_index("doc_id"))
@@ -39,20 +40,30 @@ class DenseManifest:
     # How an incremental update changed the ANN index: "in-place" (added and removed slots) or "merged"
     # (rebuilt from the live vectors); None for a full build.
     update: dict | None = None
+    # A static model's folder, relative to the index root (INDEX/encoders/static/ID); None for a named encoder.
+    encoder_path: str | None = None
+    choice: dict | None = None  # how `dense.encoder` was resolved: the encoder, its teacher and the reason
 
     @classmethod
     def read(cls, folder: Path) -> DenseManifest:
         return cls(**json.loads((folder / "dense.json").read_text()))
 
 
-def resolve_encoder_name(settings: Settings, langs: list[str | None]) -> str:
-    configured = settings.dense.encoder
-    return choose_encoder_name(langs) if configured == "auto" else canonical_encoder_name(configured)
-
-
 def configured_encoder(settings: Settings, documents: pa.Table) -> Encoder:
-    return load_encoder(resolve_encoder_name(settings, documents.column("lang").to_pylist()),
-                        settings.dense.batch_size)
+    """The encoder `dense.encoder` names: a build's encoder step has already resolved `auto` and `static` into a
+    teacher name or a static model's folder; left unresolved, `auto` means the corpus's teacher."""
+    configured = settings.dense.encoder
+    name = choose_encoder_name(documents.column("lang").to_pylist()) if configured == "auto" else configured
+    if name == "static":
+        raise InputError("the static encoder is made by a build's encoder step: build the index with --encoder static")
+    device = resolve_device(settings.dense.device)
+    batch = settings.dense.gpu_batch_size if device == "cuda" else settings.dense.batch_size
+    return load_encoder(canonical_encoder_name(name), batch, device)
+
+
+def index_root_of(folder: Path) -> Path:
+    """The index folder of a version folder (INDEX/versions/VERSION, staging included)."""
+    return Path(folder).resolve().parent.parent
 
 
 def _target_spec(n: int, dim: int, settings: Settings, kind: str | None = None) -> AnnSpec:
@@ -103,6 +114,7 @@ def build_dense(
     folder: Path,
     encoder: Encoder | None = None,
     progress: Callable[[int], None] | None = None,
+    choice: dict | None = None,
 ) -> DenseManifest:
     """Split, embed (through the cache), index and check recall; writes `folder/dense/`."""
     encoder = encoder or configured_encoder(settings, documents)
@@ -111,7 +123,7 @@ def build_dense(
     vectors, encoded = embed_with_cache(encoder, [p.text for p in passages], cache, progress=progress)
     ann = AnnIndex.build(vectors, _target_spec(len(vectors), encoder.dim, settings))
     return _write(folder, documents, _passages_table(np.arange(len(passages)), passages), ann, encoder, settings,
-                  encoded)
+                  encoded, choice=choice)
 
 
 def update_dense(
@@ -132,11 +144,13 @@ def update_dense(
     vectors are merged into a fresh index laid out as a full build would lay them.
     """
     old = DenseManifest.read(previous / DENSE_DIR)
+    if encoder is None and old.encoder_path and settings.dense.encoder in ("auto", "static"):
+        encoder = DenseIndex(previous).encoder()  # an index keeps its static model: its vectors stay comparable
     encoder = encoder or configured_encoder(settings, documents)
     if (encoder.model_id, old.passage_window, old.passage_overlap) != (
         old.model_id, settings.dense.passage_window, settings.dense.passage_overlap
     ):
-        return build_dense(documents, settings, folder, encoder, progress)
+        return build_dense(documents, settings, folder, encoder, progress, old.choice)
     old_passages = pq.read_table(previous / DENSE_DIR / "passages.parquet", columns=["passage_id", "doc_ord", "start",
                                                                                       "end", "text_hash"])
     new_ords = kept[old_passages.column("doc_ord").to_numpy()]
@@ -168,11 +182,11 @@ def update_dense(
         table = pa.concat_tables([retained, _passages_table(ann.add(vectors), fresh)])
     update = {"mode": "merged" if merge else "in-place", "added": len(fresh), "removed": int(len(removed)),
               "dead_slots": ann.n - ann.live_count}
-    return _write(folder, documents, table, ann, encoder, settings, encoded, update)
+    return _write(folder, documents, table, ann, encoder, settings, encoded, update, old.choice)
 
 
 def _write(folder: Path, documents: pa.Table, passages: pa.Table, ann: AnnIndex, encoder: Encoder,
-           settings: Settings, encoded: int, update: dict | None = None) -> DenseManifest:
+           settings: Settings, encoded: int, update: dict | None = None, choice: dict | None = None) -> DenseManifest:
     """Check recall, then write `folder/dense/`: serving arrays, inspection Parquet and dense.json."""
     recall = ensure_recall(ann, settings.dense.recall_floor)
     out = folder / DENSE_DIR
@@ -213,6 +227,9 @@ def _write(folder: Path, documents: pa.Table, passages: pa.Table, ann: AnnIndex,
         recall_at_10=round(recall, 4),
         slots=ann.n,
         update=update,
+        encoder_path=(str(Path(encoder.folder).resolve().relative_to(index_root_of(folder)))
+                      if isinstance(encoder, StaticEncoder) else None),
+        choice=choice,
     )
     (out / "dense.json").write_text(json.dumps(asdict(manifest), indent=2))
     return manifest
@@ -222,6 +239,7 @@ class DenseIndex:
     """Serves the dense branch of one version: encode the query, search passages, keep each doc's best."""
 
     def __init__(self, folder: Path):
+        self.root = index_root_of(folder)
         folder = Path(folder) / DENSE_DIR
         self.manifest = DenseManifest.read(folder)
         self.passage_docs = np.load(folder / "passage_docs.npy")  # slot → doc ordinal, -1 once removed
@@ -245,10 +263,19 @@ class DenseIndex:
                 f"{self.manifest.model_id} or rebuild the index with the new encoder."
             )
 
-    def encoder(self, batch_size: int = 32) -> Encoder:
+    def encoder(self, batch_size: int = 32, device: str = "cpu") -> Encoder:
         if self._encoder is None:
-            self._encoder = load_encoder(self.manifest.model_id, batch_size)
+            path = self.manifest.encoder_path
+            self._encoder = load_encoder(str(self.root / path) if path else self.manifest.model_id, batch_size, device)
         return self._encoder
+
+    def accepts(self, configured: str) -> bool:
+        """Whether a configured query encoder names the one this index was embedded with."""
+        if configured == "auto":
+            return True
+        if configured == "static":
+            return self.manifest.model_id.startswith(STATIC_PREFIX)
+        return canonical_encoder_name(configured) == self.manifest.model_id
 
     def encode_query(self, text: str, encoder: Encoder | None = None) -> np.ndarray:
         encoder = encoder or self.encoder()

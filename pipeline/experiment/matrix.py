@@ -18,6 +18,7 @@ class MatrixCell:
     split: str = "test"
     slow: bool = False
     dense: bool = True
+    encoder: str | None = None  # the dense encoder (`static`, `minilm`, ...); None: `dense.encoder` as configured
 
 
 def load_matrix(path: Path, datasets_dir: Path | None = None) -> tuple[list[Path], float, list[MatrixCell]]:
@@ -30,7 +31,7 @@ def load_matrix(path: Path, datasets_dir: Path | None = None) -> tuple[list[Path
     roots += [(base / root).resolve() for root in spec["dataset_roots"]]
     cells = [
         MatrixCell(c["dataset"], c["method"], float(c["ndcg@10"]), c.get("split", "test"), bool(c.get("slow")),
-                   bool(c.get("dense", True)))
+                   bool(c.get("dense", True)), c.get("encoder"))
         for c in spec["cells"]
     ]
     return roots, float(spec["tolerance"]), cells
@@ -50,7 +51,7 @@ def run_matrix(path: Path, settings: Settings, include_slow: bool = False, show_
         if cell.slow and not include_slow:
             continue
         summary = evaluate(dataset_path(roots, cell.dataset), cell.method, cell.split, settings, show_progress,
-                           dense=cell.dense)
+                           encoder=cell.encoder, dense=cell.dense)
         got = summary["ndcg@10"]
         yield {"dataset": cell.dataset, "method": summary["method"], "split": cell.split, "expected": cell.expected,
                "ndcg@10": got, "ok": abs(got - cell.expected) <= tolerance}

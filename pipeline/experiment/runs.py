@@ -55,11 +55,10 @@ def cached_index(dataset: BeirDataset, settings: Settings, show_progress: bool =
     """
     dense = "nodense"
     if settings.dense.enabled:
-        from ..dense.index import resolve_encoder_name
+        from ..dense.choice import decide
         from ..ingest.ingest import ingest
 
-        langs = ingest([dataset.path]).documents.column("lang").to_pylist()
-        dense = re.sub(r"[^A-Za-z0-9._-]+", "_", resolve_encoder_name(settings, langs))
+        dense = re.sub(r"[^A-Za-z0-9._-]+", "_", decide(ingest([dataset.path]).documents, settings).name)
     key = f"{dataset.name}-{dataset.fingerprint()}-{settings.analyzer.fingerprint()}-{dense}"
     index_dir = settings.cache_dir / "indexes" / key
     if current_version(index_dir) is None:
@@ -271,6 +270,8 @@ def evaluate(
                                                          if clicks else {}))
     means, per_query = score_run(run, {qid: qrels[qid] for qid in queries})
     label = method if settings.dense.enabled or method not in DENSE_METHODS else f"{method}-lexical"
+    if settings.dense.enabled and settings.dense.encoder == "static":
+        label += "-static"  # its runs and metrics sit beside the teacher's, not over them
     if clicks:
         label = f"{label}-{train_labels}-{sessions}"
     _write_outputs(settings.cache_dir, f"{dataset.name}.{label}.{split}", run, label, dataset.name, split, means,

@@ -174,14 +174,29 @@ def stage_index(folder: Path, settings: Settings, show_progress: bool = False,
     }
 
 
-def stage_dense(folder: Path, settings: Settings, show_progress: bool = False, encoder=None) -> dict | None:
+def stage_encoder(folder: Path, settings: Settings) -> tuple[Settings, dict | None]:
+    """Resolve `dense.encoder` for this build: `auto` by the time budget, `static` to the index's static model
+    (distilled from the teacher now when the index has none). Returns the settings the embedding stages run with
+    and the choice's record for the manifest."""
+    if not settings.dense.enabled:
+        return settings, None
+    from ..dense.choice import prepare_encoder
+    from ..dense.index import index_root_of
+
+    documents = pq.read_table(folder / "documents.parquet", columns=["title", "body", "lang"])
+    name, record = prepare_encoder(index_root_of(folder), documents, settings)
+    return settings.model_copy(update={"dense": settings.dense.model_copy(update={"encoder": name})}), record
+
+
+def stage_dense(folder: Path, settings: Settings, show_progress: bool = False, encoder=None,
+                choice: dict | None = None) -> dict | None:
     if not settings.dense.enabled:
         return None
     from ..dense.index import build_dense
 
     documents = pq.read_table(folder / "documents.parquet")
     with tqdm(desc="embed", unit="passage", disable=not show_progress) as bar:
-        return asdict(build_dense(documents, settings, folder, encoder=encoder, progress=bar.update))
+        return asdict(build_dense(documents, settings, folder, encoder=encoder, progress=bar.update, choice=choice))
 
 
 def embed_shard(folder: Path, start: int, stop: int, settings: Settings) -> int:
@@ -247,8 +262,12 @@ def write_version(
             stage_write_documents(ingested, staging.folder)
         with timer.stage("analyze+index"):
             counts = stage_index(staging.folder, settings, show_progress)
+        embedding, choice = settings, None
+        if encoder is None:
+            with timer.stage("encoder"):
+                embedding, choice = stage_encoder(staging.folder, settings)
         with timer.stage("embed+ann"):
-            dense = stage_dense(staging.folder, settings, show_progress, encoder)
+            dense = stage_dense(staging.folder, embedding, show_progress, encoder, choice)
         return stage_finalize(staging, settings, counts, dense, sources, timer.seconds, corpus_key)
 
 

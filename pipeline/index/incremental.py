@@ -22,6 +22,7 @@ import pyarrow as pa
 from ..config import AnalyzerConfig, Settings
 from ..dense.encoders import canonical_encoder_name
 from ..dense.index import DenseIndex, update_dense
+from ..dense.static import STATIC_PREFIX
 from ..errors import IndexNotFound
 from ..text.analysis import Analyzer
 from .build import (
@@ -29,6 +30,7 @@ from .build import (
     Staging,
     corpus_fingerprint,
     stage_dense,
+    stage_encoder,
     stage_finalize,
     stage_ingest,
     stage_write_documents,
@@ -93,6 +95,17 @@ def _reuse_forward(previous: IndexVersion, kept: np.ndarray, documents: pa.Table
     return forward, fresh, fresh_ords
 
 
+def encoder_differs(settings: Settings, model_id: str) -> bool:
+    """`dense.encoder` names another model than `model_id`, the one a version was embedded with. `auto` names
+    none, and `static` names whichever static model the index made (its ids are `static-TEACHER@ID`)."""
+    configured = settings.dense.encoder
+    if configured == "auto":
+        return False
+    if configured == "static":
+        return not model_id.startswith(STATIC_PREFIX)
+    return canonical_encoder_name(configured) != model_id
+
+
 def full_build_reason(manifest: Manifest, settings: Settings) -> str | None:
     """Why the configuration rules out updating the version in `manifest` incrementally, or None.
 
@@ -105,8 +118,7 @@ def full_build_reason(manifest: Manifest, settings: Settings) -> str | None:
         return "the analyzer configuration changed"
     if settings.dense.enabled != bool(manifest.dense):
         return "the dense branch was switched " + ("on" if settings.dense.enabled else "off")
-    if (manifest.dense and settings.dense.encoder != "auto"
-            and canonical_encoder_name(settings.dense.encoder) != manifest.dense["model_id"]):
+    if manifest.dense and encoder_differs(settings, manifest.dense["model_id"]):
         return "the dense encoder changed"
     return None
 
@@ -148,8 +160,7 @@ def configuration_changes(manifest: Manifest, settings: Settings) -> list[str]:
                if getattr(settings.analyzer, k) != v]
     if settings.dense.enabled != dense["enabled"]:
         return changes + ["the dense branch " + ("on" if settings.dense.enabled else "off")]
-    if manifest.dense and settings.dense.encoder != "auto" and \
-            canonical_encoder_name(settings.dense.encoder) != manifest.dense["model_id"]:
+    if manifest.dense and encoder_differs(settings, manifest.dense["model_id"]):
         changes.append(f"dense.encoder {manifest.dense['model_id']} → {settings.dense.encoder}")
     for name in ("passage_window", "passage_overlap"):
         if manifest.dense and getattr(settings.dense, name) != dense[name]:
@@ -198,7 +209,8 @@ def _update(corpus_paths: list[Path | str], index_dir: Path, settings: Settings,
             if settings.dense.enabled and DenseIndex.exists(previous.path):
                 dense = asdict(update_dense(previous.path, kept, documents, settings, staging.folder))
             else:
-                dense = stage_dense(staging.folder, settings)
+                embedding, choice = stage_encoder(staging.folder, settings)
+                dense = stage_dense(staging.folder, embedding, choice=choice)
         counts = {
             "doc_count": documents.num_rows,
             "term_count": len(previous.vocabulary),

