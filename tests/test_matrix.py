@@ -4,8 +4,7 @@ import pytest
 from conftest import DATASETS, ROOT
 
 from pipeline.errors import InputError
-from pipeline.experiment.matrix import dataset_path, load_matrix
-from pipeline.experiment.runs import evaluate
+from pipeline.experiment.matrix import dataset_path, evaluate_cell, load_matrix
 
 MATRIX = ROOT / "docs" / "matrix.yaml"
 ROOTS, TOLERANCE, CELLS = load_matrix(MATRIX, DATASETS)
@@ -24,7 +23,7 @@ def test_the_matrix_states_a_tight_tolerance_and_covers_every_dataset():
 
 @pytest.mark.parametrize("cell", [c for c in CELLS if not c.slow], ids=cell_id)
 def test_fast_cell_reproduces(cell, settings, shared_datasets):
-    summary = evaluate(dataset_path(ROOTS, cell.dataset), cell.method, cell.split, settings, dense=cell.dense)
+    summary = evaluate_cell(ROOTS, cell, settings)
     assert summary["ndcg@10"] == pytest.approx(cell.expected, abs=TOLERANCE)
 
 
@@ -33,7 +32,7 @@ def test_fast_cell_reproduces(cell, settings, shared_datasets):
 def test_slow_cell_reproduces(cell, shared_datasets):
     from pipeline.config import Settings
 
-    summary = evaluate(dataset_path(ROOTS, cell.dataset), cell.method, cell.split, Settings(), dense=cell.dense)
+    summary = evaluate_cell(ROOTS, cell, Settings())
     assert summary["ndcg@10"] == pytest.approx(cell.expected, abs=TOLERANCE)
 
 
