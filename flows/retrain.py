@@ -39,8 +39,7 @@ def train_task(index: str, judgments: str, split: str, settings: Settings, tune_
         train_adaptive(searcher.reader, planned, qrels, weights, f"{dataset.name}/{split}").save(searcher.reader.root)
         searcher = Searcher(searcher.reader)  # serves the weights and model just published
         result["fusion_weights"] = weights.weights_id
-    ranker = train_from_judgments(searcher.reader, dataset, searcher.fusion_weights, split,
-                                  adaptive=searcher.adaptive_fusion)
+    ranker = train_from_judgments(searcher.reader, dataset, searcher.fusion_weights, split)
     return {"model_id": ranker.card.model_id, **result, **ranker.card.metrics}
 
 

@@ -9,7 +9,16 @@ from tqdm import tqdm
 from ..dense.cache import EmbeddingCache, encode_queries_with_cache
 from ..eval.beir import BeirDataset, Qrels
 from ..eval.metrics import run_of, score_run
-from ..retrieval.adaptive import ARMS, BASE_ARM, SIGNALS, AdaptiveFusion, arm_weights, fit_rule, query_signals
+from ..retrieval.adaptive import (
+    ARMS,
+    BASE_ARM,
+    SIGNALS,
+    AdaptiveFusion,
+    arm_weights,
+    fit_rule,
+    query_signals,
+    served_adaptive,
+)
 from ..retrieval.branches import BranchResult, available_branches
 from ..retrieval.fusion import tune_weights
 from ..retrieval.hybrid import fuse_branches, recall
@@ -121,10 +130,11 @@ def train_ranker(reader: IndexReader, training: TrainingSet, trained_on: str) ->
 
 
 def train_from_judgments(reader: IndexReader, dataset: BeirDataset, weights: FusionWeights, split: str = "train",
-                         show_progress: bool = False, adaptive: AdaptiveFusion | None = None) -> Ranker:
+                         show_progress: bool = False) -> Ranker:
     """Train and publish the ranker of an index from a judged dataset whose doc ids are the index's, on the
-    candidates the hybrid mode serves (`adaptive` fusion where the index has it)."""
+    candidates the hybrid mode serves: fused with the index's published adaptive model where it is served."""
     queries, qrels = dataset.judged_queries(split)
+    adaptive = served_adaptive(reader.root, reader.settings.fusion)
     training = training_set(reader, plan_queries(reader, queries, show_progress, "features"), qrels, weights,
                             adaptive)
     ranker = train_ranker(reader, training, f"{dataset.name}/{split}")
