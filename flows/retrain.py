@@ -31,8 +31,9 @@ def judged_splits(judgments: str) -> tuple[str, str]:
 def train_task(index: str, judgments: str, split: str, settings: Settings, tune_weights: bool = False) -> dict:
     """Train and publish the ranker on a judged split; `index` is an index folder or one version's folder.
 
-    With `tune_weights`, first tune the configured fusion method's weights on the same split and publish them,
-    so the ranker learns on the candidates it will be served. Input errors are not retried: they cannot pass."""
+    With `tune_weights`, first tune the configured fusion method's weights and the adaptive fusion model on the
+    same split and publish them, so the ranker learns on the candidates it will be served (the hybrid mode's).
+    Input errors are not retried: they cannot pass."""
     searcher = Searcher.open(Path(index), settings)
     dataset = BeirDataset.load(judgments)
     result = {}
@@ -42,7 +43,7 @@ def train_task(index: str, judgments: str, split: str, settings: Settings, tune_
         weights = tune_fusion(searcher.reader, settings.fusion.method, planned, qrels, f"{dataset.name}/{split}")
         weights.save(searcher.reader.root)
         train_adaptive(searcher.reader, planned, qrels, weights, f"{dataset.name}/{split}").save(searcher.reader.root)
-        searcher = Searcher(searcher.reader)  # serves the weights just published
+        searcher = Searcher(searcher.reader)  # serves the weights and model just published
         result["fusion_weights"] = weights.weights_id
     ranker = train_from_judgments(searcher.reader, dataset, searcher.fusion_weights, split)
     return {"model_id": ranker.card.model_id, **result, **ranker.card.metrics}

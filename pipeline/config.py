@@ -117,6 +117,10 @@ class AdaptiveFusionConfig(BaseModel):
     min_leaf_queries: int = Field(8, gt=0)
     min_gain: float = Field(0.005, ge=0)
     min_net_wins: int = Field(3, ge=0)
+    # ... and only when the queries it helps outnumber those it hurts beyond chance: by this many standard
+    # deviations of a sign test. Measured on Cranfield: without it, 180 train queries grew splits on the
+    # dense score's gap that lifted their own nDCG@10 by 0.008–0.011 and cost the held-out fold more.
+    min_sign_z: float = Field(2.0, ge=0)
     folds: int = Field(5, gt=1)  # cross-validation when a dataset has no train split
 
 
@@ -150,6 +154,10 @@ class RankerConfig(BaseModel):
     min_data_in_leaf_small: int = 10
     n_estimators_small: int = 100
     learning_rate: float = 0.05
+    # The model's score starts at this multiple of the fused score and the trees learn a correction to it. At 1
+    # (convex scores span about 0–5 in SciFact) the trees still reorder where judged queries say so; larger
+    # starts give near-zero LambdaRank hessians and wild first steps (measured on SciFact: 3 → 0.737, 10 → 0.707).
+    fused_prior: float = Field(1.0, ge=0)
     n_estimators: int = 600
     min_data_in_leaf: int = 50
     early_stopping_rounds: int = 50

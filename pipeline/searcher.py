@@ -117,7 +117,7 @@ class Searcher:
             total = self.reader.n_docs if plan.allowed is None else int(plan.allowed.sum())
             return TopDocs(docs[offset:], scores[offset:], total, plan.term_ids, _distinct(plan.terms), mode, plan,
                            matched=docs)
-        result = learned(self.reader, plan, ranker, self.fusion_weights) if mode == "ltr" else \
+        result = learned(self.reader, plan, ranker, self.fusion_weights, self.adaptive_fusion) if mode == "ltr" else \
             hybrid(self.reader, plan, self.fusion_weights, self.adaptive_fusion)
         window = slice(offset, offset + k)
         fused = np.fromiter(result.fused_scores, dtype=np.int64, count=len(result.fused_scores))

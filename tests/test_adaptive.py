@@ -126,3 +126,13 @@ def test_cross_lingual_queries_get_the_dense_branch_back(settings):
     scores = {m: evaluate(folder, m, settings=settings)["ndcg@10"] for m in ("dense", "convex", "adaptive", "hybrid")}
     assert scores["convex"] < scores["dense"] <= scores["adaptive"]
     assert scores["hybrid"] == scores["adaptive"]  # the hybrid mode's default is adaptive fusion
+
+
+def test_many_queries_that_change_a_little_both_ways_do_not_move_the_weights():
+    """22 queries gain, 18 lose: the mean lift passes `min_gain` and the net wins `min_net_wins`, but a sign test
+    reads 22 against 18 as chance."""
+    gains = np.full((40, len(ARMS)), 0.8)
+    gains[:22, MEANING_ONLY], gains[22:, MEANING_ONLY] = 0.9, 0.79
+    assert fit_rule(np.full((40, len(SIGNALS)), 0.5), gains, CONFIG) == Rule(BASE_ARM, 40)
+    lenient = CONFIG.model_copy(update={"min_sign_z": 0.0})
+    assert fit_rule(np.full((40, len(SIGNALS)), 0.5), gains, lenient).arm == MEANING_ONLY

@@ -46,7 +46,7 @@ def features_of(searcher, query):
     plan = plan_query(reader, query)
     branches = run_branches(reader, plan, 10, available_branches(reader))
     candidates = np.array([0, 1])
-    return dict(zip(FEATURES, extract(reader, plan, candidates, branches).T))
+    return dict(zip(FEATURES, extract(reader, plan, candidates, branches, np.zeros(len(candidates))).T))
 
 
 def configured_weights(searcher) -> FusionWeights:
@@ -195,6 +195,39 @@ def test_click_features_come_from_the_query_log(tmp_path, sample_index, settings
     plan = plan_query(reader, "hnsw")
     branches = run_branches(reader, plan, 10, available_branches(reader))
     ords = np.array([searcher.doc_ids.index("en-015"), searcher.doc_ids.index("en-014")])
-    f = dict(zip(FEATURES, extract(reader, plan, ords, branches).T))
+    f = dict(zip(FEATURES, extract(reader, plan, ords, branches, np.zeros(len(ords))).T))
     assert f["clicks"].tolist() == pytest.approx([math.log1p(3), 0.0])
     assert f["ctr"].tolist() == pytest.approx([3 / (3 + 5), 0.0])
+
+
+def test_the_ranker_re_orders_the_candidates_of_the_hybrid_mode_s_adaptive_fusion(sample_searcher):
+    """Candidates, their order and the fused-score feature are what hybrid serves with the same adaptive model."""
+    from pipeline.rank.rerank import ranker_candidates
+    from pipeline.retrieval.adaptive import ARMS, AdaptiveFusion, Rule
+    from pipeline.retrieval.hybrid import hybrid
+
+    reader = sample_searcher.reader
+    arm = [name for name, *_ in ARMS].index("meaning only")
+    meaning_only = AdaptiveFusion(configured_weights(sample_searcher), Rule(arm, 1))
+    plan = sample_searcher.plan("how does reciprocal rank fusion combine rankings", mode="ltr", syntax=False)
+    served = hybrid(reader, plan, configured_weights(sample_searcher), meaning_only)
+    fused, candidates = ranker_candidates(reader, plan, configured_weights(sample_searcher), meaning_only)
+    assert candidates.tolist() == served.doc_ords[: len(candidates)].tolist()
+    assert fused.choice.arm == "meaning only"
+    rows = training_set(reader, plan_queries(reader, {"q": plan.text}), {}, configured_weights(sample_searcher),
+                        meaning_only)
+    columns = dict(zip(FEATURES, rows.features.T))
+    np.testing.assert_allclose(columns["fused_score"], served.scores[: len(candidates)])
+    assert columns["rank_fused"].tolist() == list(range(1, len(candidates) + 1))
+
+
+def test_a_ranker_with_nothing_to_learn_keeps_the_fused_order(sample_searcher):
+    """Boosting starts from the fused score: judgments that tell the candidates apart nowhere leave it as it is."""
+    reader = sample_searcher.reader
+    queries = {f"q{i}": text for i, text in enumerate(["hnsw", "bm25", "向量检索", "倒排索引", "learning to rank",
+                                                        "dropout", "拼音", "nDCG"])}
+    data = train_on(sample_searcher, queries, {})  # no judgments: every label is 0
+    ranker = train_ranker(reader, data, "unjudged")
+    for i in range(len(data.groups)):
+        scores = ranker.predict(data.features[data.rows_of(i)])
+        assert np.all(np.diff(scores) <= 1e-12) and scores[0] > scores[-1]  # rows come in fused order, best first

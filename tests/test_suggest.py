@@ -211,3 +211,22 @@ def test_a_stopword_between_unknown_characters_is_left_as_it_is():
     """邦的 (bāng de) sounds like 邦德 (Bond), but 的 is a stopword in a stretch of single characters."""
     suggester = Suggester({"邦德": 40, "农业": 30})
     assert suggester.did_you_mean("萨克森邦的农业") == []
+
+
+def test_a_chinese_correction_keeps_all_but_one_character_of_a_short_window():
+    """务士 (wù shì) sounds like 五十 (fifty) and like 武士 (samurai); a typo picks one wrong character, so only
+    武士, which keeps 士, is offered, however much commoner 五十 is."""
+    suggester = Suggester({"日本": 50, "五十": 400, "武士": 5})
+    assert suggester.did_you_mean("日本务士") == ["日本武士"]
+
+
+def test_a_typo_whose_word_straddles_a_known_neighbour_is_corrected():
+    """网球赛 → 网球筛 segments as 网球 + 筛 + 和: the window reaches into 网球 for 球赛, and leaves 网 as it is."""
+    suggester = Suggester({"网球": 30, "球赛": 20, "奥运会": 30})
+    assert suggester.did_you_mean("网球筛和奥运会") == ["网球赛和奥运会"]
+
+
+def test_two_pinyin_initials_are_not_read_as_a_chinese_word():
+    suggester = Suggester({"全面": 40, "全面发展": 10})
+    assert suggester.did_you_mean("qm") == []  # the initials of too many words, and more often a code
+    assert suggester.did_you_mean("qmfz") == ["全面发展"]

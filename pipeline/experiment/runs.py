@@ -29,18 +29,22 @@ from ..index.querylog import QueryLog
 from ..index.store import current_version
 from ..rank.model import TrainingSet, folds
 from ..rank.training import (
+    PlannedQueries,
+    QueryRows,
     plan_queries,
+    query_rows,
     query_vectors,
     relabelled,
+    stack_rows,
     train_adaptive,
     train_ranker,
-    training_set,
     tune_fusion,
 )
-from ..retrieval.adaptive import query_signals
+from ..retrieval.adaptive import BASE_ARM, AdaptiveFusion, Rule, query_signals
 from ..retrieval.fusion import fuse
 from ..retrieval.hybrid import fuse_branches
 from ..retrieval.weights import FusionWeights
+from ..search.reader import IndexReader
 from ..searcher import Searcher
 
 RUN_DEPTH = 1000
@@ -111,31 +115,46 @@ def fusion_run(method: str):
     return run_method
 
 
+AdaptivePlans = list[tuple[AdaptiveFusion, list[str]]]  # each model and the test queries it fuses
+
+
+def adaptive_models(reader: IndexReader, planned: PlannedQueries, train: Train, test_qrels: Qrels | None,
+                    dataset_name: str, show_progress: bool,
+                    learn: bool = True) -> tuple[PlannedQueries | None, AdaptivePlans]:
+    """(the planned train queries, or None; each adaptive model with the test queries it fuses): one model
+    learned on the train split over the configured method's weights tuned there (as `convex` is tuned), else
+    one per fold of k-fold cross-validation over the test queries, on the configured weights. With `learn`
+    off, each model is the bare base weights (a tree that always answers "balanced")."""
+    fusion = reader.settings.fusion
+
+    def model(on: PlannedQueries, qrels: Qrels, base: FusionWeights, trained_on: str) -> AdaptiveFusion:
+        return train_adaptive(reader, on, qrels, base, trained_on) if learn else AdaptiveFusion(base, Rule(BASE_ARM, 0))
+
+    if train is not None:
+        planned_train = plan_queries(reader, train[0], show_progress, "train")
+        base = tune_fusion(reader, fusion.method, planned_train, train[1], f"{dataset_name}/train")
+        return planned_train, [(model(planned_train, train[1], base, f"{dataset_name}/train"), list(planned))]
+    base = FusionWeights(fusion.method, fusion.weights)
+    qids = list(planned)
+    plans = []
+    for fold in folds(len(qids), fusion.adaptive.folds, reader.settings.ranker.seed):
+        others = {qids[i]: planned[qids[i]] for i in sorted(set(range(len(qids))) - set(fold))}
+        plans.append((model(others, test_qrels or {}, base, f"{dataset_name}/cv"), [qids[i] for i in fold]))
+    return None, plans
+
+
 def adaptive_run(searcher: Searcher, queries: dict[str, str], depth: int, show_progress: bool = False,
                  train: Train = None, test_qrels: Qrels | None = None, dataset_name: str = "", **_) -> Run:
-    """Adaptive fusion over the configured method's weights (tuned on the train split as `convex` is, else the
-    configured ones): the rule tree is learned on the train split, or by k-fold cross-validation without one."""
+    """Adaptive fusion (`adaptive_models`): each test query fused with the weights its model picks for it."""
     reader = searcher.reader
-    fusion = reader.settings.fusion
-    base = FusionWeights(fusion.method, fusion.weights)
     planned = plan_queries(reader, queries, show_progress, "adaptive")
-    if train is not None:
-        planned_train = plan_queries(reader, train[0], show_progress, "tune adaptive")
-        base = tune_fusion(reader, fusion.method, planned_train, train[1], f"{dataset_name}/train")
-        plans = [(train_adaptive(reader, planned_train, train[1], base, f"{dataset_name}/train"), list(planned))]
-    else:
-        qids = list(planned)
-        plans = []
-        for fold in folds(len(qids), fusion.adaptive.folds, reader.settings.ranker.seed):
-            others = {qids[i]: planned[qids[i]] for i in sorted(set(range(len(qids))) - set(fold))}
-            plans.append((train_adaptive(reader, others, test_qrels or {}, base, f"{dataset_name}/cv"),
-                          [qids[i] for i in fold]))
+    _, plans = adaptive_models(reader, planned, train, test_qrels, dataset_name, show_progress)
     run: Run = {}
     for model, members in plans:
         for qid in members:
             plan, branches = planned[qid]
             weights = model.choose(query_signals(reader, plan, branches)).weights
-            run[qid] = run_of(searcher.doc_ids, *fuse_branches(branches, fusion, weights))
+            run[qid] = run_of(searcher.doc_ids, *fuse_branches(branches, reader.settings.fusion, weights))
     return run
 
 
@@ -176,30 +195,43 @@ def simulated_click_training(searcher: Searcher, training: TrainingSet, train: t
 def ltr_run(searcher: Searcher, queries: dict[str, str], depth: int, show_progress: bool = False,
             train: Train = None, test_qrels: Qrels | None = None, dataset_name: str = "",
             train_labels: str = "judgments", sessions: int = 0) -> Run:
-    """Train on the train split and rank the test queries; without one, k-fold cross-validation over the test
-    queries, so that no query is ranked by a model that saw it. Candidates come from the configured weights.
+    """The ranker as `sousuo train --tune-fusion` trains and serves it: re-ordering the candidates of the hybrid
+    mode's fusion (adaptive where enabled, as `hybrid_run` measures it). Trained on the train split; without one,
+    by k-fold cross-validation over the test queries (the adaptive model's folds), so that no query is ranked
+    by a model, ranker or fusion, that saw it.
 
     `train_labels` other than `judgments` label the train split from `sessions` simulated sessions' clicks."""
     reader = searcher.reader
-    weights = FusionWeights(reader.settings.fusion.method, reader.settings.fusion.weights)
-    testing = training_set(reader, plan_queries(reader, queries, show_progress, "ltr features"), test_qrels or {},
-                           weights)
-    if train is not None:
-        training = training_set(reader, plan_queries(reader, train[0], show_progress, "ltr train"), train[1], weights)
-        if train_labels != "judgments":
-            training, _ = simulated_click_training(searcher, training, train, train_labels.removeprefix("clicks-"),
-                                                   sessions)
-        plans = [(train_ranker(reader, training, f"{dataset_name}/train"), list(range(len(testing.groups))))]
-    else:
-        plans = []
-        for fold in folds(len(testing.groups), reader.settings.ranker.folds, reader.settings.ranker.seed):
-            others = sorted(set(range(len(testing.groups))) - set(fold))
-            plans.append((train_ranker(reader, testing.subset(others), f"{dataset_name}/cv"), fold))
+    fusion = reader.settings.fusion
+    planned = plan_queries(reader, queries, show_progress, "ltr")
+    planned_train, plans = adaptive_models(reader, planned, train, test_qrels, dataset_name, show_progress,
+                                           learn=fusion.adaptive.enabled)
+    memo: dict[tuple, QueryRows] = {}
+
+    def rows(split: str, qid: str, model: AdaptiveFusion) -> QueryRows:
+        """Each query's rows once per weights it is fused with: folds whose models agree share them."""
+        plan, branches = (planned_train if split == "train" else planned)[qid]
+        weights = model.choose(query_signals(reader, plan, branches)).weights
+        key = (split, qid, tuple(sorted(weights.weights.items())))
+        if key not in memo:
+            judged = (train[1] if split == "train" else test_qrels or {}).get(qid, {})
+            memo[key] = query_rows(reader, plan, branches, judged, weights)
+        return memo[key]
+
     run: Run = {}
-    for ranker, members in plans:
-        for i in members:
-            scores = ranker.predict(testing.features[testing.rows_of(i)])
-            run[testing.query_ids[i]] = run_of(searcher.doc_ids, testing.doc_ords[i], scores)
+    for model, members in plans:
+        if planned_train is not None:
+            training = stack_rows({q: rows("train", q, model) for q in planned_train})
+            if train_labels != "judgments":
+                training, _ = simulated_click_training(searcher, training, train,
+                                                       train_labels.removeprefix("clicks-"), sessions)
+        else:
+            test = set(members)
+            training = stack_rows({q: rows("test", q, model) for q in planned if q not in test})
+        ranker = train_ranker(reader, training, f"{dataset_name}/{'train' if planned_train is not None else 'cv'}")
+        for qid in members:
+            features, _, docs = rows("test", qid, model)
+            run[qid] = run_of(searcher.doc_ids, docs, ranker.predict(features))
     return run
 
 

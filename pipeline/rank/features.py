@@ -19,6 +19,8 @@ FEATURES = (
     "bm25_title",
     "bm25_ratio",
     *(f"rank_{name}" for name in BRANCH_RANKS),
+    "fused_score",
+    "rank_fused",
     "score_dense",
     "score_proximity",
     "branches_found",
@@ -51,11 +53,15 @@ def _coverage(reader: IndexReader, field_name: str, candidates: np.ndarray, dist
     return present / len(distinct)
 
 
-def extract(reader: IndexReader, plan: QueryPlan, candidates: np.ndarray,
-            branches: dict[str, BranchResult]) -> np.ndarray:
-    """Feature matrix (candidates × FEATURES), in the order of FEATURES."""
+def extract(reader: IndexReader, plan: QueryPlan, candidates: np.ndarray, branches: dict[str, BranchResult],
+            fused_scores: np.ndarray) -> np.ndarray:
+    """Feature matrix (candidates × FEATURES), in the order of FEATURES. `candidates` are in the hybrid mode's
+    fused order and `fused_scores` are their fused scores: the ranker starts from what hybrid serves (adaptive
+    fusion's per-query weights included), so it can keep that order where its other features add nothing."""
     n = len(candidates)
     columns: dict[str, np.ndarray] = {"bm25": plan_boosted_scores(reader, plan)[candidates]}
+    columns["fused_score"] = np.asarray(fused_scores, dtype=np.float64)
+    columns["rank_fused"] = np.arange(1, n + 1, dtype=np.float64)
     for name, field_name in (("bm25_body", "body"), ("bm25_title", "title")):
         columns[name] = plan_field_scores(reader, plan, field_name)[candidates]
     # Raw BM25 scales differ from query to query; the ratio to the query's best candidate does not.

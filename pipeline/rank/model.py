@@ -16,6 +16,7 @@ from ..io import CURRENT_POINTER, read_pointer, timestamped_id, write_pointer
 from .features import FEATURES
 
 RANKERS_DIR = "rankers"
+FUSED_SCORE = FEATURES.index("fused_score")
 
 
 @dataclass
@@ -91,17 +92,30 @@ class Ranker:
             "num_threads": 2,
             "verbosity": -1,
         }
-        train_data = lightgbm.Dataset(train.features, train.labels, group=train.groups, feature_name=list(FEATURES))
+        # Boosting starts from the fused score: the trees learn a correction to the hybrid mode's order, so a
+        # ranker with little to add keeps that order instead of re-learning it from coarse bins of it.
+        prior = config.fused_prior
+        train_data = lightgbm.Dataset(train.features, train.labels, group=train.groups, feature_name=list(FEATURES),
+                                      init_score=_prior(train.features, prior))
         callbacks = []
         valid_sets = []
         if validation.groups:
             valid_sets = [lightgbm.Dataset(validation.features, validation.labels, group=validation.groups,
-                                           reference=train_data)]
+                                           reference=train_data, init_score=_prior(validation.features, prior))]
             callbacks.append(lightgbm.early_stopping(config.early_stopping_rounds, verbose=False))
         rounds = config.n_estimators if valid_sets else min(config.n_estimators, config.n_estimators_small)
+        best = None
+        if not valid_sets and len(train.groups) >= config.folds:
+            # Too few queries to hold some out: k-fold cross-validation over them picks how many rounds of
+            # correction to the fused order hold up on queries the trees did not see.
+            scores = lightgbm.cv(params, train_data, num_boost_round=rounds, nfold=config.folds, stratified=False,
+                                 seed=config.seed, callbacks=[lightgbm.early_stopping(config.early_stopping_rounds,
+                                                                                      verbose=False)])
+            rounds, best = len(scores["valid ndcg@10-mean"]), float(scores["valid ndcg@10-mean"][-1])
         booster = lightgbm.train(params, train_data, num_boost_round=rounds, valid_sets=valid_sets,
                                  callbacks=callbacks)
-        best = booster.best_score.get("valid_0", {}).get("ndcg@10") if valid_sets else None
+        if valid_sets:
+            best = booster.best_score.get("valid_0", {}).get("ndcg@10")
         card = RankerCard(
             model_id=timestamped_id(),
             features=list(FEATURES),
@@ -111,7 +125,7 @@ class Ranker:
             index_compatibility=compatibility,
             metrics={"best_iteration": booster.best_iteration, "validation_ndcg@10": best,
                      "train_queries": len(train.groups), "validation_queries": len(validation.groups)},
-            params={k: v for k, v in params.items() if k != "eval_at"},
+            params={**{k: v for k, v in params.items() if k != "eval_at"}, "fused_prior": prior},
         )
         return cls(booster, card)
 
@@ -125,14 +139,24 @@ class Ranker:
                 f"but this index has {compatibility}: its features would mean something else. Retrain the ranker."
             )
 
+    @property
+    def fused_prior(self) -> float:
+        return float(self.card.params.get("fused_prior", 0.0))
+
     def predict(self, features: np.ndarray) -> np.ndarray:
+        """The model's score: the fused score's prior plus the trees' correction."""
         if not len(features):
             return np.zeros(0)
-        return self.booster.predict(features, num_iteration=self.booster.best_iteration or None)
+        trees = self.booster.predict(features, num_iteration=self.booster.best_iteration or None)
+        return trees + _prior(features, self.fused_prior)
 
     def contributions(self, features: np.ndarray) -> np.ndarray:
-        """Per-feature contributions plus a last column for the bias; each row sums to the model's score."""
-        return self.booster.predict(features, num_iteration=self.booster.best_iteration or None, pred_contrib=True)
+        """Per-feature contributions plus a last column for the bias; each row sums to the model's score. The
+        prior the trees start from counts to `fused_score`'s contribution."""
+        contributions = self.booster.predict(features, num_iteration=self.booster.best_iteration or None,
+                                             pred_contrib=True)
+        contributions[:, FUSED_SCORE] += _prior(features, self.fused_prior)
+        return contributions
 
     def save(self, rankers_dir: Path, publish: bool = True) -> Path:
         folder = Path(rankers_dir) / self.card.model_id
@@ -159,6 +183,10 @@ class Ranker:
     def load_current(cls, rankers_dir: Path) -> Ranker | None:
         model_id = read_pointer(Path(rankers_dir) / CURRENT_POINTER)
         return None if model_id is None else cls.load(Path(rankers_dir) / model_id)
+
+
+def _prior(features: np.ndarray, weight: float) -> np.ndarray:
+    return weight * features[:, FUSED_SCORE]
 
 
 def data_hash(*sets: TrainingSet) -> str:

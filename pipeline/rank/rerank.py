@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..retrieval.adaptive import AdaptiveFusion
 from ..retrieval.branches import BranchResult
-from ..retrieval.hybrid import HybridResult, fuse_branches, recall
+from ..retrieval.hybrid import HybridResult, hybrid
 from ..retrieval.weights import FusionWeights
 from ..search.plan import QueryPlan
 from ..search.reader import IndexReader
@@ -26,21 +27,23 @@ class RankedResult(HybridResult):
 
 
 def ranker_candidates(reader: IndexReader, plan: QueryPlan, weights: FusionWeights,
-                      branches: dict[str, BranchResult] | None = None):
-    """(branches, fused docs, fused scores, the candidates the ranker re-orders): one choice, online and in training.
+                      adaptive: AdaptiveFusion | None = None,
+                      branches: dict[str, BranchResult] | None = None) -> tuple[HybridResult, np.ndarray]:
+    """(the hybrid mode's fusion, the candidates the ranker re-orders): one choice, online and in training.
 
-    Training passes the branches it already recalled."""
-    branches = recall(reader, plan) if branches is None else branches
-    docs, scores = fuse_branches(branches, reader.settings.fusion, weights)
-    return branches, docs, scores, docs[: reader.settings.ranker.candidates]
+    The candidates are the best of what the hybrid mode serves, adaptive fusion included, so the ranker starts
+    from that order and sees its fused score. Training passes the branches it already recalled."""
+    fused = hybrid(reader, plan, weights, adaptive, branches)
+    return fused, fused.doc_ords[: reader.settings.ranker.candidates]
 
 
-def learned(reader: IndexReader, plan: QueryPlan, ranker: Ranker, weights: FusionWeights) -> RankedResult:
-    branches, docs, fused_scores, candidates = ranker_candidates(reader, plan, weights)
-    features = extract(reader, plan, candidates, branches)
+def learned(reader: IndexReader, plan: QueryPlan, ranker: Ranker, weights: FusionWeights,
+            adaptive: AdaptiveFusion | None = None) -> RankedResult:
+    fused, candidates = ranker_candidates(reader, plan, weights, adaptive)
+    features = extract(reader, plan, candidates, fused.branches, fused.scores[: len(candidates)])
     model_scores = ranker.predict(features)
     order = top_k(candidates, model_scores)
     return RankedResult(
-        candidates[order], model_scores[order], branches, dict(zip(docs.tolist(), fused_scores.tolist())),
+        candidates[order], model_scores[order], fused.branches, fused.fused_scores, fused.choice,
         features=features[order], candidates=candidates[order], ranker=ranker,
     )

@@ -25,6 +25,7 @@ from ..retrieval.adaptive import (
     arm_weights,
     fit_rule,
     query_signals,
+    served_adaptive,
 )
 from ..retrieval.branches import BranchResult, available_branches
 from ..retrieval.fusion import tune_weights
@@ -96,18 +97,30 @@ def train_adaptive(reader: IndexReader, planned: PlannedQueries, qrels: Qrels, b
     return AdaptiveFusion.trained(base, rule, trained_on, train_ndcg, base_ndcg)
 
 
-def training_set(reader: IndexReader, planned: PlannedQueries, qrels: Qrels, weights: FusionWeights) -> TrainingSet:
-    """Feature rows of each query's ranker candidates, labelled by the judgments (0 where unjudged)."""
-    rows, labels, groups, qids, docs_per_query = [], [], [], [], []
-    for qid, (plan, _) in planned.items():
-        branches, _, _, docs = ranker_candidates(reader, plan, weights, branches=planned[qid][1])
-        rows.append(extract(reader, plan, docs, branches))
-        labels.append(_labels(reader, docs, qrels.get(qid, {})))
-        groups.append(len(docs))
-        qids.append(qid)
-        docs_per_query.append(docs)
-    features = np.vstack(rows) if rows else np.zeros((0, len(FEATURES)))
-    return TrainingSet(features, np.concatenate(labels) if labels else np.zeros(0), groups, qids, docs_per_query)
+QueryRows = tuple[np.ndarray, np.ndarray, np.ndarray]  # one query's feature rows, labels, and candidates
+
+
+def query_rows(reader: IndexReader, plan: QueryPlan, branches: dict[str, BranchResult], judged: dict[str, int],
+               weights: FusionWeights, adaptive: AdaptiveFusion | None = None) -> QueryRows:
+    """Feature rows of one query's ranker candidates, labelled by its judgments (0 where unjudged)."""
+    fused, docs = ranker_candidates(reader, plan, weights, adaptive, branches)
+    features = extract(reader, plan, docs, fused.branches, fused.scores[: len(docs)])
+    return features, _labels(reader, docs, judged), docs
+
+
+def stack_rows(rows: dict[str, QueryRows]) -> TrainingSet:
+    """The training set of these queries' rows, in their order."""
+    features = np.vstack([f for f, _, _ in rows.values()]) if rows else np.zeros((0, len(FEATURES)))
+    labels = np.concatenate([l for _, l, _ in rows.values()]) if rows else np.zeros(0)
+    return TrainingSet(features, labels, [len(d) for *_, d in rows.values()], list(rows),
+                       [d for *_, d in rows.values()])
+
+
+def training_set(reader: IndexReader, planned: PlannedQueries, qrels: Qrels, weights: FusionWeights,
+                 adaptive: AdaptiveFusion | None = None) -> TrainingSet:
+    """Feature rows of each query's ranker candidates: the hybrid mode's, fused with `adaptive` where given."""
+    return stack_rows({qid: query_rows(reader, plan, branches, qrels.get(qid, {}), weights, adaptive)
+                       for qid, (plan, branches) in planned.items()})
 
 
 def _labels(reader: IndexReader, docs: np.ndarray, judged: dict[str, int]) -> np.ndarray:
@@ -136,9 +149,12 @@ def train_ranker(reader: IndexReader, training: TrainingSet, trained_on: str) ->
 
 def train_from_judgments(reader: IndexReader, dataset: BeirDataset, weights: FusionWeights, split: str = "train",
                          show_progress: bool = False) -> Ranker:
-    """Train and publish the ranker of an index from a judged dataset whose doc ids are the index's."""
+    """Train and publish the ranker of an index from a judged dataset whose doc ids are the index's, on the
+    candidates the hybrid mode serves: fused with the index's published adaptive model where it is served."""
     queries, qrels = dataset.judged_queries(split)
-    training = training_set(reader, plan_queries(reader, queries, show_progress, "features"), qrels, weights)
+    adaptive = served_adaptive(reader.root, reader.settings.fusion)
+    training = training_set(reader, plan_queries(reader, queries, show_progress, "features"), qrels, weights,
+                            adaptive)
     ranker = train_ranker(reader, training, f"{dataset.name}/{split}")
     ranker.save(reader.root / RANKERS_DIR)
     return ranker
@@ -190,12 +206,14 @@ def train_from_clicks(reader: IndexReader, weights: FusionWeights, source: str =
     labels = click_labels(log, source, config)
     save_tables(fit_and_compare(log, config), reader.root)
     planned = plan_queries(reader, labels.queries, show_progress, "features from clicks")
-    training = training_set(reader, planned, labels.qrels, weights)
+    adaptive = served_adaptive(reader.root, reader.settings.fusion)  # the candidates the hybrid mode serves
+    training = training_set(reader, planned, labels.qrels, weights, adaptive)
     ranker = train_ranker(reader, training, f"querylog:clicks-{source}")
     ranker.card.label_source = labels.source
     if judged is not None:
         name, queries, qrels = judged
-        testing = training_set(reader, plan_queries(reader, queries, show_progress, "guard"), qrels, weights)
+        testing = training_set(reader, plan_queries(reader, queries, show_progress, "guard"), qrels, weights,
+                               adaptive)
         yardstick = f"judgments:{name}"
     else:
         ranker_config = reader.settings.ranker

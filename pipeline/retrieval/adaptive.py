@@ -198,14 +198,18 @@ def fit_rule(signals: np.ndarray, gains: np.ndarray, config: AdaptiveFusionConfi
     queries, given their signals (queries × SIGNALS).
 
     Every answer and every question must earn its place over what it replaces (the base arm for a leaf, the
-    parent's answer for a split): `min_gain` of mean gain over all train queries, and `min_net_wins` more
-    queries helped than hurt, so that one lucky query cannot move the weights of every query like it.
+    parent's answer for a split): `min_gain` of mean gain over all train queries, and more queries helped than
+    hurt by `min_net_wins` and by `min_sign_z` standard deviations of a sign test (wins − losses over
+    √(wins + losses)), so that neither one lucky query nor the noise of many queries that change a little can
+    move the weights of every query like them.
     """
     needed = config.min_gain * len(gains)
 
     def earns(new: np.ndarray, old: np.ndarray) -> bool:
         diff = new - old
-        return diff.sum() >= needed and int((diff > 1e-9).sum() - (diff < -1e-9).sum()) >= config.min_net_wins
+        wins, losses = int((diff > 1e-9).sum()), int((diff < -1e-9).sum())
+        return diff.sum() >= needed and wins - losses >= max(config.min_net_wins,
+                                                             config.min_sign_z * np.sqrt(wins + losses))
 
     def leaf(rows: np.ndarray) -> int:
         best = int(np.argmax(gains[rows].sum(axis=0)))

@@ -36,10 +36,11 @@ def fuse_branches(branches: dict[str, BranchResult], fusion: FusionConfig,
     return fuse(branches, weights.method, weights.weights, fusion.rrf_k, fusion.normalization)
 
 
-def hybrid(reader: IndexReader, plan: QueryPlan, weights: FusionWeights,
-           adaptive: AdaptiveFusion | None = None) -> HybridResult:
-    """Recall and fuse; with an adaptive model the weights are the ones it picks for this query."""
-    branches = recall(reader, plan)
+def hybrid(reader: IndexReader, plan: QueryPlan, weights: FusionWeights, adaptive: AdaptiveFusion | None = None,
+           branches: dict[str, BranchResult] | None = None) -> HybridResult:
+    """Recall (unless the branches are given) and fuse; with an adaptive model the weights are the ones it picks
+    for this query."""
+    branches = recall(reader, plan) if branches is None else branches
     choice = adaptive.choose(query_signals(reader, plan, branches)) if adaptive is not None else None
     docs, scores = fuse_branches(branches, reader.settings.fusion, choice.weights if choice else weights)
     return HybridResult(docs, scores, branches, dict(zip(docs.tolist(), scores.tolist())), choice)

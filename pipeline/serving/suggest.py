@@ -187,14 +187,14 @@ class Suggester:
         known_terms: Iterable[str] | None = None,
         analyzer: Analyzer | None = None,
         queries: Iterable[tuple[str, float]] = (),
-        support: Callable[[list[str], list[str]], int] | None = None,
+        support: Callable[[list[str], list[str]], float] | None = None,
         words: dict[str, float] | None = None,
     ):
         """`terms` and `phrases` map display text to weight (document frequency). `known_terms` is the index
         vocabulary (analyzed terms) that decides whether a query word needs correcting; by default the
         analyzed forms of `terms`. `support(replacement terms, other query terms)` says how well the corpus
-        backs a correction (see `corpus_support`). `words` adds surface forms (with weights) to correct
-        English words to."""
+        backs a correction, above 0 when it does (see `corpus_support`). `words` adds surface forms (with
+        weights) to correct English words to."""
         self.analyzer = analyzer or Analyzer()
         # The same segmentation with stopwords kept: corrections must see 是由 to leave it alone.
         self._segmenter = Analyzer(self.analyzer.config.model_copy(update={"remove_stopwords": False}))
@@ -346,9 +346,17 @@ class Suggester:
         for match in TOKEN_PATTERN.finditer(query):
             token = match.group()
             if match.lastgroup == "cjk":
+                reached = 0
                 for start, end, kept in self._suspect_chinese(token, force):
-                    fixed = _correct_chinese(self, token[start:end], kept)
-                    spans.append((match.start() + start, match.start() + end, fixed))
+                    # A typo can leave its word's other characters in a neighbouring piece (网球赛 → 网球筛: 网球 +
+                    # 筛): the windows may reach one character into each neighbour, which they never change, and
+                    # never into the previous suspect's windows.
+                    low, high = max(reached, start - 1), min(len(token), end + 1)
+                    reached = high
+                    fixed = frozenset({*range(start - low), *(k + start - low for k in kept),
+                                       *range(end - low, high - low)})
+                    spans.append((match.start() + low, match.start() + high,
+                                  _correct_chinese(self, token[low:high], fixed)))
             elif _LETTERS_ONLY.match(token) and (token[1:].islower() or len(token) == 1) \
                     and not {query[match.start() - 1 : match.start()], query[match.end() : match.end() + 1]} \
                     & _JOINERS and token.casefold() not in FUNCTION_WORDS and not self.is_known(token.casefold()):
@@ -380,12 +388,14 @@ class Suggester:
         analyzed = self._segmenter.analyze(run)
         pieces = [(analyzed.terms[i], analyzed.starts[i], analyzed.ends[i])
                   for i in maximal_spans(analyzed.starts, analyzed.ends)]
-        suspects: list[tuple[int, int]] = []
+        suspects: list[tuple[int, int, bool]] = []  # (start, end, whether a suspect on its own)
         singles: list[tuple[str, int, int]] = []
 
         def close_singles() -> None:
             if len(singles) >= 2 and any(self.analyzer.terms(term) for term, _, _ in singles):
-                suspects.append((singles[0][1], singles[-1][2]))
+                suspects.append((singles[0][1], singles[-1][2], True))
+            elif len(singles) == 1 and self.analyzer.terms(singles[0][0]):
+                suspects.append((singles[0][1], singles[0][2], False))
             singles.clear()
 
         for term, start, end in pieces:
@@ -396,29 +406,43 @@ class Suggester:
             if len(term) == 1:
                 singles.append((term, start, end))
             elif force or (term not in self._known and self.analyzer.terms(term)):
-                suspects.append((start, end))
+                suspects.append((start, end, True))
         close_singles()
-        # A typo can split a word across two pieces (简化 → 践化: 有践 + 化儒略): neighbours are one unit.
-        merged: list[tuple[int, int]] = []
-        for start, end in suspects:
+        # A typo can split a word across two pieces (简化 → 践化: 有践 + 化儒略), or leave a character of it alone
+        # beside an unknown word (柴鸡蛋 → 柴鸡旦: 柴鸡 + 旦): neighbours are one unit, and a lone character (not a
+        # stopword) is a suspect only as part of one.
+        merged: list[list] = []
+        for start, end, alone in suspects:
             if merged and merged[-1][1] == start:
-                merged[-1] = (merged[-1][0], end)
+                merged[-1][1:] = [end, merged[-1][2] or alone]
             else:
-                merged.append((start, end))
+                merged.append([start, end, alone])
         stopwords = {start for term, start, end in pieces if end - start == 1 and not self.analyzer.terms(term)}
-        return [(start, end, frozenset(i - start for i in stopwords if start <= i < end)) for start, end in merged]
+        return [(start, end, frozenset(i - start for i in stopwords if start <= i < end))
+                for start, end, alone in merged if alone]
 
     def _backed(self, original: str, options: list[str], context: list[str]) -> list[str]:
-        """The options the corpus backs (`support` of the terms each brings in, above zero), those backed by more
-        of the query's other words first; without an index (`support` unset), plausibility alone decides."""
+        """The options the corpus backs (`support` of the terms each brings in, above zero), the best backed
+        first; without an index (`support` unset), plausibility alone decides."""
         if self._support is None:
             return options
         had = set(self.analyzer.terms(original))
+        simplified = self.analyzer.normalize(original)
         backing = {}
         for option in options:
-            new = [t for t in self.analyzer.terms(option) if t not in had]
+            new = [t for t in self._changed_terms(simplified, option) if t not in had]
             backing[option] = self._support(new, [t for t in context if t not in new]) if new else 0
         return sorted((o for o in options if backing[o] > 0), key=lambda o: -backing[o])
+
+    def _changed_terms(self, original: str, option: str) -> list[str]:
+        """The terms of `option` that hold a character it changed: a Chinese window's unchanged neighbours,
+        segmented anew (角 of 三角), are no evidence to ask the corpus for. Every term, when lengths differ."""
+        analyzed = self.analyzer.analyze(option)
+        if len(option) != len(original):
+            return list(analyzed.terms)
+        changed = [i for i, (a, b) in enumerate(zip(original, option)) if a != b]
+        return [t for t, start, end in zip(analyzed.terms, analyzed.starts, analyzed.ends)
+                if any(start <= i < end for i in changed)]
 
 
 def suggester_for(reader: IndexReader, max_docs: int = 20_000, max_chars: int = 4_000, min_phrase_df: int = 2,
@@ -468,7 +492,7 @@ def _correct_word(suggester: Suggester, word: str) -> list[str]:
     if word.isalpha() and word.isascii():
         for entry in suggester._by_full_pinyin.get(word, [])[:3]:
             candidates.append((0.5, -entry.weight, entry.text))
-        if len(word) >= 2:
+        if len(word) >= 3:  # two letters are the initials of too many words, and more often a code (qm)
             for entry in suggester._by_initials.get(word, [])[:3]:
                 candidates.append((1.5, -entry.weight, entry.text))
     best: dict[str, tuple] = {}
@@ -477,17 +501,19 @@ def _correct_word(suggester: Suggester, word: str) -> list[str]:
     return [text for *_, text in sorted(best.values())][:3]
 
 MAX_CHINESE_OPTIONS = 8  # single-window replacements per suspect piece handed to the corpus check
+ENTRIES_PER_SOUND = 3  # dictionary entries tried per window and pronunciation, commonest first
 
 
 def _correct_chinese(suggester: Suggester, run: str, kept: frozenset[int] = frozenset()) -> list[str]:
     """`run` with one window of 2–4 characters replaced by a dictionary entry that sounds the same (toneless
-    pinyin) or, failing that, similar (`fuzzy_syllable`): one typo per piece is the common case. Windows that
-    are dictionary entries already are kept, and so are the characters at the `kept` offsets. Longer windows
-    and commoner entries first."""
+    pinyin) or similar (`fuzzy_syllable`). A typo picks the wrong character for a sound, so an entry must keep
+    the window's other characters: it may change at most half of them (one of two or three), never those at
+    the `kept` offsets, and fewer changes come first; then the same sound before a similar one, then commoner
+    entries, then longer windows. Windows that are dictionary entries already are left alone."""
     simplified = suggester.analyzer.normalize(run)
     if len(simplified) != len(run):
         simplified = run
-    options: list[tuple[int, int, float, str]] = []
+    options: list[tuple[int, int, float, int, str]] = []
     for length in range(min(4, len(simplified)), 1, -1):
         for i in range(len(simplified) - length + 1):
             piece = simplified[i : i + length]
@@ -496,37 +522,71 @@ def _correct_chinese(suggester: Suggester, run: str, kept: frozenset[int] = froz
             syllables = pinyin_syllables(piece)
             for cost, table, key in ((0, suggester._by_full_pinyin, "".join(syllables)),
                                      (1, suggester._by_fuzzy_pinyin, fuzzy_pinyin(syllables))):
-                entry = next((e for e in table.get(key, []) if len(e.key) == length and e.key != piece
-                              and all(e.key[k - i] == piece[k - i] for k in kept if i <= k < i + length)), None)
-                if entry is not None:
+                found = 0
+                for entry in table.get(key, ()):
+                    if len(entry.key) != length or entry.key == piece:
+                        continue
+                    changed = [k for k in range(length) if entry.key[k] != piece[k]]
+                    if len(changed) > max(1, length // 2) or any(i + k in kept for k in changed):
+                        continue
                     fixed = simplified[:i] + entry.text + simplified[i + length:]
-                    options.append((cost, -length, -entry.weight, fixed))
-                    break
+                    options.append((len(changed), cost, -entry.weight, -length, fixed))
+                    found += 1
+                    if found == ENTRIES_PER_SOUND:
+                        break
     return list(dict.fromkeys(text for *_, text in sorted(options)))[:MAX_CHINESE_OPTIONS]
 
 
-def corpus_support(reader: IndexReader) -> Callable[[list[str], list[str]], int]:
-    """`support(terms, context)`: whether the corrected query matches clearly more than the original. 0 unless
-    some document holds all the `terms` it knows (at least one; the segmenter's sub-words of a corrected phrase
-    need not all be words of the corpus) and as many of the `context` terms as the document that holds the most
-    of them: with the correction it then matches more of the query than any document matched before. Else
-    1 + the context terms that document holds."""
+def corpus_support(reader: IndexReader) -> Callable[[list[str], list[str]], float]:
+    """`support(terms, context)`: whether the corrected query matches clearly better than the original, and by
+    how much. Above 0 only when some document holds all the `terms` the index knows (at least one; the
+    segmenter's sub-words of a corrected phrase need not all be words of the corpus) with at least a third of
+    the `context` terms, and, for Chinese terms, holds more of the query's IDF weight, the new terms included,
+    than the best document held without the correction (a rare corrected word counts for more than a common
+    one); for Latin ones, as many of the query's words, counting the corrected one. Then that weight (count)
+    over the former best's."""
     postings = reader.postings(TEXT_FIELD)
+    idf = np.log1p(reader.n_docs / np.maximum(postings.doc_frequencies(), 1))
 
     def docs(term_id: int) -> np.ndarray:
         return postings.docs[postings.span(term_id)]
 
-    def support(terms: list[str], context: list[str]) -> int:
-        ids = reader.known_ids(terms)
+    def known(terms: list[str]) -> list[int]:
+        """Vocabulary ids of the terms; a Chinese word the index does not hold whole counts as its characters
+        where it holds each (jieba reads 封号 as one word in a query and as 封 + 号 in a title)."""
+        out = []
+        for term in terms:
+            ids = reader.known_ids([term])
+            if not ids and has_cjk(term) and len(characters := reader.known_ids(list(term))) == len(term):
+                ids = characters
+            out += ids
+        return out
+
+    def support(terms: list[str], context: list[str]) -> float:
+        ids = sorted(set(known(terms)))
         if not ids:
-            return 0
+            return 0.0
         together = reduce(np.intersect1d, [docs(t) for t in ids])
-        others = set(reader.known_ids(context)) - set(ids)
+        others = sorted(set(known(context)) - set(ids))
         if not len(together) or not others:
-            return int(bool(len(together)))
-        best_before = int(np.bincount(np.concatenate([docs(t) for t in others])).max())
-        most = int(np.sum([np.isin(together, docs(t)) for t in others], axis=0).max())
-        return 1 + most if most + 1 >= best_before and 3 * most >= len(others) else 0
+            return float(bool(len(together)))
+        held = np.zeros((len(others), len(together)), dtype=bool)
+        for row, term in enumerate(others):
+            held[row] = np.isin(together, docs(term))
+        weights = idf[others]
+        context_docs = np.concatenate([docs(t) for t in others])
+        before = float(np.bincount(context_docs, weights=np.repeat(weights, [len(docs(t)) for t in others])).max())
+        best_count = int(np.bincount(context_docs).max())
+        enough = held.sum(axis=0) * 3 >= len(others)
+        if not enough.any():
+            return 0.0
+        if all(has_cjk(term) for term in terms):
+            after = float(idf[ids].sum() + (weights @ held[:, enough]).max())
+            return after / before if after > before else 0.0
+        # English corrections are often common words, whose IDF rarely outweighs a rarer query word their
+        # documents lack: counted, such a document may lack one (SciFact: 72% restored counted, 66% weighed).
+        most = int(held.sum(axis=0).max())
+        return (1 + most) / best_count if 1 + most >= best_count else 0.0
 
     return support
 
