@@ -61,3 +61,9 @@ class IndexBusy(SousuoError):
     """Another build or update holds the index's lock."""
 
     exit_code = 7
+
+
+class DeadlineExceeded(SousuoError):
+    """A search ran past its request's deadline (the API's api.timeout_s) and stopped at the next stage."""
+
+    exit_code = 8

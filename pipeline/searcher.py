@@ -11,6 +11,7 @@ import numpy as np
 
 from .config import Settings
 from .constants import MAX_K, MAX_QUERY_CHARS, SEARCH_MODES
+from .deadline import check
 from .errors import IndexNotFound, InputError
 from .rank.explain import explain, single_branch
 from .rank.model import RANKERS_DIR, Ranker
@@ -107,6 +108,7 @@ class Searcher:
                   ranker: Ranker | None = None) -> TopDocs:
         """`rank` of a planned query; `ranker` replaces the published one in mode ltr."""
         _check(mode, offset)
+        check("recall")  # after analysis and the query's encoding
         k = max(0, min(int(k), MAX_K))
         if mode == "ltr":
             ranker = ranker or self.ranker
@@ -170,8 +172,10 @@ class Searcher:
     def respond(self, top: TopDocs, started: float, with_snippets: bool = True, explain: bool = False) -> SearchResponse:
         """Result rows of a ranking; `started` is the `time.perf_counter()` the request began at."""
         term_ids = set(top.term_ids)
-        hits = [make_hit(self.reader, int(d), float(s), term_ids, with_snippets)
-                for d, s in zip(top.doc_ords, top.scores)]
+        hits = []
+        for doc_ord, score in zip(top.doc_ords, top.scores):
+            check("building result rows")  # a page may hold up to MAX_K rows with snippets
+            hits.append(make_hit(self.reader, int(doc_ord), float(score), term_ids, with_snippets))
         if explain:
             for hit in hits:
                 hit.explanation = self.explain(top, hit.doc_ord)

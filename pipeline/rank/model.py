@@ -144,17 +144,20 @@ class Ranker:
         return float(self.card.params.get("fused_prior", 0.0))
 
     def predict(self, features: np.ndarray) -> np.ndarray:
-        """The model's score: the fused score's prior plus the trees' correction."""
+        """The model's score: the fused score's prior plus the trees' correction.
+
+        One thread: one query's candidates are too few to share out, and OpenMP threads left spinning after the
+        call take the core that another request, or another API worker, is waiting for."""
         if not len(features):
             return np.zeros(0)
-        trees = self.booster.predict(features, num_iteration=self.booster.best_iteration or None)
+        trees = self.booster.predict(features, num_iteration=self.booster.best_iteration or None, num_threads=1)
         return trees + _prior(features, self.fused_prior)
 
     def contributions(self, features: np.ndarray) -> np.ndarray:
         """Per-feature contributions plus a last column for the bias; each row sums to the model's score. The
         prior the trees start from counts to `fused_score`'s contribution."""
         contributions = self.booster.predict(features, num_iteration=self.booster.best_iteration or None,
-                                             pred_contrib=True)
+                                             pred_contrib=True, num_threads=1)
         contributions[:, FUSED_SCORE] += _prior(features, self.fused_prior)
         return contributions
 

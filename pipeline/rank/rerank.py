@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..deadline import check
 from ..retrieval.adaptive import AdaptiveFusion
 from ..retrieval.branches import BranchResult
 from ..retrieval.hybrid import HybridResult, hybrid
@@ -41,6 +42,7 @@ def learned(reader: IndexReader, plan: QueryPlan, ranker: Ranker, weights: Fusio
             adaptive: AdaptiveFusion | None = None) -> RankedResult:
     fused, candidates = ranker_candidates(reader, plan, weights, adaptive)
     features = extract(reader, plan, candidates, fused.branches, fused.scores[: len(candidates)])
+    check("ranking")
     model_scores = ranker.predict(features)
     order = top_k(candidates, model_scores)
     return RankedResult(

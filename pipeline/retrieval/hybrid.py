@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..config import FusionConfig
+from ..deadline import check
 from ..search.plan import QueryPlan
 from ..search.reader import IndexReader
 from .adaptive import AdaptiveFusion, FusionChoice, query_signals
@@ -41,6 +42,7 @@ def hybrid(reader: IndexReader, plan: QueryPlan, weights: FusionWeights, adaptiv
     """Recall (unless the branches are given) and fuse; with an adaptive model the weights are the ones it picks
     for this query."""
     branches = recall(reader, plan) if branches is None else branches
+    check("fusion")
     choice = adaptive.choose(query_signals(reader, plan, branches)) if adaptive is not None else None
     docs, scores = fuse_branches(branches, reader.settings.fusion, choice.weights if choice else weights)
     return HybridResult(docs, scores, branches, dict(zip(docs.tolist(), scores.tolist())), choice)
