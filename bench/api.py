@@ -2,12 +2,10 @@
 mode, the API's overhead over in-process search measured query by query, and 10 versions published during one cell.
 Writes the `api` section of docs/benchmarks.md.
 
-The load generator is a closed-loop asyncio + httpx driver: `concurrency` tasks each send their next request as
-soon as the last one answers, until the cell's request budget or time budget is spent. It stands in for locust:
-locust would add gevent, which monkey-patches sockets and threads in the process that also publishes versions,
-and a headless locust start per cell for 54 cells; a bounded driver also makes every cell's request count and
-duration explicit. The driver runs in this process and shares the two cores with the server, which the write-up
-says.
+The load generator is locust, headless, one process per cell (bench/locustfile.py): `concurrency` users in a
+closed loop send their next search as soon as the last one answers, until the cell's request budget or time
+budget is spent, and check every answer (status, and that body and header name the same version). It runs on
+the same 2 cores as the server, which the write-up says.
 
 Overhead is paired: each query runs in-process and then through the API (1 worker, one connection kept alive),
 alternately, so both see the same machine load; the p50 of the per-query differences is the API's overhead.
@@ -16,7 +14,6 @@ alternately, so both see the same machine load; the p50 of the per-query differe
 from __future__ import annotations
 
 import argparse
-import asyncio
 import http.client
 import json
 import os
@@ -75,44 +72,27 @@ def served_copy(source: Path, out: Path, publishes: bool) -> Path:
     return index
 
 
-async def drive(url: str, queries: list[str], mode: str, concurrency: int, budget: int,
-                keep_going: threading.Event | None = None) -> dict:
-    """Closed loop: `concurrency` tasks, `budget` requests or CELL_SECONDS (longer while `keep_going` is set)."""
-    latencies: list[float] = []
-    errors = 0
-    versions: set[str] = set()
-    sent = 0
-    started = time.perf_counter()
-
-    async def worker(client: httpx.AsyncClient) -> None:
-        nonlocal sent, errors
-        while True:
-            busy = keep_going is not None and keep_going.is_set()
-            if not busy and (sent >= budget or time.perf_counter() - started > CELL_SECONDS):
-                return
-            query = queries[sent % len(queries)]
-            sent += 1
-            t = time.perf_counter()
-            try:
-                response = await client.get("/v1/search", params={"q": query, "mode": mode, "k": 10,
-                                                                  "syntax": "false"})
-                ok = response.status_code == 200
-                versions.add(response.headers.get("X-Sousuo-Version", ""))
-            except httpx.HTTPError:
-                ok = False
-            if ok:
-                latencies.append((time.perf_counter() - t) * 1000)
-            else:
-                errors += 1
-
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
-        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
-    wall = time.perf_counter() - started
-    ms = np.asarray(latencies) if latencies else np.zeros(1)
-    return {"requests": len(latencies) + errors, "errors": errors, "qps": len(latencies) / wall,
-            "p50": np.percentile(ms, 50), "p95": np.percentile(ms, 95), "p99": np.percentile(ms, 99),
-            "versions": len(versions)}
+def load_cell(url: str, queries_file: Path, mode: str, concurrency: int, budget: int,
+              keep_going: Path | None = None) -> dict:
+    """One cell driven by locust, headless, in its own process: `concurrency` users in a closed loop until
+    `budget` requests or CELL_SECONDS have passed (longer while `keep_going` exists); see bench/locustfile.py."""
+    out = queries_file.with_name(f"cell-{mode}-{concurrency}.json")
+    out.unlink(missing_ok=True)
+    env = {**os.environ, "SOUSUO_BENCH_QUERIES": str(queries_file), "SOUSUO_BENCH_MODE": mode,
+           "SOUSUO_BENCH_REQUESTS": str(budget), "SOUSUO_BENCH_SECONDS": str(CELL_SECONDS),
+           "SOUSUO_BENCH_OUT": str(out), "SOUSUO_BENCH_KEEP_GOING": str(keep_going or "/nonexistent")}
+    # -t is only a backstop: the locustfile stops the cell itself.
+    subprocess.run([str(Path(sys.executable).with_name("locust")), "-f", str(ROOT / "bench" / "locustfile.py"),
+                    "--headless", "--host", url, "-u", str(concurrency), "-r", str(concurrency * 100),
+                    "-t", f"{int(CELL_SECONDS * 20)}s", "--only-summary", "--loglevel", "ERROR"],
+                   env=env, cwd=ROOT, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if not out.is_file():
+        raise RuntimeError(f"locust wrote no result for the {mode} cell at concurrency {concurrency}")
+    cell = json.loads(out.read_text(encoding="utf-8"))
+    ms = np.asarray(cell["latencies_ms"]) if cell["latencies_ms"] else np.zeros(1)
+    return {"requests": len(cell["latencies_ms"]) + len(cell["failures"]), "errors": len(cell["failures"]),
+            "qps": len(cell["latencies_ms"]) / max(cell["wall_s"], 1e-9), "p50": np.percentile(ms, 50),
+            "p95": np.percentile(ms, 95), "p99": np.percentile(ms, 99), "versions": len(cell["versions"])}
 
 
 def start_server(index: Path, workers: int) -> tuple[subprocess.Popen, str]:
@@ -145,14 +125,15 @@ def stop_server(server: subprocess.Popen) -> None:
         os.killpg(server.pid, signal.SIGKILL)
 
 
-def publisher(index: Path, done: threading.Event) -> None:
-    """Publish the PUBLISHES new versions one after another, half a second apart."""
+def publisher(index: Path, publishing: Path) -> None:
+    """Publish the PUBLISHES new versions one after another, half a second apart; the load goes on while
+    `publishing` exists."""
     swaps = sorted(v.name for v in versions_dir(index).iterdir() if "-swap" in v.name)
     for version in swaps:
         publish(index, version)
         time.sleep(0.5)
     time.sleep(1.0)  # let the last swap be served before the cell ends
-    done.clear()
+    publishing.unlink()
 
 
 def paired_overhead(searcher: Searcher, url: str, queries: list[str], mode: str) -> dict:
@@ -195,6 +176,8 @@ def round_trip(url: str, path: str = "/healthz", requests: int = 300) -> float:
 def measure(name: str, source: Path, settings: Settings, queries: list[str], swap: bool) -> tuple[list, dict, str]:
     """Every load cell of one corpus, the paired overhead per mode, and the swap cell's note."""
     index = served_copy(source, ROOT / "bench" / "out" / "api" / name.split()[0].lower(), publishes=swap)
+    queries_file = index.parent / "queries.json"
+    queries_file.write_text(json.dumps(queries, ensure_ascii=False), encoding="utf-8")
     searcher = Searcher.open(index, settings)
     for mode in MODES:
         searcher.search(queries[0], k=10, mode=mode)  # load the encoder and ranker before timing
@@ -207,13 +190,13 @@ def measure(name: str, source: Path, settings: Settings, queries: list[str], swa
                 overhead["floor"] = round_trip(url)
             for mode in MODES:
                 for concurrency in CONCURRENCY:
-                    swapping = threading.Event()
-                    swap_cell = swap and (workers, mode, concurrency) == SWAP_CELL
-                    if swap_cell:
-                        swapping.set()
-                        threading.Thread(target=publisher, args=(index, swapping), daemon=True).start()
-                    cell = asyncio.run(drive(url, queries, mode, concurrency, REQUESTS[mode], swapping))
-                    if swap_cell:
+                    publishing = None
+                    if swap and (workers, mode, concurrency) == SWAP_CELL:
+                        publishing = queries_file.with_name("publishing")
+                        publishing.touch()
+                        threading.Thread(target=publisher, args=(index, publishing), daemon=True).start()
+                    cell = load_cell(url, queries_file, mode, concurrency, REQUESTS[mode], publishing)
+                    if publishing is not None:
                         swap_note = (f"During the cell with {workers} workers, {mode}, concurrency {concurrency}, "
                                      f"{PUBLISHES} new versions were published half a second apart: "
                                      f"{cell['requests']} requests, {cell['errors']} failed, answers came from "
@@ -266,13 +249,14 @@ def main() -> None:
         f"(SciFact ×{args.copies}: every abstract plus variants with sentences shuffled and words dropped, "
         f"{sizes[f'SciFact ×{args.copies}']} documents; its passage vectors are the originals' MiniLM vectors plus "
         "noise, queries are embedded for real). "
-        f"{len(queries)} SciFact queries cycled, top-10 with snippets, `GET /v1/search`, driven by a closed-loop "
-        "asyncio + httpx client in the same machine (see `bench/api.py` for why not locust): each cell sends up to "
+        f"{len(queries)} SciFact queries cycled, top-10 with snippets, `GET /v1/search`, driven by locust "
+        "(headless, `bench/locustfile.py`, closed loop, on the same machine): each cell sends up to "
         f"{REQUESTS['bm25']} (bm25) or {REQUESTS['hybrid']} (hybrid, ltr) requests, at most {CELL_SECONDS:.0f} s.\n\n"
         "API overhead, paired: each query through `Searcher.search` in the bench process and then through the API "
         "(1 worker, a kept-alive `http.client` connection), alternately; the overhead is the p50 of the per-query "
         "differences. `GET /healthz`, a route that does no work, is the floor every request pays on this machine "
-        "(HTTP parsing, the ASGI stack, a thread hop). Goal: at most 2 ms.\n\n" + markdown_table(overhead_rows) + "\n\n"
+        "(HTTP parsing and the ASGI stack); searches run on the worker's event loop under a deadline, with no thread hop. "
+        "Goal: at most 2 ms.\n\n" + markdown_table(overhead_rows) + "\n\n"
         + " ".join(notes) + "\n\n"
         f"Machine load (1-minute average) {load_before[0]:.1f} before and {load_after[0]:.1f} after, on 2 cores; "
         "the load generator takes part of the same 2 cores, so QPS cannot grow past what 2 cores give. "
