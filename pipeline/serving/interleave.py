@@ -9,10 +9,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..behaviour.experiments import Experiment, arm_mode
+from ..behaviour.experiments import Experiment, ExperimentStore, arm_mode, visitor_hash
 from ..behaviour.interleaving import ARMS, CONTROL, impression_seed, team_draft
 from ..constants import SEARCH_MODES
 from ..errors import IndexNotFound, InputError
+from ..index.querylog import QueryLog
 from ..io import CURRENT_POINTER, read_pointer
 from ..rank.model import RANKERS_DIR, Ranker
 from ..search.filters import Filters
@@ -47,6 +48,14 @@ def resolve_arm(index_dir: Path | str, spec: str) -> str:
 def default_control(index_dir: Path | str) -> str:
     """What is served now: the published ranker, pinned, or hybrid fusion where none is published."""
     return resolve_arm(index_dir, "ltr") if read_pointer(Path(index_dir) / RANKERS_DIR / CURRENT_POINTER) else "hybrid"
+
+
+def assigned(store: ExperimentStore, log: QueryLog, user_id: str | None, session_id: str | None,
+             mode: str) -> Experiment | None:
+    """The experiment a search takes part in now, if any; ids are hashed only where some experiment exists."""
+    if not store.list():
+        return None
+    return store.assign(visitor_hash(log, user_id, session_id), mode)
 
 
 class Rankers:
@@ -97,12 +106,15 @@ def arm_rankings(searcher: Searcher, experiment: Experiment, query: str, k: int,
 
 def interleaved_search(searcher: Searcher, experiment: Experiment, query: str, query_id: str,
                        rankers: Callable[[str], Ranker], k: int = 10, offset: int = 0, filters: Filters | None = None,
-                       syntax: bool = True, with_snippets: bool = True, explain: bool = False) -> InterleavedResponse:
-    """One page of the team-draft merge of the experiment's arms; the coin flips come from `query_id`, so the same
-    search (and its later pages) shows the same merge. Each result keeps its own arm's score and explanation."""
+                       syntax: bool = True, with_snippets: bool = True, explain: bool = False,
+                       seed: int | None = None) -> InterleavedResponse:
+    """One page of the team-draft merge of the experiment's arms; the coin flips come from `seed`, by default from
+    `query_id`; a client that pages passes one seed for every page of a search, so the pages are of one merge. Each
+    result keeps its own arm's score and explanation."""
     started = time.perf_counter()
     tops = arm_rankings(searcher, experiment, query, offset + k, rankers, filters, syntax)
-    merged = team_draft(*(tops[arm].doc_ords.tolist() for arm in ARMS), offset + k, impression_seed(query_id))
+    merged = team_draft(*(tops[arm].doc_ords.tolist() for arm in ARMS), offset + k,
+                        impression_seed(query_id) if seed is None else seed)
     docs, arms = merged.docs[offset:], merged.teams[offset:]
     scores = {arm: dict(zip(top.doc_ords.tolist(), top.scores.tolist())) for arm, top in tops.items()}
     term_ids = {t for top in tops.values() for t in top.term_ids}
