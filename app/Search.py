@@ -16,9 +16,9 @@ import pyarrow.compute as pc
 import streamlit as st
 
 from app import common
-from pipeline.constants import MAX_K, MAX_QUERY_CHARS
 from pipeline.behaviour.experiments import ExperimentStore
 from pipeline.behaviour.interleaving import INTERLEAVED_ARM, impression_seed
+from pipeline.constants import MAX_K, MAX_QUERY_CHARS
 from pipeline.errors import QuerySyntaxError, SousuoError
 from pipeline.index.querylog import QueryLog, filters_json
 from pipeline.search.facets import FACET_FIELDS, value_counts

@@ -14,7 +14,14 @@ from scipy.stats import binomtest
 
 from flows.cli import main
 from pipeline.behaviour.experiments import ExperimentStore, create_views, report
-from pipeline.behaviour.interleaving import CANDIDATE, CONTROL, credit, outcome, sign_test, team_draft
+from pipeline.behaviour.interleaving import (
+    CANDIDATE,
+    CONTROL,
+    credit,
+    outcome,
+    sign_test,
+    team_draft,
+)
 from pipeline.behaviour.simulate import ClickSimulator, write_sessions
 from pipeline.config import BehaviourConfig
 from pipeline.errors import IndexNotFound, InputError

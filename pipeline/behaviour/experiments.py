@@ -164,9 +164,9 @@ def experiments_view_sql(experiments: list[Experiment]) -> str:
         return "NULL::TIMESTAMPTZ" if value is None else f"'{value.isoformat()}'::TIMESTAMPTZ"
 
     columns = "experiment, control, candidate, share, start_at, end_at, stopped_at"
-    typed = (f"SELECT NULL::VARCHAR AS experiment, NULL::VARCHAR AS control, NULL::VARCHAR AS candidate, "
-             f"NULL::DOUBLE AS share, NULL::TIMESTAMPTZ AS start_at, NULL::TIMESTAMPTZ AS end_at, "
-             f"NULL::TIMESTAMPTZ AS stopped_at WHERE false")
+    typed = ("SELECT NULL::VARCHAR AS experiment, NULL::VARCHAR AS control, NULL::VARCHAR AS candidate, "
+             "NULL::DOUBLE AS share, NULL::TIMESTAMPTZ AS start_at, NULL::TIMESTAMPTZ AS end_at, "
+             "NULL::TIMESTAMPTZ AS stopped_at WHERE false")
     if not experiments:
         return typed
     rows = ", ".join(f"({text(e.experiment_id)}, {text(e.control)}, {text(e.candidate)}, {float(e.share)}::DOUBLE, "
@@ -180,7 +180,7 @@ def experiments_view_sql(experiments: list[Experiment]) -> str:
 # tie when as many (and some), `no_clicks` otherwise. The p-value is the two-sided exact sign test of wins against
 # losses, summed in log space: sum over i <= min(wins, losses) of C(n, i) / 2^n, doubled, capped at 1.
 INTERLEAVING_VIEWS = {
-    "interleaving_clicks": f"""
+    "interleaving_clicks": """
         SELECT q.experiment, c.query_id, c.doc_id, c.position, min(c.ts) AS ts,
                q.result_arms[c.position - coalesce(q.result_offset, 0)] AS arm
         FROM clicks c JOIN queries q USING (query_id)

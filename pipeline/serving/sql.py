@@ -9,7 +9,11 @@ from pathlib import Path
 import duckdb
 
 from ..behaviour.clickmodels import BEHAVIOUR_DIR, TABLES
-from ..behaviour.experiments import INTERLEAVING_VIEWS, ExperimentStore, experiments_view_sql
+from ..behaviour.experiments import (
+    INTERLEAVING_VIEWS,
+    ExperimentStore,
+    experiments_view_sql,
+)
 from ..errors import InputError
 from ..index.querylog import QueryLog, log_view_sql
 from ..index.store import resolve_version_dir
