@@ -276,3 +276,56 @@ def test_the_api_interleaves_visitors_in_the_experiment_and_logs_each_results_ar
     assert logged[0] == {"experiment": "exp", "result_arms": arms}
     row, = report(index)
     assert (row["impressions"], row["wins"], row["losses"]) == (2, 1, 0)
+
+
+# -- the UI ------------------------------------------------------------------------------------------------
+
+
+def run_page(path, monkeypatch, index, query: str | None = None):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("SOUSUO_INDEX", str(index))
+    at = AppTest.from_file(str(path), default_timeout=240)
+    at.run()
+    if query is not None:
+        at.text_input(key="q").input(query)
+        at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def test_the_experiments_page_shows_the_report_beside_the_position_curve(tmp_path, monkeypatch):
+    from conftest import ROOT
+
+    from pipeline.behaviour.clickmodels import BEHAVIOUR_DIR, TABLES
+    from pipeline.schemas import CLICK_PROPENSITIES
+
+    page = ROOT / "app" / "pages" / "5_Experiments.py"
+    assert "No experiment yet" in run_page(page, monkeypatch, tmp_path).info[0].value
+    start(ExperimentStore(tmp_path))
+    log = QueryLog(tmp_path)
+    for i, clicked in enumerate([[2]] * 3 + [[1]] + [[]]):
+        log_impression(log, f"q{i}", [CONTROL, CANDIDATE], clicked)
+    curve = [{"model": "pbm", "position": r, "propensity": 1 / r} for r in range(1, 11)]
+    (tmp_path / BEHAVIOUR_DIR).mkdir()
+    pq.write_table(pa.Table.from_pylist(curve, schema=CLICK_PROPENSITIES),
+                   tmp_path / BEHAVIOUR_DIR / TABLES["click_propensities"][0])
+    at = run_page(page, monkeypatch, tmp_path)
+    assert {m.label: m.value for m in at.metric} == {"Wins": "3", "Losses": "1", "Ties": "0",
+                                                     "p-value": f"{sign_test(3, 1):.3g}"}
+    assert at.dataframe[0].value.iloc[0]["impressions"] == 5
+    assert [s.value for s in at.subheader][1] == "Click model: examination by position"
+
+
+def test_the_search_page_interleaves_a_visitor_in_the_experiment_and_logs_the_arms(tmp_path, sample_index,
+                                                                                    monkeypatch):
+    from conftest import ROOT
+
+    index = tmp_path / "index"
+    shutil.copytree(sample_index, index, ignore=shutil.ignore_patterns("querylog", "experiments", "rankers"))
+    ExperimentStore(index).start("ui", "hybrid", "bm25", 1.0, datetime.now(UTC) - timedelta(hours=1),
+                                 datetime.now(UTC) + timedelta(days=1))
+    run_page(ROOT / "app" / "Search.py", monkeypatch, index, "vector search")  # opens in hybrid: no ranker
+    (row,) = QueryLog(index).queries()
+    assert row["experiment"] == "ui" and row["arm"] == "interleaved"
+    assert len(row["result_arms"]) == len(row["result_ids"]) > 0 and set(row["result_arms"]) == {CONTROL, CANDIDATE}
