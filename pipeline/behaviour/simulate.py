@@ -132,7 +132,8 @@ def write_sessions(log: QueryLog, sessions: Iterator[SimulatedSession], queries:
     query_rows, click_rows = [], []
     for s in sessions:
         ts = epoch + timedelta(seconds=s.session)
-        query_id = f"sim{seed}-{s.session}"
+        # An experiment's sessions get ids of their own: two runs with one seed must not share query ids.
+        query_id = f"sim{seed}-{experiment}-{s.session}" if experiment else f"sim{seed}-{s.session}"
         ids = {"user_id": user_id(s.user), "session_id": f"sim{seed}-session-{s.session}"}
         query_rows.append(log.query_row(queries[s.query_id], mode, None, 0.0, s.shown, len(s.shown), 0, ts, query_id,
                                         ranker=f"simulated:{mode}", arm=s.arm,
