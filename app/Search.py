@@ -17,13 +17,13 @@ import streamlit as st
 
 from app import common
 from pipeline.behaviour.experiments import ExperimentStore
-from pipeline.behaviour.interleaving import INTERLEAVED_ARM, impression_seed
+from pipeline.behaviour.interleaving import INTERLEAVED_ARM
 from pipeline.constants import MAX_K, MAX_QUERY_CHARS
 from pipeline.errors import QuerySyntaxError, SousuoError
 from pipeline.index.querylog import QueryLog, filters_json
 from pipeline.search.facets import FACET_FIELDS, value_counts
 from pipeline.search.filters import Filters
-from pipeline.serving.interleave import Rankers, assigned, interleaved_search
+from pipeline.serving.interleave import Rankers, assigned, interleaved_search, search_seed
 
 PAGE_SIZE = 10
 MODES = {"bm25": "BM25", "dense": "Dense", "hybrid": "Hybrid", "ltr": "Hybrid + ranker"}
@@ -203,7 +203,7 @@ def run_experiment(text: str, wanted: str, offset: int) -> dict | None:
     if experiment is None:
         return None
     query_id = uuid.uuid4().hex
-    seed = impression_seed(f"{ids['session_id']}/{text}/{filters_json(filters)}")
+    seed = search_seed(ids["session_id"], text, filters or None)
     args = (searcher, experiment, text, query_id, rankers(version, searcher), PAGE_SIZE, offset, filters or None)
     try:
         result = interleaved_search(*args, explain=True, seed=seed)

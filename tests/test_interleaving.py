@@ -256,6 +256,9 @@ def test_the_api_interleaves_visitors_in_the_experiment_and_logs_each_results_ar
         assert body["experiment"] == {"id": "exp", "control": "bm25", "candidate": "hybrid"}
         arms = [r["arm"] for r in body["results"]]
         assert set(arms) <= {CONTROL, CANDIDATE} and len(arms) == 10
+        page_two = httpx.get(f"{url}/v1/search", params={**params, "log": "false", "offset": 5, "k": 5},
+                             timeout=60).json()["results"]
+        assert [r["doc_id"] for r in page_two] == [r["doc_id"] for r in body["results"][5:]]  # one merge, paged
         clicked = arms.index(CANDIDATE) + 1
         doc = body["results"][clicked - 1]["doc_id"]
         assert httpx.post(f"{url}/v1/clicks", json={"query_id": body["query_id"], "doc_id": doc,

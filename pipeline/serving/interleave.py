@@ -13,7 +13,7 @@ from ..behaviour.experiments import Experiment, ExperimentStore, arm_mode, visit
 from ..behaviour.interleaving import ARMS, CONTROL, impression_seed, team_draft
 from ..constants import SEARCH_MODES
 from ..errors import IndexNotFound, InputError
-from ..index.querylog import QueryLog
+from ..index.querylog import QueryLog, filters_json
 from ..io import CURRENT_POINTER, read_pointer
 from ..rank.model import RANKERS_DIR, Ranker
 from ..search.filters import Filters
@@ -56,6 +56,11 @@ def assigned(store: ExperimentStore, log: QueryLog, user_id: str | None, session
     if not store.list():
         return None
     return store.assign(visitor_hash(log, user_id, session_id), mode)
+
+
+def search_seed(visitor: str, text: str, filters: Filters | None) -> int:
+    """The coin flips of one visitor's search: its pages, and its repeats within a session, show one merge."""
+    return impression_seed(f"{visitor}/{text}/{filters_json(filters)}")
 
 
 class Rankers:

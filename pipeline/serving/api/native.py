@@ -22,7 +22,7 @@ from ...index.store import Manifest, current_version, list_versions, versions_di
 from ...retrieval.similar import similar
 from ...search.filters import Filters
 from ...search.results import make_hit
-from ..interleave import assigned, interleaved_search
+from ..interleave import assigned, interleaved_search, search_seed
 from ..suggest import MAX_INPUT_CHARS
 from . import metrics
 from .common import query_model, query_parameters, reply, run, served, snapshot
@@ -122,8 +122,10 @@ def _search(request: Request, query: SearchRequest) -> tuple[Callable[[], dict],
                                             query.snippets, query.mode, query.explain)
             body = {"version": snap.version, "mode": query.mode, **response.to_json()}
         else:  # the visitor is in an interleaving experiment: its arms merged, each result tagged with its arm
+            seed = search_seed(query.session_id or query.user_id, query.q, query.filters())
             result = interleaved_search(snap.searcher, experiment, query.q, query_id, snap.ranker, query.k,
-                                        query.offset, query.filters(), query.syntax, query.snippets, query.explain)
+                                        query.offset, query.filters(), query.syntax, query.snippets, query.explain,
+                                        seed)
             response = result.response
             body = {"version": snap.version, "mode": query.mode, **result.to_json()}
             logged = {"arm": INTERLEAVED_ARM, "experiment": experiment.experiment_id, "result_arms": result.arms}
