@@ -233,6 +233,10 @@ def cmd_experiment(args, settings: Settings) -> int:
         print(json.dumps(experiment.to_json()))
     elif args.action == "stop":
         print(json.dumps(store.stop(args.id).to_json()))
+        if args.publish_if_won:
+            from pipeline.serving.interleave import publish_if_won
+
+            print(json.dumps(publish_if_won(args.index, args.id)))
     elif args.action == "list":
         for experiment in store.list():
             print(json.dumps(experiment.to_json()))
@@ -516,6 +520,8 @@ def build_parser() -> argparse.ArgumentParser:
     experiment.add_argument("--start", type=_date, help="start: ISO time (default now)")
     experiment.add_argument("--end", type=_date, help="start: ISO time (default --days after the start)")
     experiment.add_argument("--days", type=float, default=14.0, help="start: length without --end (default 14)")
+    experiment.add_argument("--publish-if-won", action="store_true",
+                            help="stop: publish the candidate ranker if users preferred it significantly")
     experiment.set_defaults(func=cmd_experiment)
 
     forget = sub.add_parser("forget-user", help="delete a user's queries, clicks and profile from the query log")

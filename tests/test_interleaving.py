@@ -332,3 +332,20 @@ def test_the_search_page_interleaves_a_visitor_in_the_experiment_and_logs_the_ar
     (row,) = QueryLog(index).queries()
     assert row["experiment"] == "ui" and row["arm"] == "interleaved"
     assert len(row["result_arms"]) == len(row["result_ids"]) > 0 and set(row["result_arms"]) == {CONTROL, CANDIDATE}
+
+
+def test_a_candidate_ranker_is_published_only_when_users_preferred_it(tmp_path):
+    from pipeline.serving.interleave import publish_if_won
+
+    store = ExperimentStore(tmp_path)
+    log = QueryLog(tmp_path)
+    teams = [CONTROL, CANDIDATE]
+    for name, outcomes in (("won", [[2]] * 11 + [[1]] * 2), ("even", [[2]] * 6 + [[1]] * 5)):
+        start(store, name, candidate=f"ltr:model-{name}")
+        for i, clicked in enumerate(outcomes):
+            log_impression(log, f"{name}{i}", teams, clicked, experiment=name)
+    pointer = tmp_path / "rankers" / "CURRENT"
+    assert publish_if_won(tmp_path, "even")["published"] is None and not pointer.exists()
+    verdict = publish_if_won(tmp_path, "won")
+    assert verdict["published"] == "model-won" and verdict["p_value"] < 0.05
+    assert pointer.read_text().strip() == "model-won"

@@ -9,12 +9,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..behaviour.experiments import Experiment, ExperimentStore, arm_mode, visitor_hash
-from ..behaviour.interleaving import ARMS, CONTROL, impression_seed, team_draft
+from ..behaviour.experiments import Experiment, ExperimentStore, arm_mode, report, visitor_hash
+from ..behaviour.interleaving import ARMS, CANDIDATE, CONTROL, impression_seed, team_draft
 from ..constants import SEARCH_MODES
 from ..errors import IndexNotFound, InputError
 from ..index.querylog import QueryLog, filters_json
-from ..io import CURRENT_POINTER, read_pointer
+from ..io import CURRENT_POINTER, read_pointer, write_pointer
 from ..rank.model import RANKERS_DIR, Ranker
 from ..search.filters import Filters
 from ..search.results import SearchResponse, make_hit
@@ -61,6 +61,19 @@ def assigned(store: ExperimentStore, log: QueryLog, user_id: str | None, session
 def search_seed(visitor: str, text: str, filters: Filters | None) -> int:
     """The coin flips of one visitor's search: its pages, and its repeats within a session, show one merge."""
     return impression_seed(f"{visitor}/{text}/{filters_json(filters)}")
+
+
+def publish_if_won(index_dir: Path | str, experiment_id: str) -> dict:
+    """The online half of the publishing guard: the candidate ranker of an experiment is published when users
+    preferred it (more wins than losses, sign test p < 0.05) and it is a trained ranker; otherwise nothing moves."""
+    ExperimentStore(index_dir).get(experiment_id)  # an unknown id is refused by name
+    row = next(r for r in report(index_dir) if r["experiment"] == experiment_id)
+    mode, model_id = arm_mode(row["candidate"])
+    published = model_id if row["preferred"] == CANDIDATE and mode == "ltr" else None
+    if published:
+        write_pointer(Path(index_dir) / RANKERS_DIR / CURRENT_POINTER, published)
+    return {"experiment": experiment_id, "preferred": row["preferred"], "p_value": row["p_value"],
+            "published": published}
 
 
 class Rankers:
