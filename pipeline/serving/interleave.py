@@ -9,8 +9,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..behaviour.experiments import Experiment, ExperimentStore, arm_mode, report, visitor_hash
-from ..behaviour.interleaving import ARMS, CANDIDATE, CONTROL, impression_seed, team_draft
+from ..behaviour.experiments import (
+    Experiment,
+    ExperimentStore,
+    arm_mode,
+    report,
+    visitor_hash,
+)
+from ..behaviour.interleaving import (
+    ARMS,
+    CANDIDATE,
+    CONTROL,
+    impression_seed,
+    team_draft,
+)
 from ..constants import SEARCH_MODES
 from ..errors import IndexNotFound, InputError
 from ..index.querylog import QueryLog, filters_json
