@@ -16,11 +16,14 @@ import pyarrow.compute as pc
 import streamlit as st
 
 from app import common
+from pipeline.behaviour.experiments import ExperimentStore
+from pipeline.behaviour.interleaving import INTERLEAVED_ARM
 from pipeline.constants import MAX_K, MAX_QUERY_CHARS
 from pipeline.errors import QuerySyntaxError, SousuoError
 from pipeline.index.querylog import QueryLog, filters_json
 from pipeline.search.facets import FACET_FIELDS, value_counts
 from pipeline.search.filters import Filters
+from pipeline.serving.interleave import Rankers, assigned, interleaved_search, search_seed
 
 PAGE_SIZE = 10
 MODES = {"bm25": "BM25", "dense": "Dense", "hybrid": "Hybrid", "ltr": "Hybrid + ranker"}
@@ -187,9 +190,44 @@ if not query.strip():
 # -- searching ------------------------------------------------------------------------------------------
 
 
+@st.cache_resource(max_entries=4)
+def rankers(version_key: tuple, _searcher) -> Rankers:
+    return Rankers(_searcher)
+
+
+def run_experiment(text: str, wanted: str, offset: int) -> dict | None:
+    """The search interleaved, when this visitor is in a running experiment on the chosen mode (docs/behaviour.md);
+    every page of one search in one tab shows the same merge."""
+    ids = visitor()
+    experiment = assigned(ExperimentStore(root), QueryLog(root), ids["user_id"], ids["session_id"], wanted)
+    if experiment is None:
+        return None
+    query_id = uuid.uuid4().hex
+    seed = search_seed(ids["session_id"], text, filters or None)
+    args = (searcher, experiment, text, query_id, rankers(version, searcher), PAGE_SIZE, offset, filters or None)
+    try:
+        result = interleaved_search(*args, explain=True, seed=seed)
+    except QuerySyntaxError:
+        result = interleaved_search(*args, syntax=False, explain=True, seed=seed)
+    response, log_problem = result.response, None
+    try:
+        QueryLog(root).log_query(text, wanted, filters, response.took_ms, [hit.doc_id for hit in response.hits],
+                                 response.total_matches, result_offset=offset, query_id=query_id, arm=INTERLEAVED_ARM,
+                                 experiment=experiment.experiment_id, result_arms=result.arms, **ids)
+    except OSError as error:
+        query_id, log_problem = None, f"The query log is not writable: {error}"
+    return {"response": response, "mode": wanted, "notices": [], "query_id": query_id, "log_problem": log_problem}
+
+
 def run_search(text: str, wanted: str, offset: int) -> dict:
     """Search with the chosen mode; the ranker falls back to hybrid, bad syntax to plain words."""
-    notices = []
+    try:
+        interleaved = run_experiment(text, wanted, offset)
+    except Exception as error:  # an experiment that cannot run must not take the search down
+        interleaved = {"error": f"The experiment could not run: {error}"}
+    if interleaved is not None and "error" not in interleaved:
+        return interleaved
+    notices = [interleaved["error"]] if interleaved else []
 
     def attempt(mode_name: str) -> tuple:
         try:
@@ -277,6 +315,9 @@ if not response.hits:
 
 def show_explanation(hit) -> None:
     explanation = hit.explanation or {}
+    if explanation.get("arm"):
+        st.caption(f"Interleaving experiment: placed by the {common.md(explanation['arm'])} ranker "
+                   f"({common.md(explanation.get('ranker'))}).")
     branches = explanation.get("branches") or {}
     if branches:
         st.markdown("**Found by**")

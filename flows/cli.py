@@ -1,5 +1,5 @@
 """The `sousuo` command: build and update (Prefect flows), search, api, train, eval, sql, check, versions, publish,
-and the behaviour loop: simulate, click-models, forget-user."""
+and the behaviour loop: simulate, click-models, forget-user, experiment."""
 
 from __future__ import annotations
 
@@ -170,10 +170,82 @@ def cmd_simulate(args, settings: Settings) -> int:
         return [reader.doc_ids[d] for d in top.doc_ords.tolist()]
 
     tags = reader.version.documents.column("tags").to_pylist()
-    simulator = ClickSimulator(queries, qrels, served, config, dict(zip(reader.doc_ids, [t or [] for t in tags])))
-    counts = write_sessions(QueryLog(args.index), simulator.sessions(args.sessions), queries, args.mode, config.seed)
+    doc_tags = dict(zip(reader.doc_ids, [t or [] for t in tags]))
+    log = QueryLog(args.index)
+    if args.experiment:
+        return _simulate_experiment(args, searcher, log, queries, qrels, doc_tags, config)
+    simulator = ClickSimulator(queries, qrels, served, config, doc_tags)
+    counts = write_sessions(log, simulator.sessions(args.sessions), queries, args.mode, config.seed)
     print(json.dumps({"dataset": dataset.name, "split": args.split, "mode": args.mode, "eta": config.eta,
                       "seed": config.seed, **counts}))
+    return 0
+
+
+def _simulate_experiment(args, searcher, log, queries, qrels, doc_tags, config) -> int:
+    """`simulate --experiment ID`: users in the experiment's share see its arms interleaved, the rest its control;
+    sessions are timed from the experiment's start. Prints the experiment's report as the last line."""
+    from pipeline.behaviour.experiments import ExperimentStore, arm_mode, report
+    from pipeline.behaviour.interleaving import CANDIDATE, CONTROL
+    from pipeline.behaviour.simulate import ClickSimulator, user_id, write_sessions
+    from pipeline.serving.interleave import Rankers, arm_rankings
+
+    experiment = ExperimentStore(args.index).get(args.experiment)
+    rankers = Rankers(searcher)
+    cache: dict[str, dict] = {}
+
+    def arm(name: str):
+        def rank(text: str) -> list[str]:
+            if text not in cache:
+                cache[text] = arm_rankings(searcher, experiment, text, config.positions, rankers, syntax=False)
+            return [searcher.doc_ids[d] for d in cache[text][name].doc_ords.tolist()]
+        return rank
+
+    units = {user: experiment.includes(log.hash_id(user_id(user))) for user in range(config.users)}
+    simulator = ClickSimulator(queries, qrels, arm(CONTROL), config, doc_tags, candidate=arm(CANDIDATE),
+                               in_experiment=units.__getitem__)
+    mode = arm_mode(experiment.control)[0]
+    counts = write_sessions(log, simulator.sessions(args.sessions), queries, mode, config.seed,
+                            experiment=experiment.experiment_id, epoch=experiment.start)
+    row = next(r for r in report(args.index) if r["experiment"] == experiment.experiment_id)
+    print(json.dumps({"experiment": experiment.experiment_id, "eta": config.eta, "seed": config.seed, **counts,
+                      **{k: row[k] for k in ("impressions", "wins", "losses", "ties", "no_clicks", "p_value")}}))
+    return 0
+
+
+def cmd_experiment(args, settings: Settings) -> int:
+    from datetime import UTC, timedelta
+
+    from pipeline.behaviour.experiments import ExperimentStore, report
+    from pipeline.index.store import require_index_dir
+
+    store = ExperimentStore(require_index_dir(args.index))
+    if args.action in ("start", "stop") and not args.id:
+        raise InputError(f"give the experiment's id: sousuo experiment {args.action} ID --index DIR")
+    if args.action == "start":
+        from pipeline.serving.interleave import default_control, resolve_arm
+
+        if not args.candidate:
+            raise InputError("give --candidate: a ranker model id, ltr:ID, or a search mode")
+        start = args.start or datetime.now(UTC)
+        end = args.end or (start + timedelta(days=args.days))
+        control = resolve_arm(args.index, args.control) if args.control else default_control(args.index)
+        experiment = store.start(args.id, control, resolve_arm(args.index, args.candidate), args.share, start, end)
+        print(json.dumps(experiment.to_json()))
+    elif args.action == "stop":
+        print(json.dumps(store.stop(args.id).to_json()))
+        if args.publish_if_won:
+            from pipeline.serving.interleave import publish_if_won
+
+            print(json.dumps(publish_if_won(args.index, args.id)))
+    elif args.action == "list":
+        for experiment in store.list():
+            print(json.dumps(experiment.to_json()))
+    else:
+        rows = [r for r in report(args.index) if args.id is None or r["experiment"] == args.id]
+        if args.id is not None and not rows:
+            store.get(args.id)  # says which experiment is unknown
+        for row in rows:
+            print(json.dumps(row, default=str))
     return 0
 
 
@@ -433,7 +505,24 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--explore", type=float, help="share of sessions shown the results shuffled (default 0.1)")
     simulate.add_argument("--users", type=_positive, help="simulated users (default 1000)")
     simulate.add_argument("--preferred-tags", type=_non_negative, help="tags each user prefers (default 0: none)")
+    simulate.add_argument("--experiment", help="an experiment's id: users in its share see its control and candidate "
+                                               "interleaved, the others its control (replaces --mode)")
     simulate.set_defaults(func=cmd_simulate)
+
+    experiment = sub.add_parser("experiment", help="interleaving experiments of a candidate ranker against the served "
+                                                   "one: start, stop, list, report (docs/behaviour.md)")
+    experiment.add_argument("action", choices=["start", "stop", "list", "report"])
+    experiment.add_argument("id", nargs="?", help="the experiment's id (start, stop; report: only this one)")
+    experiment.add_argument("--index", required=True, type=Path)
+    experiment.add_argument("--candidate", help="start: a trained ranker's model id (or ltr:ID), or a search mode")
+    experiment.add_argument("--control", help="start: default the published ranker, pinned (hybrid without one)")
+    experiment.add_argument("--share", type=float, default=0.1, help="start: share of visitors in it (default 0.1)")
+    experiment.add_argument("--start", type=_date, help="start: ISO time (default now)")
+    experiment.add_argument("--end", type=_date, help="start: ISO time (default --days after the start)")
+    experiment.add_argument("--days", type=float, default=14.0, help="start: length without --end (default 14)")
+    experiment.add_argument("--publish-if-won", action="store_true",
+                            help="stop: publish the candidate ranker if users preferred it significantly")
+    experiment.set_defaults(func=cmd_experiment)
 
     forget = sub.add_parser("forget-user", help="delete a user's queries, clicks and profile from the query log")
     forget.add_argument("user_id", help="the anonymous user id the client sent")

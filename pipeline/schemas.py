@@ -130,6 +130,9 @@ QUERIES = pa.schema(
         pa.field("session_hash", pa.string()),
         pa.field("ranker", pa.string()),  # the ranker model id that ordered the results, when one did
         pa.field("arm", pa.string()),  # the experiment arm the results came from, when one was running
+        # An interleaving experiment's id, and the arm (control or candidate) that placed each of result_ids.
+        pa.field("experiment", pa.string()),
+        pa.field("result_arms", pa.list_(pa.string())),
     ]
 )
 

@@ -14,6 +14,10 @@ One session, drawn from a seeded generator (same seed, same sessions, same log r
    noise rate, the most relevant ones are missed at the same rate;
 5. with `preferred_tags` > 0, each user prefers that many tags of the corpus, and a document carrying one counts
    one grade higher for that user (G grows by one to make room).
+
+Against an interleaving experiment (`candidate` given), the sessions of users in the experiment's share are shown
+the team-draft merge of the served (control) ranking and the candidate's, with the coin flips drawn from the same
+seeded generator, and logged under the arm INTERLEAVED_ARM with the team of each position; nobody there explores.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from ..config import BehaviourConfig
 from ..errors import InputError
 from ..eval.beir import Qrels
 from ..index.querylog import QueryLog
+from .interleaving import INTERLEAVED_ARM, team_draft
 from .sessions import EXPLORE_ARM
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)  # simulated time starts here, one session a second
@@ -42,13 +47,18 @@ class SimulatedSession:
     shown: list[str]  # doc ids, best first
     clicked: list[int]  # 1-based positions clicked
     arm: str
+    teams: list[str] | None = None  # interleaved: the arm that placed each shown document
 
 
 class ClickSimulator:
-    """Sessions of simulated users over `queries`, with clicks from `qrels`; `rank(text)` is the served system."""
+    """Sessions of simulated users over `queries`, with clicks from `qrels`; `rank(text)` is the served system.
+
+    `candidate(text)` is an experiment's candidate ranking, interleaved for the users `in_experiment(user)` picks."""
 
     def __init__(self, queries: dict[str, str], qrels: Qrels, rank: Callable[[str], list[str]],
-                 config: BehaviourConfig, doc_tags: dict[str, list[str]] | None = None):
+                 config: BehaviourConfig, doc_tags: dict[str, list[str]] | None = None,
+                 candidate: Callable[[str], list[str]] | None = None,
+                 in_experiment: Callable[[int], bool] = lambda user: True):
         if not queries:
             raise InputError("the simulator needs at least one query")
         self.queries = queries
@@ -56,13 +66,17 @@ class ClickSimulator:
         self.rank = rank
         self.config = config
         self.doc_tags = doc_tags or {}
-        self._rankings: dict[str, list[str]] = {}
+        self.candidate = candidate
+        self.in_experiment = in_experiment
+        self._rankings: dict[tuple[str, bool], list[str]] = {}
         self.max_grade = max([g for judged in qrels.values() for g in judged.values()] + [1])
 
-    def ranking(self, qid: str) -> list[str]:
-        if qid not in self._rankings:
-            self._rankings[qid] = list(self.rank(self.queries[qid]))[: self.config.positions]
-        return self._rankings[qid]
+    def ranking(self, qid: str, candidate: bool = False) -> list[str]:
+        key = (qid, candidate)
+        if key not in self._rankings:
+            rank = self.candidate if candidate else self.rank
+            self._rankings[key] = list(rank(self.queries[qid]))[: self.config.positions]
+        return self._rankings[key]
 
     def _preferences(self, rng: np.random.Generator) -> list[frozenset[str]]:
         tags = sorted({t for doc in self.doc_tags.values() for t in doc})
@@ -91,15 +105,19 @@ class ClickSimulator:
         examine = (1.0 / np.arange(1, config.positions + 1)) ** config.eta
         for i in range(n):
             qid = qids[issued[i]]
-            shown = self.ranking(qid)
-            explore = rng.random() < config.explore
-            if explore:
-                shown = [shown[j] for j in rng.permutation(len(shown))]
+            shown, teams = self.ranking(qid), None
+            if self.candidate is not None and self.in_experiment(int(users[i])):
+                merged = team_draft(shown, self.ranking(qid, candidate=True), config.positions, rng)
+                shown, teams, arm = merged.docs, merged.teams, INTERLEAVED_ARM
+            elif rng.random() < config.explore:
+                shown, arm = [shown[j] for j in rng.permutation(len(shown))], EXPLORE_ARM
+            else:
+                arm = "served"
             looked = rng.random(config.positions) < examine
             draws = rng.random(config.positions)
             clicked = [r + 1 for r, doc in enumerate(shown)
                        if looked[r] and draws[r] < self.click_probability(qid, doc, preferences[users[i]])]
-            yield SimulatedSession(i, int(users[i]), qid, shown, clicked, EXPLORE_ARM if explore else "served")
+            yield SimulatedSession(i, int(users[i]), qid, shown, clicked, arm, teams)
 
 
 def user_id(user: int) -> str:
@@ -107,16 +125,20 @@ def user_id(user: int) -> str:
 
 
 def write_sessions(log: QueryLog, sessions: Iterator[SimulatedSession], queries: dict[str, str], mode: str,
-                   seed: int) -> dict[str, int]:
-    """Log simulated sessions as searches and clicks (ids hashed like any client's), in batches of part files."""
+                   seed: int, experiment: str | None = None, epoch: datetime = EPOCH) -> dict[str, int]:
+    """Log simulated sessions as searches and clicks (ids hashed like any client's), in batches of part files;
+    interleaved ones under `experiment`, with the arm of each result."""
     counts = {"sessions": 0, "clicks": 0}
     query_rows, click_rows = [], []
     for s in sessions:
-        ts = EPOCH + timedelta(seconds=s.session)
-        query_id = f"sim{seed}-{s.session}"
+        ts = epoch + timedelta(seconds=s.session)
+        # An experiment's sessions get ids of their own: two runs with one seed must not share query ids.
+        query_id = f"sim{seed}-{experiment}-{s.session}" if experiment else f"sim{seed}-{s.session}"
         ids = {"user_id": user_id(s.user), "session_id": f"sim{seed}-session-{s.session}"}
         query_rows.append(log.query_row(queries[s.query_id], mode, None, 0.0, s.shown, len(s.shown), 0, ts, query_id,
-                                        ranker=f"simulated:{mode}", arm=s.arm, **ids))
+                                        ranker=f"simulated:{mode}", arm=s.arm,
+                                        experiment=experiment if s.teams is not None else None,
+                                        result_arms=s.teams, **ids))
         click_rows.extend(log.click_row(query_id, s.shown[r - 1], r, ts + timedelta(milliseconds=100 * r), **ids)
                           for r in s.clicked)
         counts["sessions"] += 1

@@ -126,19 +126,25 @@ class QueryLog:
         session_id: str | None = None,
         ranker: str | None = None,
         arm: str | None = None,
+        experiment: str | None = None,
+        result_arms: Sequence[str] | None = None,
     ) -> str:
         """Append one search; returns its query_id, which clicks on its results refer to."""
         query_id = query_id or uuid.uuid4().hex
         row = self.query_row(text, mode, filters, latency_ms, result_ids, result_count, result_offset, ts, query_id,
-                             user_id, session_id, ranker, arm)
+                             user_id, session_id, ranker, arm, experiment, result_arms)
         self._append(self.queries_dir, pa.Table.from_pylist([row], schema=QUERIES))
         return query_id
 
     def query_row(self, text: str, mode: str, filters: Any = None, latency_ms: float = 0.0,
                   result_ids: Sequence[str] = (), result_count: int | None = None, result_offset: int = 0,
                   ts: datetime | None = None, query_id: str | None = None, user_id: str | None = None,
-                  session_id: str | None = None, ranker: str | None = None, arm: str | None = None) -> dict:
-        """One row of the queries table, ids hashed; `log_batch` appends many at once."""
+                  session_id: str | None = None, ranker: str | None = None, arm: str | None = None,
+                  experiment: str | None = None, result_arms: Sequence[str] | None = None) -> dict:
+        """One row of the queries table, ids hashed; `log_batch` appends many at once. `result_arms`, when an
+        experiment interleaved the results, names the arm that placed each of `result_ids`."""
+        if result_arms is not None and len(result_arms) != len(result_ids):
+            raise InputError(f"{len(result_arms)} result arms for {len(result_ids)} results")
         return {
             "query_id": query_id or uuid.uuid4().hex,
             "ts": ts or _now(),
@@ -154,6 +160,8 @@ class QueryLog:
             "session_hash": self.hash_id(session_id),
             "ranker": ranker,
             "arm": arm,
+            "experiment": experiment,
+            "result_arms": None if result_arms is None else [str(a) for a in result_arms],
         }
 
     def log_click(self, query_id: str, doc_id: str, position: int, ts: datetime | None = None,

@@ -9,6 +9,11 @@ from pathlib import Path
 import duckdb
 
 from ..behaviour.clickmodels import BEHAVIOUR_DIR, TABLES
+from ..behaviour.experiments import (
+    INTERLEAVING_VIEWS,
+    ExperimentStore,
+    experiments_view_sql,
+)
 from ..errors import InputError
 from ..index.querylog import QueryLog, log_view_sql
 from ..index.store import resolve_version_dir
@@ -101,6 +106,20 @@ def view_definitions(files: dict[str, list[Path]]) -> dict[str, str]:
     return views
 
 
+def experiment_views(index_dir: Path | None, files: dict[str, list[Path]]) -> dict[str, str]:
+    """The index's experiments and the interleaving report over its log, where it has either; views defined after
+    those of `view_definitions`, which they read."""
+    if index_dir is None:
+        return {}
+    experiments = ExperimentStore(index_dir).list()
+    if not experiments and "queries" not in files:
+        return {}
+    views = {name: log_view_sql([], schema) for name, schema in LOG_SCHEMAS.items() if name not in files}
+    views["experiments"] = experiments_view_sql(experiments)
+    views.update(INTERLEAVING_VIEWS)
+    return views
+
+
 def _sql_error(error: duckdb.Error) -> SqlError:
     """DuckDB's error as one line; a refused file access becomes a SandboxViolation."""
     kind = SandboxViolation if isinstance(error, duckdb.PermissionException) else SqlError
@@ -137,7 +156,7 @@ class SqlSession:
     def __init__(self, index_dir: Path | None = None, cache_dir: Path | None = None, writable: bool = False):
         self.writable = writable
         files = view_files(index_dir, cache_dir)
-        self.views = view_definitions(files)
+        self.views = view_definitions(files) | experiment_views(index_dir, files)
         self._scratch = tempfile.TemporaryDirectory(prefix="sousuo-sql-")
         database = str(Path(self._scratch.name) / "views.duckdb")
         with duckdb.connect(database) as setup:

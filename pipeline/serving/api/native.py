@@ -4,6 +4,7 @@ impressions and clicks, versions."""
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime
@@ -13,6 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ...behaviour.interleaving import ARMS, INTERLEAVED_ARM
 from ...constants import MAX_K, MAX_QUERY_CHARS, SEARCH_MODES
 from ...errors import IndexNotFound
 from ...index.querylog import MAX_ID_CHARS
@@ -20,6 +22,7 @@ from ...index.store import Manifest, current_version, list_versions, versions_di
 from ...retrieval.similar import similar
 from ...search.filters import Filters
 from ...search.results import make_hit
+from ..interleave import assigned, interleaved_search, search_seed
 from ..suggest import MAX_INPUT_CHARS
 from . import metrics
 from .common import query_model, query_parameters, reply, run, served, snapshot
@@ -77,6 +80,17 @@ class Impression(Visitor):
     offset: int = Field(0, ge=0, le=MAX_K)
     latency_ms: float = Field(0.0, ge=0)
     filters: dict[str, str | list[str]] = {}
+    experiment: str | None = Field(None, max_length=64, description="the experiment a search response named")
+    result_arms: list[Literal[ARMS]] | None = Field(None, max_length=MAX_LOGGED_RESULTS,
+                                                    description="the arm of each of result_ids, as the response gave")
+
+    @model_validator(mode="after")
+    def _arms(self) -> Impression:
+        if (self.experiment is None) != (self.result_arms is None):
+            raise ValueError("experiment and result_arms come together")
+        if self.result_arms is not None and len(self.result_arms) != len(self.result_ids):
+            raise ValueError("result_arms must name the arm of each of result_ids")
+        return self
 
 
 class Click(Visitor):
@@ -100,15 +114,27 @@ def _search(request: Request, query: SearchRequest) -> tuple[Callable[[], dict],
 
     def work() -> dict:
         started = time.perf_counter()
-        response = snap.searcher.search(query.q, query.k, query.filters(), query.syntax, query.offset,
-                                        query.snippets, query.mode, query.explain)
+        index, query_id = served(request), uuid.uuid4().hex
+        experiment = assigned(index.experiments, index.log, query.user_id, query.session_id, query.mode)
+        logged = {"ranker": snap.ranker_id if query.mode == "ltr" else None}
+        if experiment is None:
+            response = snap.searcher.search(query.q, query.k, query.filters(), query.syntax, query.offset,
+                                            query.snippets, query.mode, query.explain)
+            body = {"version": snap.version, "mode": query.mode, **response.to_json()}
+        else:  # the visitor is in an interleaving experiment: its arms merged, each result tagged with its arm
+            seed = search_seed(query.session_id or query.user_id, query.q, query.filters())
+            result = interleaved_search(snap.searcher, experiment, query.q, query_id, snap.ranker, query.k,
+                                        query.offset, query.filters(), query.syntax, query.snippets, query.explain,
+                                        seed)
+            response = result.response
+            body = {"version": snap.version, "mode": query.mode, **result.to_json()}
+            logged = {"arm": INTERLEAVED_ARM, "experiment": experiment.experiment_id, "result_arms": result.arms}
         metrics.SEARCH_SECONDS.labels(query.mode).observe(time.perf_counter() - started)
-        body = {"version": snap.version, "mode": query.mode, **response.to_json()}
         if query.log:
-            body["query_id"] = served(request).log.log_query(
+            body["query_id"] = index.log.log_query(
                 query.q, query.mode, query.filters(), response.took_ms, [h.doc_id for h in response.hits],
-                response.total_matches, result_offset=query.offset, user_id=query.user_id,
-                session_id=query.session_id, ranker=snap.ranker_id if query.mode == "ltr" else None)
+                response.total_matches, result_offset=query.offset, query_id=query_id, user_id=query.user_id,
+                session_id=query.session_id, **logged)
         return body
 
     return work, snap
@@ -182,9 +208,13 @@ async def similar_documents(request: Request, doc_id: str) -> JSONResponse:
 
 @router.post("/impressions", summary="Record results shown to a user; returns the query_id clicks refer to")
 def impression(request: Request, event: Impression) -> JSONResponse:
+    if event.experiment is not None:
+        served(request).experiments.get(event.experiment)  # an unknown experiment is a 404, not a logged row
     query_id = served(request).log.log_query(event.query, event.mode, event.filters, event.latency_ms,
                                              event.result_ids, event.result_count, result_offset=event.offset,
-                                             user_id=event.user_id, session_id=event.session_id)
+                                             user_id=event.user_id, session_id=event.session_id,
+                                             arm=INTERLEAVED_ARM if event.experiment else None,
+                                             experiment=event.experiment, result_arms=event.result_arms)
     return reply({"query_id": query_id}, snapshot(request), 201)
 
 

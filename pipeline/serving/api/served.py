@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from ...behaviour.experiments import ExperimentStore
 from ...config import Settings
 from ...errors import IndexNotFound
 from ...index.querylog import QueryLog
@@ -85,6 +86,7 @@ class ServedIndex:
         self.settings = settings
         self.name = name
         self.log = QueryLog(self.root)
+        self.experiments = ExperimentStore(self.root)  # interleaving experiments, re-read when they change
         self._popular: tuple[float, list[tuple[str, int]]] = (0.0, [])
         self._failed_key: tuple[str | None, str | None] | None = None  # tried once; retried when the key changes
         self._current = self._open(served_key(self.root))
