@@ -306,6 +306,23 @@ def show_explanation(hit) -> None:
         st.bar_chart(frame, x="feature", y="contribution", horizontal=True, sort=False, height=260)
 
 
+SIMILAR_SHOWN = 5
+SOURCE_WORDS = {"dense": "close in meaning", "bm25": "shares its key terms", "co_clicks": "opened in the same sessions"}
+
+
+def show_similar(doc_ord: int) -> None:
+    """Related documents under an opened one: dense neighbours, its top terms and co-clicks (`sousuo similar`)."""
+    found = searcher.similar(doc_ord, SIMILAR_SHOWN)
+    if not len(found.doc_ords):
+        return
+    st.markdown("**Similar**")
+    for d, sources in zip(found.doc_ords.tolist(), found.sources):
+        row = documents.slice(d, 1).to_pylist()[0]
+        why = ", ".join(SOURCE_WORDS.get(s, s) for s in sources)
+        st.caption(f"{common.md(common.short(row.get('title') or row['doc_id'], 120))} · {common.md(row['doc_id'])}"
+                   f" · {why}")
+
+
 for i, hit in enumerate(response.hits):
     position = offset + i + 1
     with st.container(border=True, key=f"hit-{position}"):
@@ -330,6 +347,7 @@ for i, hit in enumerate(response.hits):
             st.markdown(common.md(row.get("body"), 5_000))
             if row.get("url"):
                 st.caption(common.md(row["url"], 300))
+            show_similar(hit.doc_ord)
 
 if pages > 1:
     st.pagination(pages, key=page_key, max_visible_pages=7)

@@ -96,6 +96,30 @@ def cmd_search(args, settings: Settings) -> int:
     return 0
 
 
+def cmd_similar(args, settings: Settings) -> int:
+    from pipeline.errors import IndexNotFound
+    from pipeline.search.results import make_hit
+    from pipeline.searcher import Searcher
+
+    searcher = Searcher.open(args.index, settings)
+    ordinals = {doc_id: i for i, doc_id in enumerate(searcher.doc_ids)}
+    missing = [doc_id for doc_id in args.doc_ids if doc_id not in ordinals]
+    if missing:
+        raise IndexNotFound(f"no document {missing[0]!r} in {args.index}")
+    for doc_id in args.doc_ids:
+        found = searcher.similar(ordinals[doc_id], args.k)
+        hits = [{**make_hit(searcher.reader, int(d), float(s), set(), False).to_json(), "found_by": sources}
+                for d, s, sources in zip(found.doc_ords, found.scores, found.sources)]
+        if args.json:
+            print(json.dumps({"doc_id": doc_id, "terms": found.terms, "results": hits}, ensure_ascii=False))
+            continue
+        print(f"like {doc_id}: {' '.join(found.terms[:10])}")
+        for rank, hit in enumerate(hits, 1):
+            print(f"{rank:>3}. [{hit['score']:.4f}] {hit['title'] or hit['doc_id']}  ({hit['doc_id']}; "
+                  f"{', '.join(hit['found_by'])})")
+    return 0
+
+
 def cmd_train(args, settings: Settings) -> int:
     if args.from_clicks:
         from flows.retrain import retrain_from_clicks_flow
@@ -406,6 +430,13 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--explain", action="store_true", help="say why each result is there")
     search.add_argument("--json", action="store_true", help="print one JSON object")
     search.set_defaults(func=cmd_search)
+
+    similar = sub.add_parser("similar", help="documents like the given ones: dense neighbours, top terms, co-clicks")
+    similar.add_argument("doc_ids", nargs="+", metavar="DOC_ID")
+    similar.add_argument("--index", required=True, type=Path)
+    similar.add_argument("-k", type=_positive, default=10, help="number of results per document")
+    similar.add_argument("--json", action="store_true", help="print one JSON object per document")
+    similar.set_defaults(func=cmd_similar)
 
     train = sub.add_parser("train", help="train the learned ranker of an index on judged queries, and publish it")
     train.add_argument("--index", required=True, type=Path)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .behaviour.graph import ClickGraph
 from .config import Settings
 from .constants import MAX_K, MAX_QUERY_CHARS, SEARCH_MODES
 from .errors import IndexNotFound, InputError
@@ -17,6 +18,7 @@ from .rank.model import RANKERS_DIR, Ranker
 from .rank.rerank import learned
 from .retrieval.adaptive import AdaptiveFusion, served_adaptive
 from .retrieval.hybrid import HybridResult, hybrid
+from .retrieval.similar import SimilarDocs, similar
 from .retrieval.weights import FusionWeights, served_weights
 from .search.filters import Filters
 from .search.matching import match_mask
@@ -71,6 +73,16 @@ class Searcher:
     def adaptive_fusion(self) -> AdaptiveFusion | None:
         """The published adaptive fusion model the hybrid mode picks per-query weights with, if any."""
         return served_adaptive(self.reader.root, self.settings.fusion)
+
+    @cached_property
+    def click_graph(self) -> ClickGraph:
+        """The index's query log as a click graph, read once per Searcher (empty where nothing was logged)."""
+        reader = self.reader
+        return ClickGraph.load(reader.root, reader.doc_ids, reader.analyzer.terms, self.settings.behaviour)
+
+    def similar(self, doc_ord: int, k: int = 10, allowed: np.ndarray | None = None) -> SimilarDocs:
+        """Documents like `doc_ord`: dense neighbours, its top terms and its co-clicks (`retrieval/similar.py`)."""
+        return similar(self.reader, doc_ord, k, allowed, graph=self.click_graph)
 
     @property
     def has_ranker(self) -> bool:

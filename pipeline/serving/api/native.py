@@ -17,7 +17,6 @@ from ...constants import MAX_K, MAX_QUERY_CHARS, SEARCH_MODES
 from ...errors import IndexNotFound
 from ...index.querylog import MAX_ID_CHARS
 from ...index.store import Manifest, current_version, list_versions, versions_dir
-from ...retrieval.similar import similar
 from ...search.filters import Filters
 from ...search.results import make_hit
 from ..suggest import MAX_INPUT_CHARS
@@ -164,7 +163,7 @@ def document(request: Request, doc_id: str) -> JSONResponse:
 
 
 @router.get("/documents/{doc_id}/similar",
-            summary="Documents like this one: dense neighbours and its top terms, fused by RRF",
+            summary="Documents like this one: dense neighbours, its top terms and co-clicks, fused by RRF",
             openapi_extra=query_parameters(SimilarRequest))
 async def similar_documents(request: Request, doc_id: str) -> JSONResponse:
     query = query_model(request, SimilarRequest)
@@ -172,9 +171,9 @@ async def similar_documents(request: Request, doc_id: str) -> JSONResponse:
     doc_ord = _ordinal(request, doc_id)
 
     def work() -> dict:
-        found = similar(snap.searcher.reader, doc_ord, query.k)
-        hits = [make_hit(snap.searcher.reader, int(d), float(s), set(), False).to_json()
-                for d, s in zip(found.doc_ords, found.scores)]
+        found = snap.searcher.similar(doc_ord, query.k)
+        hits = [{**make_hit(snap.searcher.reader, int(d), float(s), set(), False).to_json(), "found_by": sources}
+                for d, s, sources in zip(found.doc_ords, found.scores, found.sources)]
         return {"version": snap.version, "doc_id": doc_id, "terms": found.terms, "results": hits}
 
     return reply(await run(request, work), snap)
