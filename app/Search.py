@@ -16,9 +16,11 @@ import pyarrow.compute as pc
 import streamlit as st
 
 from app import common
+from pipeline.behaviour.profile import profile_for
 from pipeline.constants import MAX_K, MAX_QUERY_CHARS
 from pipeline.errors import QuerySyntaxError, SousuoError
 from pipeline.index.querylog import QueryLog, filters_json
+from pipeline.retrieval.channels import Audience
 from pipeline.search.facets import FACET_FIELDS, value_counts
 from pipeline.search.filters import Filters
 
@@ -174,6 +176,12 @@ with st.sidebar:
             in_range = sum(1 for d in counts["dates"] if start <= d <= end)
             st.caption(f"{in_range} matching documents dated in this range.")
 
+    st.subheader("For you")
+    personalize = st.toggle("Personalize", key="personalize", help="Hybrid modes: lift what is like the documents "
+                            "you opened (your profile, kept under this index's query log for your anonymous id).")
+    region = st.text_input("Region", key="region", max_chars=100, help="Hybrid modes: lift documents of this "
+                           "region.").strip() or None
+
 filters = Filters(sources=tuple(sources), langs=tuple(langs), tags=tuple(tags), since=since, until=until)
 
 if not query.strip():
@@ -191,14 +199,21 @@ def run_search(text: str, wanted: str, offset: int) -> dict:
     """Search with the chosen mode; the ranker falls back to hybrid, bad syntax to plain words."""
     notices = []
 
+    audience = None
+    if personalize or region:
+        reader = searcher.reader
+        profile = profile_for(reader, visitor()["user_id"], reader.settings.behaviour.profile_half_life_days) \
+            if personalize else None
+        audience = Audience(profile, region)
+
     def attempt(mode_name: str) -> tuple:
         try:
             return searcher.search(text, k=PAGE_SIZE, filters=filters or None, offset=offset, mode=mode_name,
-                                   explain=True), mode_name
+                                   explain=True, audience=audience), mode_name
         except QuerySyntaxError as error:
             notices.append(f"Query syntax: {error}. Searched the words as plain text instead.")
             return searcher.search(text, k=PAGE_SIZE, filters=filters or None, offset=offset, mode=mode_name,
-                                   explain=True, syntax=False), mode_name
+                                   explain=True, syntax=False, audience=audience), mode_name
 
     try:
         if wanted == "ltr" and not has_ranker:
@@ -225,7 +240,7 @@ def run_search(text: str, wanted: str, offset: int) -> dict:
             "log_problem": log_problem}
 
 
-base = (query, mode, filters_json(filters), version)
+base = (query, mode, filters_json(filters), version, personalize, region)
 # The pagination widget's key follows the search, so a new query starts again at page 1.
 page_key = "page-" + hashlib.sha1(repr(base).encode()).hexdigest()[:12]
 if st.session_state.get("base") != base:
@@ -342,6 +357,8 @@ for i, hit in enumerate(response.hits):
                     help="Opens the document; the click is logged with its position")
         with right.expander("Why this result?", icon=":material/help:"):
             show_explanation(hit)
+        if hit.reasons:
+            right.caption(" · ".join(common.md(reason, 200) for reason in hit.reasons))
         if opened:
             row = documents.slice(hit.doc_ord, 1).to_pylist()[0]
             st.markdown(common.md(row.get("body"), 5_000))

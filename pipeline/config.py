@@ -196,7 +196,13 @@ class BehaviourConfig(BaseModel):
     graph_neighbours: int = Field(5, ge=0)
     graph_max_queries: int = Field(5000, gt=0)  # past queries encoded for neighbours, the most clicked first
     # Fusion weight of the click-graph branch where tuned or configured weights do not name it.
-    graph_weight: float = Field(0.5, ge=0)
+    graph_weight: float = Field(1.0, ge=0)
+    # A user's profile (opt-in per request): clicks this many days older than their newest count half; the
+    # personal branch's fusion weight.
+    profile_half_life_days: float = Field(30.0, gt=0)
+    personal_weight: float = Field(0.5, ge=0)
+    # A request's region lifts in-region documents by this share of the result list's score spread.
+    region_boost: float = Field(0.2, ge=0)
 
 
 class ScheduleConfig(BaseModel):

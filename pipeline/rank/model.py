@@ -129,8 +129,14 @@ class Ranker:
         )
         return cls(booster, card)
 
+    @property
+    def columns(self) -> list[int]:
+        """The columns of FEATURES this ranker was trained on: all of them, or a prefix for a ranker trained before
+        features were appended."""
+        return [FEATURES.index(name) for name in self.card.features]
+
     def check(self, compatibility: dict) -> None:
-        if self.card.features != list(FEATURES):
+        if self.card.features != list(FEATURES[: len(self.card.features)]):
             missing = sorted(set(self.card.features) ^ set(FEATURES))
             raise RankerMismatch(f"ranker {self.card.model_id} was trained on other features ({missing}); retrain it")
         if self.card.index_compatibility != compatibility:
@@ -147,14 +153,16 @@ class Ranker:
         """The model's score: the fused score's prior plus the trees' correction."""
         if not len(features):
             return np.zeros(0)
-        trees = self.booster.predict(features, num_iteration=self.booster.best_iteration or None)
+        trees = self.booster.predict(features[:, self.columns], num_iteration=self.booster.best_iteration or None)
         return trees + _prior(features, self.fused_prior)
 
     def contributions(self, features: np.ndarray) -> np.ndarray:
         """Per-feature contributions plus a last column for the bias; each row sums to the model's score. The
         prior the trees start from counts to `fused_score`'s contribution."""
-        contributions = self.booster.predict(features, num_iteration=self.booster.best_iteration or None,
-                                             pred_contrib=True)
+        own = self.booster.predict(features[:, self.columns], num_iteration=self.booster.best_iteration or None,
+                                   pred_contrib=True)
+        contributions = np.zeros((len(features), len(FEATURES) + 1))  # features it was not trained on add 0
+        contributions[:, self.columns + [len(FEATURES)]] = own
         contributions[:, FUSED_SCORE] += _prior(features, self.fused_prior)
         return contributions
 

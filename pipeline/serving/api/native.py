@@ -13,10 +13,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ...behaviour.profile import profile_for
 from ...constants import MAX_K, MAX_QUERY_CHARS, SEARCH_MODES
 from ...errors import IndexNotFound
 from ...index.querylog import MAX_ID_CHARS
 from ...index.store import Manifest, current_version, list_versions, versions_dir
+from ...retrieval.channels import Audience
 from ...search.filters import Filters
 from ...search.results import make_hit
 from ..suggest import MAX_INPUT_CHARS
@@ -57,11 +59,15 @@ class SearchRequest(Visitor):
     snippets: bool = Field(True, description="highlighted titles and snippets (<mark>)")
     explain: bool = False
     log: bool = Field(False, description="record the search and its results as an impression; returns query_id")
+    personalize: bool = Field(False, description="hybrid modes: use this user_id's own profile (opt-in)")
+    region: str | None = Field(None, max_length=100, description="hybrid modes: lift documents of this region")
 
     @model_validator(mode="after")
     def _window(self) -> SearchRequest:
         if self.offset + self.k > MAX_K:
             raise ValueError(f"offset + k must be at most {MAX_K}")
+        if self.personalize and not self.user_id:
+            raise ValueError("personalize=true needs the user_id whose profile to use")
         return self
 
     def filters(self) -> Filters:
@@ -99,8 +105,14 @@ def _search(request: Request, query: SearchRequest) -> tuple[Callable[[], dict],
 
     def work() -> dict:
         started = time.perf_counter()
+        audience = None
+        if query.personalize or query.region:
+            reader = snap.searcher.reader
+            profile = profile_for(reader, query.user_id, reader.settings.behaviour.profile_half_life_days) \
+                if query.personalize else None
+            audience = Audience(profile, query.region)
         response = snap.searcher.search(query.q, query.k, query.filters(), query.syntax, query.offset,
-                                        query.snippets, query.mode, query.explain)
+                                        query.snippets, query.mode, query.explain, audience)
         metrics.SEARCH_SECONDS.labels(query.mode).observe(time.perf_counter() - started)
         body = {"version": snap.version, "mode": query.mode, **response.to_json()}
         if query.log:
