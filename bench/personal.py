@@ -21,7 +21,7 @@ from pipeline.eval.beir import BeirDataset
 from pipeline.eval.metrics import score_run
 from pipeline.experiment.runs import cached_index, settings_for
 from pipeline.index.querylog import QueryLog
-from pipeline.index.store import current_version, versions_dir
+from pipeline.index.store import Manifest, current_version, file_inventory, versions_dir
 from pipeline.retrieval.channels import Audience
 from pipeline.searcher import Searcher
 
@@ -63,6 +63,9 @@ def main() -> None:
         table = pq.read_table(documents)
         table = table.set_column(table.schema.get_field_index("tags"), "tags", pa.array(tags, pa.list_(pa.string())))
         pq.write_table(table, documents)
+        manifest = Manifest.read(documents.parent)
+        manifest.files = file_inventory(documents.parent)
+        manifest.write(documents.parent)
         searcher = Searcher.open(index, settings)
         doc_tags = dict(zip(searcher.doc_ids, tags))
         train = dataset.qrels("train")

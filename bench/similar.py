@@ -62,7 +62,9 @@ def main() -> None:
     if graph is not None:
         variants += [("co-clicks", ("co_clicks",)), ("all three", ("dense", "bm25", "co_clicks"))]
     if not searcher.reader.has_dense:
-        variants = [(name, sources) for name, sources in variants if "dense" not in sources or len(sources) > 1]
+        variants = [("more-like-this (BM25 of top terms)", ("bm25",))]
+        if graph is not None:
+            variants += [("co-clicks", ("co_clicks",)), ("more-like-this + co-clicks", ("bm25", "co_clicks"))]
     print(f"{dataset.name}: co-relevance@{K}" + (f"; co-clicks from {args.sessions:,} simulated sessions of the "
                                                 f"train queries ({sum(map(len, graph.co_clicks.values())):,} "
                                                 "co-clicked pairs)" if graph else "") + "\n")

@@ -194,3 +194,18 @@ def test_a_region_lifts_its_documents_and_old_indexes_still_open(tmp_path, dupli
     reopened = Searcher.open(old, settings)
     assert [h.doc_id for h in reopened.search(query, 10, mode="hybrid", audience=Audience(region="north")).hits] \
         == plain
+
+
+def test_the_api_personalizes_only_on_request_and_says_why(tmp_path, sample_index, settings):
+    import httpx
+    from api_support import api_settings, running
+
+    index = clicked_index(tmp_path, sample_index, {"speed": ["en-020", "en-022", "en-023", "en-024"]}, user="user-a")
+    with running(api_settings(settings, index)) as base:
+        search = {"q": "how to make retrieval fast", "mode": "hybrid", "k": 10, "user_id": "user-a"}
+        refused = httpx.post(f"{base}/v1/search", json={**search, "user_id": None, "personalize": True}, timeout=60)
+        assert refused.status_code == 400 and "personalize" in refused.text
+        plain = httpx.post(f"{base}/v1/search", json=search, timeout=60).json()["results"]
+        mine = httpx.post(f"{base}/v1/search", json={**search, "personalize": True}, timeout=60).json()["results"]
+    assert all("similar to what you read" not in hit.get("reasons", []) for hit in plain)
+    assert any("similar to what you read" in hit.get("reasons", []) for hit in mine)

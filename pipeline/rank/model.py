@@ -13,7 +13,7 @@ import numpy as np
 from ..config import RankerConfig
 from ..errors import RankerMismatch
 from ..io import CURRENT_POINTER, read_pointer, timestamped_id, write_pointer
-from .features import FEATURES
+from .features import CHANNEL_FEATURES, FEATURES
 
 RANKERS_DIR = "rankers"
 FUSED_SCORE = FEATURES.index("fused_score")
@@ -131,12 +131,12 @@ class Ranker:
 
     @property
     def columns(self) -> list[int]:
-        """The columns of FEATURES this ranker was trained on: all of them, or a prefix for a ranker trained before
-        features were appended."""
+        """The columns of FEATURES this ranker was trained on: all of them, or those before the behaviour channels'
+        for a ranker trained before they were appended."""
         return [FEATURES.index(name) for name in self.card.features]
 
     def check(self, compatibility: dict) -> None:
-        if self.card.features != list(FEATURES[: len(self.card.features)]):
+        if self.card.features not in (list(FEATURES), list(FEATURES[: -len(CHANNEL_FEATURES)])):
             missing = sorted(set(self.card.features) ^ set(FEATURES))
             raise RankerMismatch(f"ranker {self.card.model_id} was trained on other features ({missing}); retrain it")
         if self.card.index_compatibility != compatibility:
