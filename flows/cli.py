@@ -79,8 +79,16 @@ def cmd_search(args, settings: Settings) -> int:
         since=args.since,
         until=args.until,
     )
+    audience = None
+    if args.personalize or args.region:
+        from pipeline.behaviour.profile import profile_for
+        from pipeline.retrieval.channels import Audience
+
+        half_life = settings.behaviour.profile_half_life_days
+        audience = Audience(profile_for(searcher.reader, args.personalize, half_life) if args.personalize else None,
+                            args.region)
     response = searcher.search(args.query, k=args.k, filters=filters, offset=args.offset, mode=args.mode,
-                               explain=args.explain)
+                               explain=args.explain, audience=audience)
     if args.json:
         print(json.dumps({"mode": args.mode, **response.to_json()}, ensure_ascii=False))
         return 0
@@ -91,6 +99,8 @@ def cmd_search(args, settings: Settings) -> int:
         snippet = html.unescape(hit.snippet.replace("<mark>", bold).replace("</mark>", plain))
         print(f"{rank:>3}. [{hit.score:.3f}] {hit.title or hit.doc_id}  ({hit.doc_id}, {hit.source}, {hit.lang})")
         print(f"     {snippet}")
+        if hit.reasons:
+            print(f"     because: {'; '.join(hit.reasons)}")
         if hit.explanation:
             print(f"     why: {json.dumps(hit.explanation, ensure_ascii=False)}")
     return 0
@@ -428,6 +438,8 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--since", type=_date, help="published on or after this ISO date")
     search.add_argument("--until", type=_date, help="published on or before this ISO date")
     search.add_argument("--explain", action="store_true", help="say why each result is there")
+    search.add_argument("--personalize", metavar="USER_ID", help="hybrid modes: use this anonymous user's profile")
+    search.add_argument("--region", help="hybrid modes: lift documents of this region")
     search.add_argument("--json", action="store_true", help="print one JSON object")
     search.set_defaults(func=cmd_search)
 

@@ -209,3 +209,10 @@ def test_the_api_personalizes_only_on_request_and_says_why(tmp_path, sample_inde
         mine = httpx.post(f"{base}/v1/search", json={**search, "personalize": True}, timeout=60).json()["results"]
     assert all("similar to what you read" not in hit.get("reasons", []) for hit in plain)
     assert any("similar to what you read" in hit.get("reasons", []) for hit in mine)
+
+
+def test_search_command_takes_a_region_and_prints_reasons(duplicated_index, capsys):
+    assert main(["search", "ranking documents for a query", "--index", str(duplicated_index), "--mode", "hybrid",
+                 "--region", "north", "--json"]) == 0
+    hits = json.loads(capsys.readouterr().out)["results"]
+    assert any(hit.get("reasons") == ["in your region"] for hit in hits)
