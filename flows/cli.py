@@ -108,7 +108,6 @@ def cmd_search(args, settings: Settings) -> int:
 
 def cmd_similar(args, settings: Settings) -> int:
     from pipeline.errors import IndexNotFound
-    from pipeline.search.results import make_hit
     from pipeline.searcher import Searcher
 
     searcher = Searcher.open(args.index, settings)
@@ -118,8 +117,7 @@ def cmd_similar(args, settings: Settings) -> int:
         raise IndexNotFound(f"no document {missing[0]!r} in {args.index}")
     for doc_id in args.doc_ids:
         found = searcher.similar(ordinals[doc_id], args.k)
-        hits = [{**make_hit(searcher.reader, int(d), float(s), set(), False).to_json(), "found_by": sources}
-                for d, s, sources in zip(found.doc_ords, found.scores, found.sources)]
+        hits = found.hits(searcher.reader)
         if args.json:
             print(json.dumps({"doc_id": doc_id, "terms": found.terms, "results": hits}, ensure_ascii=False))
             continue

@@ -62,6 +62,9 @@ def test_similar_adds_documents_opened_in_the_same_sessions(tmp_path, sample_ind
     assert found.index("zh-011") < before.index("zh-011")
     assert "co_clicks" in after.sources[found.index("zh-011")]
     assert all("co_clicks" not in sources for doc, sources in zip(found, after.sources) if doc != "zh-011")
+    rows = {row["doc_id"]: row for row in after.hits(searcher.reader)}
+    assert rows["zh-011"]["reasons"] == ["often opened together with this one"]
+    assert all("reasons" not in row for doc, row in rows.items() if doc != "zh-011")
 
 
 def test_similar_command_prints_one_line_per_document_shaped_like_search(sample_index, capsys):

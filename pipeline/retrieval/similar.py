@@ -12,7 +12,7 @@ from ..behaviour.graph import ClickGraph
 from ..index.postings import TEXT_FIELD
 from ..search.bm25 import lucene_idf
 from ..search.reader import IndexReader
-from ..search.results import HIGHLIGHTED_FIELDS
+from ..search.results import HIGHLIGHTED_FIELDS, make_hit
 from ..search.scoring import boosted_scores
 from ..search.topk import top_k
 from .branches import BranchResult
@@ -28,6 +28,16 @@ class SimilarDocs:
     scores: np.ndarray  # fused RRF scores
     terms: list[str]  # the top terms the lexical side searched for
     sources: list[list[str]]  # per result, the sources that found it ("dense", "bm25", "co_clicks")
+
+    def hits(self, reader: IndexReader) -> list[dict]:
+        """Result rows as `search --json` prints them, with `found_by` and, for co-clicks, the reason in words."""
+        rows = []
+        for d, score, sources in zip(self.doc_ords.tolist(), self.scores.tolist(), self.sources):
+            row = {**make_hit(reader, d, score, set(), False).to_json(), "found_by": sources}
+            if "co_clicks" in sources:
+                row["reasons"] = ["often opened together with this one"]
+            rows.append(row)
+        return rows
 
 
 def top_terms(reader: IndexReader, doc_ord: int, n: int = MORE_LIKE_THIS_TERMS) -> list[int]:

@@ -20,7 +20,6 @@ from ...index.querylog import MAX_ID_CHARS
 from ...index.store import Manifest, current_version, list_versions, versions_dir
 from ...retrieval.channels import Audience
 from ...search.filters import Filters
-from ...search.results import make_hit
 from ..suggest import MAX_INPUT_CHARS
 from . import metrics
 from .common import query_model, query_parameters, reply, run, served, snapshot
@@ -184,9 +183,8 @@ async def similar_documents(request: Request, doc_id: str) -> JSONResponse:
 
     def work() -> dict:
         found = snap.searcher.similar(doc_ord, query.k)
-        hits = [{**make_hit(snap.searcher.reader, int(d), float(s), set(), False).to_json(), "found_by": sources}
-                for d, s, sources in zip(found.doc_ords, found.scores, found.sources)]
-        return {"version": snap.version, "doc_id": doc_id, "terms": found.terms, "results": hits}
+        return {"version": snap.version, "doc_id": doc_id, "terms": found.terms,
+                "results": found.hits(snap.searcher.reader)}
 
     return reply(await run(request, work), snap)
 
