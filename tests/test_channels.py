@@ -219,3 +219,33 @@ def test_search_command_takes_a_region_and_prints_reasons(duplicated_index, caps
                  "--region", "north", "--json"]) == 0
     hits = json.loads(capsys.readouterr().out)["results"]
     assert any(hit.get("reasons") == ["in your region"] for hit in hits)
+
+
+def test_the_click_graph_weighs_by_debiased_relevance_where_the_click_model_table_exists(tmp_path):
+    import numpy as np
+    import pyarrow as pa
+
+    from pipeline.behaviour.clickmodels import BEHAVIOUR_DIR
+    from pipeline.behaviour.graph import ClickGraph
+    from pipeline.schemas import CLICK_RELEVANCE
+
+    log = QueryLog(tmp_path)
+    for _ in range(4):
+        query_id = log.log_query("Vector Search", "hybrid", None, 1.0, ["a", "b"], 2)
+        log.log_click(query_id, "b", 2)
+    terms = str.split
+    raw = ClickGraph.load(tmp_path, ["a", "b"], terms)
+    assert raw.source == "ctr" and raw.query_docs == {"vector search": {1: pytest.approx(5 / 8 - 0.25)}}
+    (tmp_path / BEHAVIOUR_DIR).mkdir()
+    pq.write_table(pa.table({"model": ["pbm", "pbm", "ctr"], "query": ["vector search"] * 3, "doc_id": ["a", "b", "b"],
+                             "relevance": [0.1, 0.9, 0.6], "impressions": [4, 4, 4], "clicks": [0, 4, 4]},
+                            schema=CLICK_RELEVANCE), tmp_path / BEHAVIOUR_DIR / "relevance.parquet")
+    debiased = ClickGraph.load(tmp_path, ["a", "b"], terms)
+    assert debiased.source == "pbm" and debiased.query_docs == {"vector search": {1: pytest.approx(0.65)}}
+    # A past query is also reached through its vector: an encoder that maps it next to the new query's vector.
+    encode = lambda texts: np.array([[1.0, 0.0]] * len(texts), dtype=np.float32)
+    assert debiased.recall("nearest neighbours", ["nearest", "neighbours"]) == {}
+    found = debiased.recall("nearest neighbours", ["nearest", "neighbours"], np.array([0.96, 0.28]), encode)
+    assert list(found) == [1] and found[1].weight == pytest.approx(0.96 * 0.65)
+    assert found[1].via == "Vector Search"
+    assert ClickGraph.load(tmp_path / "nothing", ["a", "b"], terms).empty
