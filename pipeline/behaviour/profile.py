@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
 import numpy as np
+import pyarrow as pa
 
 from ..index.querylog import QueryLog
 from ..io import atomic_write_text
@@ -30,11 +31,15 @@ class UserProfile:
         """Per document: its tags', source's and language's affinities plus the cosine of its vector with the
         profile's (clipped at 0), the score of the personal branch."""
         metadata = reader.metadata
-        scores = np.zeros(len(docs))
-        for i, d in enumerate(docs.tolist()):
-            row = metadata.row(d)
-            scores[i] = (sum(self.tags.get(t, 0.0) for t in row.get("tags") or ())
-                         + self.sources.get(row.get("source") or "", 0.0) + self.langs.get(row.get("lang") or "", 0.0))
+        taken = pa.array(np.asarray(docs, dtype=np.int64))
+        scores = np.array([self.sources.get(source or "", 0.0) + self.langs.get(lang or "", 0.0) for source, lang in
+                           zip(metadata.source.take(taken).to_pylist(), metadata.lang.take(taken).to_pylist())])
+        if self.tags and len(docs):
+            row_of = {d: i for i, d in enumerate(docs.tolist())}
+            mine = np.isin(metadata.tag_parents, docs)
+            for parent, tag in zip(metadata.tag_parents[mine].tolist(),
+                                   metadata.tag_values.filter(pa.array(mine)).to_pylist()):
+                scores[row_of[parent]] += self.tags.get(tag, 0.0)
         if self.vector is not None and reader.has_dense:
             cosines = reader.dense_cosines(np.asarray(self.vector, dtype=np.float32), docs)
             scores += np.clip(np.nan_to_num(cosines), 0, None)
