@@ -18,9 +18,11 @@ import streamlit as st
 from app import common
 from pipeline.behaviour.experiments import ExperimentStore
 from pipeline.behaviour.interleaving import INTERLEAVED_ARM
+from pipeline.behaviour.profile import profile_for
 from pipeline.constants import MAX_K, MAX_QUERY_CHARS
 from pipeline.errors import QuerySyntaxError, SousuoError
 from pipeline.index.querylog import QueryLog, filters_json
+from pipeline.retrieval.channels import Audience
 from pipeline.search.facets import FACET_FIELDS, value_counts
 from pipeline.search.filters import Filters
 from pipeline.serving.interleave import Rankers, assigned, interleaved_search, search_seed
@@ -177,6 +179,12 @@ with st.sidebar:
             in_range = sum(1 for d in counts["dates"] if start <= d <= end)
             st.caption(f"{in_range} matching documents dated in this range.")
 
+    st.subheader("For you")
+    personalize = st.toggle("Personalize", key="personalize", help="Hybrid modes: lift what is like the documents "
+                            "you opened (your profile, kept under this index's query log for your anonymous id).")
+    region = st.text_input("Region", key="region", max_chars=100, help="Hybrid modes: lift documents of this "
+                           "region.").strip() or None
+
 filters = Filters(sources=tuple(sources), langs=tuple(langs), tags=tuple(tags), since=since, until=until)
 
 if not query.strip():
@@ -229,14 +237,21 @@ def run_search(text: str, wanted: str, offset: int) -> dict:
         return interleaved
     notices = [interleaved["error"]] if interleaved else []
 
+    audience = None
+    if personalize or region:
+        reader = searcher.reader
+        profile = profile_for(reader, visitor()["user_id"], reader.settings.behaviour.profile_half_life_days) \
+            if personalize else None
+        audience = Audience(profile, region)
+
     def attempt(mode_name: str) -> tuple:
         try:
             return searcher.search(text, k=PAGE_SIZE, filters=filters or None, offset=offset, mode=mode_name,
-                                   explain=True), mode_name
+                                   explain=True, audience=audience), mode_name
         except QuerySyntaxError as error:
             notices.append(f"Query syntax: {error}. Searched the words as plain text instead.")
             return searcher.search(text, k=PAGE_SIZE, filters=filters or None, offset=offset, mode=mode_name,
-                                   explain=True, syntax=False), mode_name
+                                   explain=True, syntax=False, audience=audience), mode_name
 
     try:
         if wanted == "ltr" and not has_ranker:
@@ -263,7 +278,7 @@ def run_search(text: str, wanted: str, offset: int) -> dict:
             "log_problem": log_problem}
 
 
-base = (query, mode, filters_json(filters), version)
+base = (query, mode, filters_json(filters), version, personalize, region)
 # The pagination widget's key follows the search, so a new query starts again at page 1.
 page_key = "page-" + hashlib.sha1(repr(base).encode()).hexdigest()[:12]
 if st.session_state.get("base") != base:
@@ -347,6 +362,23 @@ def show_explanation(hit) -> None:
         st.bar_chart(frame, x="feature", y="contribution", horizontal=True, sort=False, height=260)
 
 
+SIMILAR_SHOWN = 5
+SOURCE_WORDS = {"dense": "close in meaning", "bm25": "shares its key terms", "co_clicks": "opened in the same sessions"}
+
+
+def show_similar(doc_ord: int) -> None:
+    """Related documents under an opened one: dense neighbours, its top terms and co-clicks (`sousuo similar`)."""
+    found = searcher.similar(doc_ord, SIMILAR_SHOWN)
+    if not len(found.doc_ords):
+        return
+    st.markdown("**Similar**")
+    for d, sources in zip(found.doc_ords.tolist(), found.sources):
+        row = documents.slice(d, 1).to_pylist()[0]
+        why = ", ".join(SOURCE_WORDS.get(s, s) for s in sources)
+        st.caption(f"{common.md(common.short(row.get('title') or row['doc_id'], 120))} · {common.md(row['doc_id'])}"
+                   f" · {why}")
+
+
 for i, hit in enumerate(response.hits):
     position = offset + i + 1
     with st.container(border=True, key=f"hit-{position}"):
@@ -366,11 +398,14 @@ for i, hit in enumerate(response.hits):
                     help="Opens the document; the click is logged with its position")
         with right.expander("Why this result?", icon=":material/help:"):
             show_explanation(hit)
+        if hit.reasons:
+            right.caption(" · ".join(common.md(reason, 200) for reason in hit.reasons))
         if opened:
             row = documents.slice(hit.doc_ord, 1).to_pylist()[0]
             st.markdown(common.md(row.get("body"), 5_000))
             if row.get("url"):
                 st.caption(common.md(row["url"], 300))
+            show_similar(hit.doc_ord)
 
 if pages > 1:
     st.pagination(pages, key=page_key, max_visible_pages=7)

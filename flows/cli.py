@@ -79,8 +79,16 @@ def cmd_search(args, settings: Settings) -> int:
         since=args.since,
         until=args.until,
     )
+    audience = None
+    if args.personalize or args.region:
+        from pipeline.behaviour.profile import profile_for
+        from pipeline.retrieval.channels import Audience
+
+        half_life = settings.behaviour.profile_half_life_days
+        audience = Audience(profile_for(searcher.reader, args.personalize, half_life) if args.personalize else None,
+                            args.region)
     response = searcher.search(args.query, k=args.k, filters=filters, offset=args.offset, mode=args.mode,
-                               explain=args.explain)
+                               explain=args.explain, audience=audience)
     if args.json:
         print(json.dumps({"mode": args.mode, **response.to_json()}, ensure_ascii=False))
         return 0
@@ -91,8 +99,32 @@ def cmd_search(args, settings: Settings) -> int:
         snippet = html.unescape(hit.snippet.replace("<mark>", bold).replace("</mark>", plain))
         print(f"{rank:>3}. [{hit.score:.3f}] {hit.title or hit.doc_id}  ({hit.doc_id}, {hit.source}, {hit.lang})")
         print(f"     {snippet}")
+        if hit.reasons:
+            print(f"     because: {'; '.join(hit.reasons)}")
         if hit.explanation:
             print(f"     why: {json.dumps(hit.explanation, ensure_ascii=False)}")
+    return 0
+
+
+def cmd_similar(args, settings: Settings) -> int:
+    from pipeline.errors import IndexNotFound
+    from pipeline.searcher import Searcher
+
+    searcher = Searcher.open(args.index, settings)
+    ordinals = {doc_id: i for i, doc_id in enumerate(searcher.doc_ids)}
+    missing = [doc_id for doc_id in args.doc_ids if doc_id not in ordinals]
+    if missing:
+        raise IndexNotFound(f"no document {missing[0]!r} in {args.index}")
+    for doc_id in args.doc_ids:
+        found = searcher.similar(ordinals[doc_id], args.k)
+        hits = found.hits(searcher.reader)
+        if args.json:
+            print(json.dumps({"doc_id": doc_id, "terms": found.terms, "results": hits}, ensure_ascii=False))
+            continue
+        print(f"like {doc_id}: {' '.join(found.terms[:10])}")
+        for rank, hit in enumerate(hits, 1):
+            print(f"{rank:>3}. [{hit['score']:.4f}] {hit['title'] or hit['doc_id']}  ({hit['doc_id']}; "
+                  f"{', '.join(hit['found_by'])})")
     return 0
 
 
@@ -476,8 +508,17 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--since", type=_date, help="published on or after this ISO date")
     search.add_argument("--until", type=_date, help="published on or before this ISO date")
     search.add_argument("--explain", action="store_true", help="say why each result is there")
+    search.add_argument("--personalize", metavar="USER_ID", help="hybrid modes: use this anonymous user's profile")
+    search.add_argument("--region", help="hybrid modes: lift documents of this region")
     search.add_argument("--json", action="store_true", help="print one JSON object")
     search.set_defaults(func=cmd_search)
+
+    similar = sub.add_parser("similar", help="documents like the given ones: dense neighbours, top terms, co-clicks")
+    similar.add_argument("doc_ids", nargs="+", metavar="DOC_ID")
+    similar.add_argument("--index", required=True, type=Path)
+    similar.add_argument("-k", type=_positive, default=10, help="number of results per document")
+    similar.add_argument("--json", action="store_true", help="print one JSON object per document")
+    similar.set_defaults(func=cmd_similar)
 
     train = sub.add_parser("train", help="train the learned ranker of an index on judged queries, and publish it")
     train.add_argument("--index", required=True, type=Path)

@@ -189,6 +189,20 @@ class BehaviourConfig(BaseModel):
     users: int = Field(1000, gt=0)
     preferred_tags: int = Field(0, ge=0)  # tags each simulated user prefers (0: no preferences)
     seed: int = 13
+    # The recall channels from behaviour (issue 13 §6). Past queries count as similar to a new one when they share
+    # this share of analyzed terms (Jaccard), or are among its nearest query vectors above this cosine.
+    graph_min_jaccard: float = Field(0.5, gt=0, le=1)
+    graph_min_cosine: float = Field(0.9, gt=0, le=1)
+    graph_neighbours: int = Field(5, ge=0)
+    graph_max_queries: int = Field(5000, gt=0)  # past queries encoded for neighbours, the most clicked first
+    # Fusion weight of the click-graph branch where tuned or configured weights do not name it.
+    graph_weight: float = Field(1.0, ge=0)
+    # A user's profile (opt-in per request): clicks this many days older than their newest count half; the
+    # personal branch's fusion weight.
+    profile_half_life_days: float = Field(30.0, gt=0)
+    personal_weight: float = Field(0.5, ge=0)
+    # A request's region lifts in-region documents by this share of the result list's score spread.
+    region_boost: float = Field(0.2, ge=0)
 
 
 class ScheduleConfig(BaseModel):

@@ -19,6 +19,8 @@ DOCUMENTS = pa.schema(
         pa.field("tags", pa.list_(pa.string())),
         pa.field("content_hash", pa.string(), nullable=False),
         pa.field("ingested_at", TIMESTAMP),
+        # Optional, last: documents.parquet of indexes built before it lacks the column, and reads as no region.
+        pa.field("region", pa.string()),
     ]
 )
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .behaviour.graph import ClickGraph
 from .config import Settings
 from .constants import MAX_K, MAX_QUERY_CHARS, SEARCH_MODES
 from .deadline import check
@@ -17,7 +18,9 @@ from .rank.explain import explain, single_branch
 from .rank.model import RANKERS_DIR, Ranker
 from .rank.rerank import learned
 from .retrieval.adaptive import AdaptiveFusion, served_adaptive
-from .retrieval.hybrid import HybridResult, hybrid
+from .retrieval.channels import Audience, Channels, channel_branches, region_lift
+from .retrieval.hybrid import HybridResult, hybrid, recall
+from .retrieval.similar import SimilarDocs, similar
 from .retrieval.weights import FusionWeights, served_weights
 from .search.filters import Filters
 from .search.matching import match_mask
@@ -45,6 +48,7 @@ class TopDocs:
     # Every document the query matched (bm25), was fused (hybrid, ltr) or returned (dense): what facets count
     # and sorts by date order.
     matched: np.ndarray | None = None
+    channels: Channels | None = None  # hybrid modes: the behaviour channels' branches, for reasons
 
 
 class Searcher:
@@ -73,6 +77,16 @@ class Searcher:
         """The published adaptive fusion model the hybrid mode picks per-query weights with, if any."""
         return served_adaptive(self.reader.root, self.settings.fusion)
 
+    @cached_property
+    def click_graph(self) -> ClickGraph:
+        """The index's query log as a click graph, read once per Searcher (empty where nothing was logged)."""
+        reader = self.reader
+        return ClickGraph.load(reader.root, reader.doc_ids, reader.analyzer.terms, self.settings.behaviour)
+
+    def similar(self, doc_ord: int, k: int = 10, allowed: np.ndarray | None = None) -> SimilarDocs:
+        """Documents like `doc_ord`: dense neighbours, its top terms and its co-clicks (`retrieval/similar.py`)."""
+        return similar(self.reader, doc_ord, k, allowed, graph=self.click_graph)
+
     @property
     def has_ranker(self) -> bool:
         return Ranker.published(self.reader.root / RANKERS_DIR)
@@ -98,15 +112,17 @@ class Searcher:
         return plan_query(self.reader, query, syntax, filters, vector, **shape)
 
     def rank(self, query: str, k: int = 10, filters: Filters | None = None, syntax: bool = True, offset: int = 0,
-             mode: str = "bm25") -> TopDocs:
+             mode: str = "bm25", audience: Audience | None = None) -> TopDocs:
         """Doc ordinals and scores of the top-k, without building result rows: the fast path for evaluation."""
         _check(mode, offset)
         ranker = self.ranker if mode == "ltr" else None  # refused before any work when there is none
-        return self.rank_plan(self.plan(query, mode, filters, syntax), k, offset, mode, ranker)
+        return self.rank_plan(self.plan(query, mode, filters, syntax), k, offset, mode, ranker, audience)
 
     def rank_plan(self, plan: QueryPlan, k: int = 10, offset: int = 0, mode: str = "bm25",
-                  ranker: Ranker | None = None) -> TopDocs:
-        """`rank` of a planned query; `ranker` replaces the published one in mode ltr."""
+                  ranker: Ranker | None = None, audience: Audience | None = None) -> TopDocs:
+        """`rank` of a planned query; `ranker` replaces the published one in mode ltr. In the hybrid modes the
+        click graph joins the branches where the log has clicks, and `audience` (opted in per request) adds the
+        user's personal branch and the region lift."""
         _check(mode, offset)
         check("recall")  # after analysis and the query's encoding
         k = max(0, min(int(k), MAX_K))
@@ -119,12 +135,21 @@ class Searcher:
             total = self.reader.n_docs if plan.allowed is None else int(plan.allowed.sum())
             return TopDocs(docs[offset:], scores[offset:], total, plan.term_ids, _distinct(plan.terms), mode, plan,
                            matched=docs)
-        result = learned(self.reader, plan, ranker, self.fusion_weights, self.adaptive_fusion) if mode == "ltr" else \
-            hybrid(self.reader, plan, self.fusion_weights, self.adaptive_fusion)
+        branches, channels = None, None
+        if not self.click_graph.empty or audience is not None:
+            branches = recall(self.reader, plan)
+            channels = channel_branches(self.reader, plan, branches, self.click_graph, audience,
+                                        self.settings.behaviour)
+            branches.update(channels.branches)
+        weights = channels.weights if channels else None
+        result = learned(self.reader, plan, ranker, self.fusion_weights, self.adaptive_fusion, branches, weights) \
+            if mode == "ltr" else hybrid(self.reader, plan, self.fusion_weights, self.adaptive_fusion, branches, weights)
+        docs, scores = region_lift(self.reader, result.doc_ords, result.scores, channels and channels.region,
+                                   self.settings.behaviour.region_boost)
         window = slice(offset, offset + k)
         fused = np.fromiter(result.fused_scores, dtype=np.int64, count=len(result.fused_scores))
-        return TopDocs(result.doc_ords[window], result.scores[window], len(fused), plan.term_ids,
-                       _distinct(plan.terms), mode, plan, result, fused)
+        return TopDocs(docs[window], scores[window], len(fused), plan.term_ids, _distinct(plan.terms), mode, plan,
+                       result, fused, channels)
 
     def _bm25(self, plan: QueryPlan, k: int, offset: int) -> TopDocs:
         # A zero boost scores nothing, which the exhaustive path answers by matching nothing.
@@ -164,10 +189,12 @@ class Searcher:
                        "bm25", plan, matched=candidates)
 
     def search(self, query: str, k: int = 10, filters: Filters | None = None, syntax: bool = True, offset: int = 0,
-               with_snippets: bool = True, mode: str = "bm25", explain: bool = False) -> SearchResponse:
+               with_snippets: bool = True, mode: str = "bm25", explain: bool = False,
+               audience: Audience | None = None) -> SearchResponse:
         """Top-k documents for `query`. With `syntax=False` operators and quotes are ordinary words."""
         started = time.perf_counter()
-        return self.respond(self.rank(query, k, filters, syntax, offset, mode), started, with_snippets, explain)
+        return self.respond(self.rank(query, k, filters, syntax, offset, mode, audience), started, with_snippets,
+                            explain)
 
     def respond(self, top: TopDocs, started: float, with_snippets: bool = True, explain: bool = False) -> SearchResponse:
         """Result rows of a ranking; `started` is the `time.perf_counter()` the request began at."""
@@ -179,6 +206,9 @@ class Searcher:
         if explain:
             for hit in hits:
                 hit.explanation = self.explain(top, hit.doc_ord)
+        if top.channels is not None:
+            for hit in hits:
+                hit.reasons = top.channels.reasons(self.reader, hit.doc_ord) or None
         return SearchResponse(top.plan.text, hits, top.total_matches, (time.perf_counter() - started) * 1000,
                               top.query_terms)
 

@@ -126,6 +126,7 @@ def validate(fields: dict[str, Any], source: str, config: IngestConfig) -> dict[
             "lang": _text(fields.get("lang"), "lang", doc_id) or detect_language(f"{title}\n{body[:2000]}"),
             "published_at": _date(raw_date, date_key, doc_id),
             "tags": _tags(fields.get("tags"), doc_id),
+            "region": (_text(fields.get("region"), "region", doc_id) or "").strip() or None,
             "content_hash": content_hash(title, body),
         }
     except Invalid as invalid:

@@ -39,7 +39,12 @@ FEATURES = (
     "query_terms",
     "terms_matched",
     "language_share",
+    # The behaviour channels' scores (0 where a channel did not find the candidate); last, so rankers trained
+    # before them still read their own columns (Ranker.check).
+    "click_graph",
+    "personal",
 )
+CHANNEL_FEATURES = {"click_graph": "behaviour", "personal": "personal"}  # feature → branch (retrieval/channels.py)
 
 
 def _coverage(reader: IndexReader, field_name: str, candidates: np.ndarray, distinct: list[int]) -> np.ndarray:
@@ -106,5 +111,9 @@ def extract(reader: IndexReader, plan: QueryPlan, candidates: np.ndarray, branch
     signals = query_signals(reader, plan, branches)
     columns["terms_matched"] = np.full(n, signals.terms_matched)
     columns["language_share"] = np.full(n, signals.language_share)
+    for feature, branch in CHANNEL_FEATURES.items():
+        result = branches.get(branch)
+        scores = dict(zip(result.doc_ords.tolist(), result.scores.tolist())) if result is not None else {}
+        columns[feature] = np.array([scores.get(int(d), 0.0) for d in candidates])
     return np.column_stack([columns[name] for name in FEATURES]) if n else np.zeros((0, len(FEATURES)))
 

@@ -13,7 +13,7 @@ import numpy as np
 from ..config import RankerConfig
 from ..errors import RankerMismatch
 from ..io import CURRENT_POINTER, read_pointer, timestamped_id, write_pointer
-from .features import FEATURES
+from .features import CHANNEL_FEATURES, FEATURES
 
 RANKERS_DIR = "rankers"
 FUSED_SCORE = FEATURES.index("fused_score")
@@ -129,8 +129,14 @@ class Ranker:
         )
         return cls(booster, card)
 
+    @property
+    def columns(self) -> list[int]:
+        """The columns of FEATURES this ranker was trained on: all of them, or those before the behaviour channels'
+        for a ranker trained before they were appended."""
+        return [FEATURES.index(name) for name in self.card.features]
+
     def check(self, compatibility: dict) -> None:
-        if self.card.features != list(FEATURES):
+        if self.card.features not in (list(FEATURES), list(FEATURES[: -len(CHANNEL_FEATURES)])):
             missing = sorted(set(self.card.features) ^ set(FEATURES))
             raise RankerMismatch(f"ranker {self.card.model_id} was trained on other features ({missing}); retrain it")
         if self.card.index_compatibility != compatibility:
@@ -150,14 +156,17 @@ class Ranker:
         call take the core that another request, or another API worker, is waiting for."""
         if not len(features):
             return np.zeros(0)
-        trees = self.booster.predict(features, num_iteration=self.booster.best_iteration or None, num_threads=1)
+        trees = self.booster.predict(features[:, self.columns], num_iteration=self.booster.best_iteration or None,
+                                     num_threads=1)
         return trees + _prior(features, self.fused_prior)
 
     def contributions(self, features: np.ndarray) -> np.ndarray:
         """Per-feature contributions plus a last column for the bias; each row sums to the model's score. The
         prior the trees start from counts to `fused_score`'s contribution."""
-        contributions = self.booster.predict(features, num_iteration=self.booster.best_iteration or None,
-                                             pred_contrib=True, num_threads=1)
+        own = self.booster.predict(features[:, self.columns], num_iteration=self.booster.best_iteration or None,
+                                   pred_contrib=True, num_threads=1)
+        contributions = np.zeros((len(features), len(FEATURES) + 1))  # features it was not trained on add 0
+        contributions[:, self.columns + [len(FEATURES)]] = own
         contributions[:, FUSED_SCORE] += _prior(features, self.fused_prior)
         return contributions
 

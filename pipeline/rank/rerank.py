@@ -29,18 +29,20 @@ class RankedResult(HybridResult):
 
 def ranker_candidates(reader: IndexReader, plan: QueryPlan, weights: FusionWeights,
                       adaptive: AdaptiveFusion | None = None,
-                      branches: dict[str, BranchResult] | None = None) -> tuple[HybridResult, np.ndarray]:
+                      branches: dict[str, BranchResult] | None = None,
+                      channel_weights: dict[str, float] | None = None) -> tuple[HybridResult, np.ndarray]:
     """(the hybrid mode's fusion, the candidates the ranker re-orders): one choice, online and in training.
 
     The candidates are the best of what the hybrid mode serves, adaptive fusion included, so the ranker starts
     from that order and sees its fused score. Training passes the branches it already recalled."""
-    fused = hybrid(reader, plan, weights, adaptive, branches)
+    fused = hybrid(reader, plan, weights, adaptive, branches, channel_weights)
     return fused, fused.doc_ords[: reader.settings.ranker.candidates]
 
 
 def learned(reader: IndexReader, plan: QueryPlan, ranker: Ranker, weights: FusionWeights,
-            adaptive: AdaptiveFusion | None = None) -> RankedResult:
-    fused, candidates = ranker_candidates(reader, plan, weights, adaptive)
+            adaptive: AdaptiveFusion | None = None, branches: dict[str, BranchResult] | None = None,
+            channel_weights: dict[str, float] | None = None) -> RankedResult:
+    fused, candidates = ranker_candidates(reader, plan, weights, adaptive, branches, channel_weights)
     features = extract(reader, plan, candidates, fused.branches, fused.scores[: len(candidates)])
     check("ranking")
     model_scores = ranker.predict(features)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -38,11 +38,16 @@ def fuse_branches(branches: dict[str, BranchResult], fusion: FusionConfig,
 
 
 def hybrid(reader: IndexReader, plan: QueryPlan, weights: FusionWeights, adaptive: AdaptiveFusion | None = None,
-           branches: dict[str, BranchResult] | None = None) -> HybridResult:
+           branches: dict[str, BranchResult] | None = None,
+           channel_weights: dict[str, float] | None = None) -> HybridResult:
     """Recall (unless the branches are given) and fuse; with an adaptive model the weights are the ones it picks
-    for this query."""
+    for this query. `channel_weights` weigh branches beyond the query's own (`channels.py`), which neither tuned nor
+    adaptive weights name."""
     branches = recall(reader, plan) if branches is None else branches
     check("fusion")
     choice = adaptive.choose(query_signals(reader, plan, branches)) if adaptive is not None else None
-    docs, scores = fuse_branches(branches, reader.settings.fusion, choice.weights if choice else weights)
+    chosen = choice.weights if choice else weights
+    if channel_weights:
+        chosen = replace(chosen, weights={**chosen.weights, **channel_weights})
+    docs, scores = fuse_branches(branches, reader.settings.fusion, chosen)
     return HybridResult(docs, scores, branches, dict(zip(docs.tolist(), scores.tolist())), choice)

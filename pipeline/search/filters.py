@@ -54,6 +54,17 @@ class DocumentMetadata:
         published = documents.column("published_at").combine_chunks()
         self.has_date = published.is_valid().to_numpy(zero_copy_only=False)
         self.published_us = published.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
+        # Indexes built before documents had a region have no column: every document is then in no region.
+        names = documents.column_names
+        self.region = documents.column("region").combine_chunks() if "region" in names else None
+
+    def region_of(self, doc_ord: int) -> str | None:
+        return None if self.region is None else self.region[doc_ord].as_py()
+
+    def in_region(self, docs: np.ndarray, region: str) -> np.ndarray:
+        if self.region is None:
+            return np.zeros(len(docs), dtype=bool)
+        return pc.equal(self.region.take(pa.array(docs)), region).fill_null(False).to_numpy(zero_copy_only=False)
 
     def mask(self, filters: Filters) -> np.ndarray:
         mask = np.ones(self.n_docs, dtype=bool)

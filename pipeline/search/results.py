@@ -25,6 +25,7 @@ class Hit:
     tags: list[str]
     matched_terms: list[str]
     explanation: dict | None = None
+    reasons: list[str] | None = None  # why a behaviour channel found or lifted it, in plain words
 
     def to_json(self) -> dict:
         return {
@@ -38,6 +39,7 @@ class Hit:
             "tags": self.tags,
             "matched_terms": self.matched_terms,
             **({"explanation": self.explanation} if self.explanation is not None else {}),
+            **({"reasons": self.reasons} if self.reasons else {}),
         }
 
 

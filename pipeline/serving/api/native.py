@@ -15,13 +15,13 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ...behaviour.interleaving import ARMS, INTERLEAVED_ARM
+from ...behaviour.profile import profile_for
 from ...constants import MAX_K, MAX_QUERY_CHARS, SEARCH_MODES
 from ...errors import IndexNotFound
 from ...index.querylog import MAX_ID_CHARS
 from ...index.store import Manifest, current_version, list_versions, versions_dir
-from ...retrieval.similar import similar
+from ...retrieval.channels import Audience
 from ...search.filters import Filters
-from ...search.results import make_hit
 from ..interleave import assigned, interleaved_search, search_seed
 from ..suggest import MAX_INPUT_CHARS
 from . import metrics
@@ -61,11 +61,15 @@ class SearchRequest(Visitor):
     snippets: bool = Field(True, description="highlighted titles and snippets (<mark>)")
     explain: bool = False
     log: bool = Field(False, description="record the search and its results as an impression; returns query_id")
+    personalize: bool = Field(False, description="hybrid modes: use this user_id's own profile (opt-in)")
+    region: str | None = Field(None, max_length=100, description="hybrid modes: lift documents of this region")
 
     @model_validator(mode="after")
     def _window(self) -> SearchRequest:
         if self.offset + self.k > MAX_K:
             raise ValueError(f"offset + k must be at most {MAX_K}")
+        if self.personalize and not self.user_id:
+            raise ValueError("personalize=true needs the user_id whose profile to use")
         return self
 
     def filters(self) -> Filters:
@@ -118,10 +122,17 @@ def _search(request: Request, query: SearchRequest) -> tuple[Callable[[], dict],
         experiment = assigned(index.experiments, index.log, query.user_id, query.session_id, query.mode)
         logged = {"ranker": snap.ranker_id if query.mode == "ltr" else None}
         if experiment is None:
+            audience = None
+            if query.personalize or query.region:
+                reader = snap.searcher.reader
+                profile = profile_for(reader, query.user_id, reader.settings.behaviour.profile_half_life_days) \
+                    if query.personalize else None
+                audience = Audience(profile, query.region)
             response = snap.searcher.search(query.q, query.k, query.filters(), query.syntax, query.offset,
-                                            query.snippets, query.mode, query.explain)
+                                            query.snippets, query.mode, query.explain, audience)
             body = {"version": snap.version, "mode": query.mode, **response.to_json()}
         else:  # the visitor is in an interleaving experiment: its arms merged, each result tagged with its arm
+            # (neither arm personalizes: the comparison is between the two rankers as everyone gets them)
             seed = search_seed(query.session_id or query.user_id, query.q, query.filters())
             result = interleaved_search(snap.searcher, experiment, query.q, query_id, snap.ranker, query.k,
                                         query.offset, query.filters(), query.syntax, query.snippets, query.explain,
@@ -190,7 +201,7 @@ def document(request: Request, doc_id: str) -> JSONResponse:
 
 
 @router.get("/documents/{doc_id}/similar",
-            summary="Documents like this one: dense neighbours and its top terms, fused by RRF",
+            summary="Documents like this one: dense neighbours, its top terms and co-clicks, fused by RRF",
             openapi_extra=query_parameters(SimilarRequest))
 async def similar_documents(request: Request, doc_id: str) -> JSONResponse:
     query = query_model(request, SimilarRequest)
@@ -198,10 +209,9 @@ async def similar_documents(request: Request, doc_id: str) -> JSONResponse:
     doc_ord = _ordinal(request, doc_id)
 
     def work() -> dict:
-        found = similar(snap.searcher.reader, doc_ord, query.k)
-        hits = [make_hit(snap.searcher.reader, int(d), float(s), set(), False).to_json()
-                for d, s in zip(found.doc_ords, found.scores)]
-        return {"version": snap.version, "doc_id": doc_id, "terms": found.terms, "results": hits}
+        found = snap.searcher.similar(doc_ord, query.k)
+        return {"version": snap.version, "doc_id": doc_id, "terms": found.terms,
+                "results": found.hits(snap.searcher.reader)}
 
     return reply(run(request, work), snap)
 

@@ -1,0 +1,82 @@
+"""Co-relevance of related documents on judged sets: for each relevant document of a query with at least two, whether
+another document relevant to the same query is in its top 10 similar documents, per source and fused. Co-clicks
+come from simulated sessions of the train split's queries (served by BM25) in a scratch log. Prints Markdown for
+docs/behaviour.md (these are measures, not timings)."""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.behaviour.graph import ClickGraph
+from pipeline.behaviour.simulate import ClickSimulator, write_sessions
+from pipeline.config import Settings
+from pipeline.eval.beir import BeirDataset
+from pipeline.experiment.runs import cached_index, settings_for
+from pipeline.index.querylog import QueryLog
+from pipeline.retrieval.similar import similar
+from pipeline.searcher import Searcher
+
+K = 10
+
+
+def co_relevance(searcher: Searcher, groups: list[list[int]], sources: tuple[str, ...],
+                 graph: ClickGraph | None) -> tuple[float, float, int]:
+    """(share of relevant documents with another relevant one in their top K, mean share of the others found,
+    documents measured)."""
+    hits, recalls = [], []
+    for group in groups:
+        for d in group:
+            found = set(similar(searcher.reader, d, K, graph=graph, sources=sources).doc_ords.tolist())
+            others = [o for o in group if o != d]
+            hits.append(bool(found.intersection(others)))
+            recalls.append(len(found.intersection(others)) / len(others))
+    return float(np.mean(hits)), float(np.mean(recalls)), len(hits)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("dataset", type=Path)
+    parser.add_argument("--splits", nargs="+", default=["test"], help="judged splits whose queries are measured")
+    parser.add_argument("--sessions", type=int, default=20_000, help="simulated sessions of the train split")
+    parser.add_argument("--no-dense", action="store_true")
+    args = parser.parse_args()
+    settings = settings_for("hybrid", Settings(), dense=not args.no_dense)
+    dataset = BeirDataset.load(args.dataset)
+    searcher = Searcher.open(cached_index(dataset, settings), settings)
+    ordinals = {doc_id: i for i, doc_id in enumerate(searcher.doc_ids)}
+    graph = None
+    if "train" in dataset.splits():
+        qrels = dataset.qrels("train")
+        queries = {qid: dataset.queries[qid] for qid in qrels if qid in dataset.queries}
+        served = lambda text: [searcher.doc_ids[d] for d in searcher.rank(text, 10).doc_ords]
+        simulator = ClickSimulator(queries, qrels, served, settings.behaviour)
+        with tempfile.TemporaryDirectory(prefix="sousuo-similar-") as scratch:
+            write_sessions(QueryLog(scratch), simulator.sessions(args.sessions), queries, "bm25", settings.behaviour.seed)
+            graph = ClickGraph.load(Path(scratch), searcher.doc_ids, searcher.reader.analyzer.terms, settings.behaviour)
+    variants = [("dense", ("dense",)), ("more-like-this (BM25 of top terms)", ("bm25",)),
+                ("dense + more-like-this", ("dense", "bm25"))]
+    if graph is not None:
+        variants += [("co-clicks", ("co_clicks",)), ("all three", ("dense", "bm25", "co_clicks"))]
+    if not searcher.reader.has_dense:
+        variants = [("more-like-this (BM25 of top terms)", ("bm25",))]
+        if graph is not None:
+            variants += [("co-clicks", ("co_clicks",)), ("more-like-this + co-clicks", ("bm25", "co_clicks"))]
+    print(f"{dataset.name}: co-relevance@{K}" + (f"; co-clicks from {args.sessions:,} simulated sessions of the "
+                                                f"train queries ({sum(map(len, graph.co_clicks.values())):,} "
+                                                "co-clicked pairs)" if graph else "") + "\n")
+    print("| split | source | queries | relevant docs | co-relevance@10 | others found@10 |\n|---|---|---|---|---|---|")
+    for split in args.splits:
+        groups = [[ordinals[d] for d, g in judged.items() if g > 0 and d in ordinals]
+                  for judged in dataset.qrels(split).values()]
+        groups = [g for g in groups if len(g) >= 2]
+        for name, sources in variants:
+            hit, recall, n = co_relevance(searcher, groups, sources, graph)
+            print(f"| {split} | {name} | {len(groups)} | {n} | {hit:.3f} | {recall:.3f} |")
+
+
+if __name__ == "__main__":
+    main()

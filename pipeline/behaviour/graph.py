@@ -1,0 +1,181 @@
+"""The click graph read from the query log: which documents were opened after which queries (weighted by the PBM's
+debiased relevance where the click-model tables exist, by click-through otherwise), and which were opened together
+in one session."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from ..config import BehaviourConfig
+from ..index.querylog import QueryLog
+from .clickmodels import BEHAVIOUR_DIR
+from .sessions import query_key
+
+MAX_SESSION_CLICKS = 20  # documents of one session paired for co-clicks: a crawler's session would be quadratic
+
+
+def normalized_query(text: str) -> str:
+    """The log's query key with inner runs of space collapsed: how past queries are matched exactly."""
+    return " ".join(query_key(text).split())
+
+
+@dataclass
+class QueryMatch:
+    """A document the graph recalls for a query, its weight, and the past query whose clicks gave the most."""
+
+    weight: float
+    via: str
+
+
+@dataclass
+class ClickGraph:
+    """Query → clicked documents (doc ordinal → weight) and document → co-clicked documents (ordinal → sessions)."""
+
+    query_docs: dict[str, dict[int, float]]
+    texts: dict[str, str]  # query key → a logged text of it
+    query_terms: dict[str, frozenset[str]]
+    co_clicks: dict[int, Counter]
+    source: str  # "pbm", "ctr", or "empty"
+    config: BehaviourConfig = field(default_factory=BehaviourConfig)
+    _term_index: dict[str, list[str]] = field(default_factory=dict, repr=False)
+    _vectors: np.ndarray | None = field(default=None, repr=False)
+    _vector_keys: list[str] = field(default_factory=list, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        for key, terms in self.query_terms.items():
+            for term in terms:
+                self._term_index.setdefault(term, []).append(key)
+
+    @property
+    def empty(self) -> bool:
+        return not self.query_docs and not self.co_clicks
+
+    @classmethod
+    def none(cls) -> ClickGraph:
+        return cls({}, {}, {}, {}, "empty")
+
+    @classmethod
+    def load(cls, index_root: Path, doc_ids: list[str], terms: Callable[[str], list[str]],
+             config: BehaviourConfig | None = None) -> ClickGraph:
+        """The graph of INDEX's query log; an empty graph where nothing was logged."""
+        config = config or BehaviourConfig()
+        log = QueryLog(index_root)
+        if not (log.queries_dir.is_dir() and any(log.queries_dir.glob("*.parquet"))
+                and log.clicks_dir.is_dir() and any(log.clicks_dir.glob("*.parquet"))):
+            return cls.none()
+        ordinals = {doc_id: i for i, doc_id in enumerate(doc_ids)}
+        weights, texts, source = _query_weights(log, Path(index_root), config)
+        query_docs: dict[str, dict[int, float]] = {}
+        for (key, doc_id), weight in weights.items():
+            if doc_id in ordinals and weight > 0:
+                query_docs.setdefault(normalized_query(key), {})[ordinals[doc_id]] = weight
+        texts = {normalized_query(k): t for k, t in texts.items() if normalized_query(k) in query_docs}
+        co_clicks: dict[int, Counter] = {}
+        for row in log.sql(
+            """
+            SELECT list(DISTINCT c.doc_id) AS docs
+            FROM clicks c LEFT JOIN queries q USING (query_id)
+            GROUP BY coalesce(c.session_hash, q.session_hash, c.query_id)
+            HAVING count(DISTINCT c.doc_id) > 1
+            """
+        ):
+            docs = [ordinals[d] for d in sorted(row["docs"])[:MAX_SESSION_CLICKS] if d in ordinals]
+            for a in docs:
+                for b in docs:
+                    if a != b:
+                        co_clicks.setdefault(a, Counter())[b] += 1
+        query_terms = {key: frozenset(terms(texts[key])) for key in query_docs}
+        return cls(query_docs, texts, query_terms, co_clicks, source, config)
+
+    def similar_queries(self, text: str, terms: list[str], vector: np.ndarray | None = None,
+                        encode: Callable[[list[str]], np.ndarray] | None = None) -> dict[str, float]:
+        """Past queries like this one, with a similarity in (0, 1]: the same normalized text (1), a share of the
+        analyzed terms (Jaccard at least `graph_min_jaccard`), or a query vector's neighbours (cosine at least
+        `graph_min_cosine`, when a vector and an encoder are given)."""
+        found: dict[str, float] = {}
+        key = normalized_query(text)
+        if key in self.query_docs:
+            found[key] = 1.0
+        mine = frozenset(terms)
+        if mine:
+            for other in {k for t in mine for k in self._term_index.get(t, ())}:
+                theirs = self.query_terms[other]
+                jaccard = len(mine & theirs) / len(mine | theirs)
+                if jaccard >= self.config.graph_min_jaccard:
+                    found[other] = max(found.get(other, 0.0), jaccard)
+        if vector is not None and encode is not None and self.query_docs:
+            vectors, keys = self._past_vectors(encode)
+            cosines = vectors @ np.asarray(vector, dtype=np.float32)
+            for i in np.argsort(-cosines)[: self.config.graph_neighbours]:
+                if cosines[i] >= self.config.graph_min_cosine:
+                    found[keys[i]] = max(found.get(keys[i], 0.0), float(cosines[i]))
+        return found
+
+    def _past_vectors(self, encode: Callable[[list[str]], np.ndarray]) -> tuple[np.ndarray, list[str]]:
+        """The past queries' vectors, encoded once per graph (the most-clicked `graph_max_queries` of them)."""
+        with self._lock:
+            if self._vectors is None:
+                keys = sorted(self.query_docs, key=lambda k: -sum(self.query_docs[k].values()))
+                keys = keys[: self.config.graph_max_queries]
+                self._vectors = np.asarray(encode([self.texts[k] for k in keys]), dtype=np.float32)
+                self._vector_keys = keys
+        return self._vectors, self._vector_keys
+
+    def recall(self, text: str, terms: list[str], vector: np.ndarray | None = None,
+               encode: Callable[[list[str]], np.ndarray] | None = None) -> dict[int, QueryMatch]:
+        """Documents clicked for this query or similar past ones: Σ similarity × weight, with the past query that
+        gave each document the most."""
+        matches: dict[int, QueryMatch] = {}
+        best: dict[int, float] = {}
+        for key, similarity in self.similar_queries(text, terms, vector, encode).items():
+            for doc, weight in self.query_docs[key].items():
+                part = similarity * weight
+                match = matches.setdefault(doc, QueryMatch(0.0, self.texts[key]))
+                match.weight += part
+                if part > best.get(doc, 0.0):
+                    best[doc], match.via = part, self.texts[key]
+        return matches
+
+    def co_clicked(self, doc_ord: int) -> Counter:
+        """Documents opened in the same sessions as `doc_ord`, with the number of those sessions."""
+        return self.co_clicks.get(doc_ord, Counter())
+
+
+def _query_weights(log: QueryLog, index_root: Path,
+                   config: BehaviourConfig) -> tuple[dict[tuple[str, str], float], dict[str, str], str]:
+    """(query key, doc id) → weight above the relevance prior's mean, for pairs clicked at least once; a text per
+    key; and the source of the weights."""
+    floor = config.prior_clicks / (config.prior_clicks + config.prior_skips)
+    texts = {query_key(r["text"]): r["text"] for r in log.sql("SELECT any_value(text) AS text FROM queries "
+                                                             "GROUP BY lower(trim(text))")}
+    table = Path(index_root) / BEHAVIOUR_DIR / "relevance.parquet"
+    if table.is_file():
+        rows = pq.read_table(table)
+        rows = rows.filter(pc.and_(pc.equal(rows["model"], "pbm"), pc.greater(rows["clicks"], 0)))
+        if rows.num_rows:
+            return ({(q, d): r - floor for q, d, r in zip(rows["query"].to_pylist(), rows["doc_id"].to_pylist(),
+                                                          rows["relevance"].to_pylist())}, texts, "pbm")
+    weights = {}
+    for row in log.sql(
+        """
+        WITH shown AS (SELECT lower(trim(text)) AS query, unnest(result_ids) AS doc_id FROM queries),
+             impressions AS (SELECT query, doc_id, count(*) AS n FROM shown GROUP BY ALL),
+             clicked AS (SELECT lower(trim(q.text)) AS query, c.doc_id, count(*) AS n
+                         FROM clicks c JOIN queries q USING (query_id) GROUP BY ALL)
+        SELECT c.query, c.doc_id, c.n AS clicks, coalesce(i.n, c.n) AS impressions
+        FROM clicked c LEFT JOIN impressions i USING (query, doc_id)
+        """
+    ):
+        ctr = (row["clicks"] + config.prior_clicks) / (max(row["impressions"], row["clicks"]) + config.prior_clicks
+                                                      + config.prior_skips)
+        weights[(row["query"], row["doc_id"])] = ctr - floor
+    return weights, texts, "ctr"
