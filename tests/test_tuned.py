@@ -1,0 +1,116 @@
+"""Encoders fine-tuned on the corpus: training triples from an index, the versioned artifact, `--encoder tuned`,
+and distributed training that matches a single process."""
+
+import json
+
+import numpy as np
+import pytest
+
+from pipeline.dense.choice import prepare_encoder
+from pipeline.dense.encoders import MINILM, load_encoder
+from pipeline.dense.index import DenseIndex
+from pipeline.dense.tuned import (
+    CARD,
+    TrainSpec,
+    Triples,
+    TunedEncoder,
+    base_model_folder,
+    batch_for,
+    published_tuned,
+    run_training,
+    tuned_root,
+    write_triples,
+)
+from pipeline.errors import IndexDamaged, InputError
+from pipeline.index.store import current_version, versions_dir
+from pipeline.rank.encoder_data import query_triples, title_triples
+from pipeline.search.reader import IndexReader
+
+
+def test_the_global_batch_divides_among_processes_and_never_exceeds_the_data():
+    assert batch_for(32, 1000, 2) == 32
+    assert batch_for(32, 7, 2) == 6
+    assert batch_for(32, 1, 2) == 2
+
+
+def test_judged_triples_pair_each_relevant_document_with_a_bm25_negative_that_is_not_judged_relevant(
+        sample_index, settings):
+    reader = IndexReader.open(sample_index, settings)
+    relevant = reader.doc_ids[:2]
+    triples = query_triples(reader, {"q1": "search"}, {"q1": {d: 1 for d in relevant}}, {"source": "judgments"})
+    assert triples.anchors == ["search", "search"]
+    positives = {reader.stored_text("title", i) for i in range(2)}
+    assert {p.split("\n")[0] for p in triples.positives} == positives
+    assert not {n.split("\n")[0] for n in triples.negatives} & positives
+    assert triples.source == {"source": "judgments", "queries": 1}
+
+
+def test_title_pseudo_queries_point_at_their_own_body_without_its_title(sample_index, settings):
+    reader = IndexReader.open(sample_index, settings)
+    triples = title_triples(reader)
+    assert triples.source["source"] == "titles" and len(triples) > 0
+    for title, positive in zip(triples.anchors, triples.positives):
+        assert not positive.startswith(title + "\n")
+
+
+def test_an_index_without_a_tuned_encoder_refuses_a_build_with_one(sample_index, settings):
+    import pyarrow.parquet as pq
+
+    tuned = settings.model_copy(update={"dense": settings.dense.model_copy(update={"encoder": "tuned"})})
+    documents = pq.read_table(versions_dir(sample_index) / current_version(sample_index) / "documents.parquet")
+    with pytest.raises(InputError, match="tune-encoder"):
+        prepare_encoder(sample_index, documents, tuned)
+
+
+def test_a_tuned_folder_without_its_card_is_reported_damaged(tmp_path):
+    with pytest.raises(IndexDamaged):
+        TunedEncoder(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def tiny_spec(tmp_path_factory):
+    """A few steps of MiniLM on 16 synthetic triples, short sequences, no dropout (ranks draw different masks)."""
+    folder = tmp_path_factory.mktemp("tune")
+    words = ["protein", "cell", "virus", "gene", "cancer", "drug", "brain", "heart"]
+    rng = np.random.default_rng(0)
+    anchors = [f"{words[i % 8]} {words[(i * 3) % 8]} study {i}" for i in range(16)]
+    positives = [f"{a} results in patients" for a in anchors]
+    negatives = [" ".join(rng.choice(words, 5)) for _ in anchors]
+    data = write_triples(Triples(anchors, positives, negatives), folder / "triples.parquet")
+    spec = {"base": base_model_folder(MINILM), "data": str(data), "batch_size": 8, "epochs": 1.0,
+            "learning_rate": 1e-4, "max_seq_length": 16, "loss": "mnrl", "seed": 0, "max_steps": 3, "dropout": 0.0}
+    return spec, folder
+
+
+@pytest.mark.slow
+def test_two_ddp_processes_follow_the_loss_curve_of_one_process_with_the_same_global_batch(tiny_spec):
+    spec, folder = tiny_spec
+    single = run_training(TrainSpec(**spec, out=str(folder / "one"), processes=1))
+    distributed = run_training(TrainSpec(**spec, out=str(folder / "two"), processes=2))
+    assert len(single) == len(distributed) == 3
+    np.testing.assert_allclose(distributed, single, rtol=1e-3, atol=1e-4)
+    assert json.loads((folder / "two" / "loss_curve.json").read_text()) == distributed
+
+
+@pytest.mark.slow
+def test_tuned_encoder_is_a_published_artifact_that_a_build_embeds_with_and_search_accepts(
+        tmp_path, settings, sample_index):
+    import shutil
+
+    from conftest import SAMPLE
+
+    from pipeline.index.build import build_index
+    from pipeline.rank.encoder_data import tune_encoder
+
+    index = tmp_path / "index"
+    shutil.copytree(sample_index, index)
+    reader = IndexReader.open(index, settings)
+    folder = tune_encoder(reader, title_triples(reader), max_steps=1)
+    assert published_tuned(index) == folder and folder.parent == tuned_root(index)
+    card = json.loads((folder / CARD).read_text())
+    assert card["model_id"].startswith("tuned-minilm@") and card["base"] == MINILM and card["steps"] == 1
+    tuned = settings.model_copy(update={"dense": settings.dense.model_copy(update={"encoder": "tuned"})})
+    build_index([SAMPLE], index, tuned)
+    dense = DenseIndex(versions_dir(index) / current_version(index))
+    assert dense.manifest.model_id == card["model_id"] and dense.accepts("tuned") and not dense.accepts("minilm")
+    assert dense.encoder().model_id == load_encoder(str(folder)).model_id
