@@ -9,6 +9,7 @@ import pytest
 from pipeline.dense.choice import prepare_encoder
 from pipeline.dense.encoders import MINILM, load_encoder
 from pipeline.dense.index import DenseIndex
+from pipeline.dense.static import StaticEncoder
 from pipeline.dense.tuned import (
     CARD,
     TrainSpec,
@@ -114,3 +115,27 @@ def test_tuned_encoder_is_a_published_artifact_that_a_build_embeds_with_and_sear
     dense = DenseIndex(versions_dir(index) / current_version(index))
     assert dense.manifest.model_id == card["model_id"] and dense.accepts("tuned") and not dense.accepts("minilm")
     assert dense.encoder().model_id == load_encoder(str(folder)).model_id
+
+
+def test_a_static_model_is_tuned_into_a_new_published_version_of_itself(tmp_path, settings):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    from pipeline.dense.static import StaticCard, _static_model, new_card, published_static, save_static
+    from pipeline.dense.tuned import tune_static
+
+    words = ["protein", "cell", "virus", "gene", "cancer", "drug", "brain", "heart"]
+    tokenizer = Tokenizer(models.WordLevel({"[UNK]": 0, **{w: i + 1 for i, w in enumerate(words)}}, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    table = np.random.default_rng(0).normal(size=(len(words) + 1, 8)).astype(np.float32)
+    model = _static_model(table, tokenizer, "hash-teacher")
+    first = save_static(tmp_path, model, new_card("hash-teacher", "teacher-tokenizer", model, 0.0))
+    anchors = [f"{words[i % 8]} {words[(i * 3) % 8]}" for i in range(16)]
+    triples = Triples(anchors, [f"{a} {words[(i * 5) % 8]}" for i, a in enumerate(anchors)],
+                      [words[(i + 4) % 8] for i in range(16)], {"source": "titles"})
+    tuned = tune_static(tmp_path, first, triples, settings.dense.model_copy(update={"tune_batch_size": 8}),
+                        max_steps=2)
+    card, before = StaticCard.read(tuned), StaticCard.read(first)
+    assert published_static(tmp_path, "hash-teacher") == tuned != first
+    assert card.model_id.startswith("static-hash-teacher@") and card.model_id != before.model_id
+    assert card.fit["tuned"]["steps"] == 2 and card.fit["tuned"]["from"] == before.model_id
+    assert not np.allclose(StaticEncoder(tuned).model.embedding, StaticEncoder(first).model.embedding)
