@@ -139,3 +139,23 @@ def test_a_static_model_is_tuned_into_a_new_published_version_of_itself(tmp_path
     assert card.model_id.startswith("static-hash-teacher@") and card.model_id != before.model_id
     assert card.fit["tuned"]["steps"] == 2 and card.fit["tuned"]["from"] == before.model_id
     assert not np.allclose(StaticEncoder(tuned).model.embedding, StaticEncoder(first).model.embedding)
+
+
+def test_a_query_side_tuning_moves_queries_only_and_caches_passages_under_the_base_model(tmp_path, settings,
+                                                                                          tiny_spec):
+    import pyarrow.parquet as pq
+
+    from pipeline.dense.encoders import passage_cache_id
+    from pipeline.dense.tuned import tune_queries
+
+    triples = pq.read_table(tiny_spec[0]["data"]).to_pydict()
+    base = load_encoder(MINILM)
+    config = settings.dense.model_copy(update={"tune_batch_size": 8, "tune_learning_rate": 1e-4})
+    folder = tune_queries(tmp_path, triples["anchor"], base.encode_passages(triples["positive"]),
+                          base.encode_passages(triples["negative"]), {"source": "judgments"}, config)
+    tuned = TunedEncoder(folder)
+    assert tuned.card.side == "queries" and tuned.card.steps == 2 and published_tuned(tmp_path) == folder
+    assert passage_cache_id(tuned) == MINILM and passage_cache_id(base) == MINILM
+    texts = triples["anchor"][:2]
+    np.testing.assert_allclose(tuned.encode_passages(texts), base.encode_passages(texts), atol=1e-6)
+    assert not np.allclose(tuned.encode_queries(texts), base.encode_queries(texts), atol=1e-4)

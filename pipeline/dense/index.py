@@ -17,7 +17,14 @@ from ..errors import EncoderMismatch, InputError
 from ..io import run_gather_index
 from .ann import AnnIndex, AnnSpec, choose_spec, ensure_recall
 from .cache import EmbeddingCache, embed_with_cache, text_hash
-from .encoders import Encoder, canonical_encoder_name, choose_encoder_name, load_encoder, resolve_device
+from .encoders import (
+    Encoder,
+    canonical_encoder_name,
+    choose_encoder_name,
+    load_encoder,
+    passage_cache_id,
+    resolve_device,
+)
 from .passages import Passage, split_passages
 from .static import STATIC_PREFIX, StaticEncoder
 from .tuned import TunedEncoder, is_tuned
@@ -132,7 +139,7 @@ def build_dense(
     """Split, embed (through the cache), index and check recall; writes `folder/dense/`."""
     encoder = encoder or configured_encoder(settings, documents)
     passages = split_documents(documents, range(documents.num_rows), settings)
-    cache = EmbeddingCache(settings.cache_dir, encoder.model_id, encoder.dim)
+    cache = EmbeddingCache(settings.cache_dir, passage_cache_id(encoder), encoder.dim)
     vectors, encoded = embed_with_cache(encoder, [p.text for p in passages], cache, progress=progress)
     ann = AnnIndex.build(vectors, _target_spec(len(vectors), encoder.dim, settings))
     return _write(folder, documents, _passages_table(np.arange(len(passages)), passages), ann, encoder, settings,
@@ -172,7 +179,7 @@ def update_dense(
         1, _PASSAGE_ROWS.field("doc_ord"), pa.array(new_ords[survives], pa.int32()))
     removed = old_passages.column("passage_id").to_numpy()[~survives]
     fresh = split_documents(documents, np.setdiff1d(np.arange(documents.num_rows), kept[kept >= 0]).tolist(), settings)
-    cache = EmbeddingCache(settings.cache_dir, encoder.model_id, encoder.dim)
+    cache = EmbeddingCache(settings.cache_dir, passage_cache_id(encoder), encoder.dim)
     vectors, encoded = embed_with_cache(encoder, [p.text for p in fresh], cache, progress=progress)
 
     ann = AnnIndex.load(previous / DENSE_DIR, np.load(previous / DENSE_DIR / "vectors.npy", mmap_mode="r"))

@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import IndexDamaged, InputError
 from ..io import (
     CURRENT_POINTER,
@@ -87,6 +89,7 @@ class TunedCard:
     loss_curve: list[float]
     seconds: float = 0.0
     created_at: str = ""
+    side: str = "both"  # "queries": only the query encoder was trained; passages keep the base model's vectors
 
     @classmethod
     def read(cls, folder: Path) -> TunedCard:
@@ -106,6 +109,15 @@ class TunedEncoder(SentenceTransformerEncoder):
             raise IndexDamaged(f"tuned encoder {self.folder} is missing: run sousuo tune-encoder again")
         self.card = TunedCard.read(self.folder)
         super().__init__(self.card.model_id, batch_size=batch_size, device=device)
+        if self.card.side == "queries":
+            self.passage_model_id = self.card.base
+
+    def encode_passages(self, texts) -> np.ndarray:
+        if self.card.side == "queries":
+            from .encoders import load_encoder
+
+            return load_encoder(self.card.base, self.batch_size, self.device).encode_passages(texts)
+        return super().encode_passages(texts)
 
     @cached_property
     def model(self):
@@ -251,6 +263,61 @@ def tune_and_save(index_root: Path, triples: Triples, base: str, settings_dense,
         loss=LOSSES[spec.loss], steps=len(curve), epochs=spec.epochs, batch_size=spec.batch_size,
         processes=spec.processes, learning_rate=spec.learning_rate, max_seq_length=spec.max_seq_length,
         loss_curve=curve, seconds=round(time.perf_counter() - started, 1), created_at=datetime.now(UTC).isoformat(),
+    )
+    atomic_write_text(folder / CARD, json.dumps(asdict(card), indent=2, ensure_ascii=False))
+    if publish:
+        write_pointer(tuned_root(index_root) / f"{TUNED_MINILM}.{CURRENT_POINTER}", artifact_id)
+    return folder
+
+
+def tune_queries(index_root: Path, anchors: list[str], positives: np.ndarray, negatives: np.ndarray,
+                 source: dict, settings_dense, device: str = "cpu", publish: bool = True) -> Path:
+    """Fine-tune MiniLM's query side only, against the base model's (cached) passage vectors, and save it as a tuned
+    encoder whose passages are still embedded by the base model: an index switches to it without re-embedding.
+
+    The loss is MultipleNegativesRankingLoss with the passage tower frozen: each query is scored (cosine x 20)
+    against its batch's positives and hard negatives, its own positive the target. Only short queries go through
+    the transformer, so an epoch costs seconds where tuning both sides costs an hour of re-embedding on 2 cores."""
+    import torch
+    import torch.nn.functional as F
+    from sentence_transformers import SentenceTransformer
+
+    if not anchors:
+        raise InputError("no training pairs: the judged queries matched no documents of the index")
+    config = settings_dense
+    started = time.perf_counter()
+    torch.manual_seed(config.tune_seed)
+    model = SentenceTransformer(base_model_folder(MINILM), device=device)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.tune_learning_rate)
+    frozen = torch.tensor(np.concatenate([positives, negatives]), device=device)
+    n, batch = len(anchors), batch_for(config.tune_batch_size, len(anchors), 1)
+    rng = np.random.default_rng(config.tune_seed)
+    steps = max(1, int(config.tune_epochs * (n // batch)))
+    curve = []
+    order = np.zeros(0, dtype=int)
+    for _ in range(steps):
+        if len(order) < batch:
+            order = np.concatenate([order, rng.permutation(n)])
+        rows, order = order[:batch], order[batch:]
+        features = {k: v.to(device) if isinstance(v, torch.Tensor) else v
+                    for k, v in model.preprocess([anchors[i] for i in rows]).items()}
+        queries = F.normalize(model(features)["sentence_embedding"], dim=-1)
+        candidates = frozen[np.concatenate([rows, rows + n])]
+        loss = F.cross_entropy(20.0 * queries @ candidates.T, torch.arange(len(rows), device=device))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        curve.append(round(float(loss), 6))
+    model.eval()
+    artifact_id = timestamped_id()
+    folder = tuned_root(index_root) / artifact_id
+    model.save(str(folder))
+    card = TunedCard(
+        model_id=f"{TUNED_MINILM}@{artifact_id}", base=MINILM, data={**source, "triples": n},
+        loss=LOSSES["mnrl"] + " (passage side frozen)", steps=steps, epochs=config.tune_epochs, batch_size=batch,
+        processes=1, learning_rate=config.tune_learning_rate, max_seq_length=model.max_seq_length, loss_curve=curve,
+        seconds=round(time.perf_counter() - started, 1), created_at=datetime.now(UTC).isoformat(), side="queries",
     )
     atomic_write_text(folder / CARD, json.dumps(asdict(card), indent=2, ensure_ascii=False))
     if publish:

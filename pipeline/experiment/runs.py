@@ -88,7 +88,7 @@ def settings_for(method: str, settings: Settings, encoder: str | None = None, de
 def tuned_encoder_for(dataset: BeirDataset, split: str, settings: Settings, show_progress: bool = False) -> Path:
     """MiniLM fine-tuned on the dataset's train split (title pseudo-queries where it has none, or where `split` is
     train itself), trained once into the cached lexical index and reused while its training settings hold."""
-    from ..dense.tuned import LOSSES, TunedCard, published_tuned
+    from ..dense.tuned import TunedCard, published_tuned
     from ..rank.encoder_data import query_triples, title_triples, tune_encoder
 
     reader = IndexReader.open(cached_index(dataset, settings_for("bm25", settings), show_progress), settings)
@@ -99,10 +99,9 @@ def tuned_encoder_for(dataset: BeirDataset, split: str, settings: Settings, show
     folder = published_tuned(reader.root)
     if folder is not None:
         card = TunedCard.read(folder)
-        made_with = (card.data.get("source"), card.data.get("split"), card.epochs, card.learning_rate,
-                     card.max_seq_length, card.loss, card.processes)
-        wanted = (source["source"], source.get("split"), config.tune_epochs, config.tune_learning_rate,
-                  config.tune_max_seq_length, LOSSES[config.tune_loss], config.tune_processes)
+        made_with = (card.data.get("source"), card.data.get("split"), card.side, card.epochs, card.learning_rate)
+        wanted = (source["source"], source.get("split"), config.tune_side, config.tune_epochs,
+                  config.tune_learning_rate)
         if made_with == wanted:
             return folder
     if judged:

@@ -9,10 +9,11 @@ from tqdm import tqdm
 
 from ..behaviour.labels import click_labels
 from ..behaviour.sessions import ClickLog
-from ..dense.encoders import MINILM, choose_encoder_name, resolve_device
+from ..dense.cache import EmbeddingCache, embed_with_cache
+from ..dense.encoders import MINILM, choose_encoder_name, load_encoder, resolve_device
 from ..dense.passages import split_passages
 from ..dense.static import published_static
-from ..dense.tuned import Triples, tune_and_save, tune_static
+from ..dense.tuned import Triples, tune_and_save, tune_queries, tune_static
 from ..errors import InputError
 from ..eval.beir import Qrels
 from ..index.querylog import QueryLog
@@ -113,4 +114,11 @@ def tune_encoder(reader: IndexReader, triples: Triples, publish: bool = True, ma
         if folder is None:
             raise InputError(f"index {reader.root} has no static encoder to tune: build it with --encoder static first")
         return tune_static(reader.root, folder, triples, config, device, publish, max_steps)
+    if config.tune_side == "queries":
+        base = load_encoder(MINILM, config.batch_size, device)
+        cache = EmbeddingCache(reader.settings.cache_dir, base.model_id, base.dim)
+        positives = embed_with_cache(base, triples.positives, cache)[0]
+        negatives = embed_with_cache(base, triples.negatives, cache)[0]
+        return tune_queries(reader.root, triples.anchors, positives, negatives, triples.source, config, device,
+                            publish)
     return tune_and_save(reader.root, triples, MINILM, config, device, publish, max_steps)
