@@ -123,6 +123,8 @@ def cmd_tune_encoder(args, settings: Settings) -> int:
 
     if args.processes:
         os.environ["SOUSUO_DENSE__TUNE_PROCESSES"] = str(args.processes)
+    if args.side:
+        os.environ["SOUSUO_DENSE__TUNE_SIDE"] = args.side
     from flows.retrain import tune_encoder_flow
 
     print(tune_encoder_flow(str(args.index), str(args.dataset) if args.dataset else None, args.split,
@@ -415,6 +417,9 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--encoder", choices=("minilm", "static"), default="minilm",
                       help="the model to fine-tune: MiniLM (published as the index's tuned encoder) or the index's "
                       "static encoder (published as a new version of it; the only way to tune the Chinese side)")
+    tune.add_argument("--side", choices=("both", "queries"), help="train the whole MiniLM bi-encoder (both: the "
+                      "corpus is re-embedded) or its query side against the cached passage vectors (queries: "
+                      "nothing is re-embedded); default dense.tune_side, both")
     tune.set_defaults(func=cmd_tune_encoder)
 
     search = sub.add_parser("search", help="search an index", description=(

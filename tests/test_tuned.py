@@ -113,7 +113,8 @@ def test_tuned_encoder_is_a_published_artifact_that_a_build_embeds_with_and_sear
     tuned = settings.model_copy(update={"dense": settings.dense.model_copy(update={"encoder": "tuned"})})
     build_index([SAMPLE], index, tuned)
     dense = DenseIndex(versions_dir(index) / current_version(index))
-    assert dense.manifest.model_id == card["model_id"] and dense.accepts("tuned") and not dense.accepts("minilm")
+    assert dense.manifest.model_id == card["model_id"] and dense.accepts("tuned") and dense.accepts(str(folder))
+    assert not dense.accepts("minilm")
     assert dense.encoder().model_id == load_encoder(str(folder)).model_id
 
 

@@ -296,6 +296,8 @@ class DenseIndex:
             return self.manifest.model_id.startswith(STATIC_PREFIX)
         if configured == "tuned":
             return is_tuned(self.manifest.model_id)
+        if Path(configured).is_dir():  # a static or tuned model's folder: its card names the model
+            return load_encoder(configured).model_id == self.manifest.model_id
         return canonical_encoder_name(configured) == self.manifest.model_id
 
     def encode_query(self, text: str, encoder: Encoder | None = None) -> np.ndarray:

