@@ -419,7 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
                       "static encoder (published as a new version of it; the only way to tune the Chinese side)")
     tune.add_argument("--side", choices=("both", "queries"), help="train the whole MiniLM bi-encoder (both: the "
                       "corpus is re-embedded) or its query side against the cached passage vectors (queries: "
-                      "nothing is re-embedded); default dense.tune_side, both")
+                      "nothing is re-embedded); default dense.tune_side, queries")
     tune.set_defaults(func=cmd_tune_encoder)
 
     search = sub.add_parser("search", help="search an index", description=(

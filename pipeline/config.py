@@ -104,8 +104,9 @@ class DenseConfig(BaseModel):
     tune_static_learning_rate: float = Field(0.05, gt=0)
     tune_loss: Literal["mnrl", "cached-mnrl"] = "mnrl"
     # `queries` trains the query encoder alone against the base model's cached passage vectors: no re-embedding,
-    # seconds per epoch (docs/tuned_encoders.md); `both` trains the whole bi-encoder and re-embeds the corpus.
-    tune_side: Literal["both", "queries"] = "both"
+    # minutes per epoch on 2 cores (docs/tuned_encoders.md); `both` trains the whole bi-encoder and re-embeds the
+    # corpus, hours on 2 shared cores for SciFact, so it is the choice for a GPU.
+    tune_side: Literal["both", "queries"] = "queries"
     tune_seed: int = 0
     passage_window: int = Field(200, gt=0)  # in words for Latin script, characters for CJK
     passage_overlap: int = Field(50, ge=0)

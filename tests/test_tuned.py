@@ -105,7 +105,8 @@ def test_tuned_encoder_is_a_published_artifact_that_a_build_embeds_with_and_sear
 
     index = tmp_path / "index"
     shutil.copytree(sample_index, index)
-    reader = IndexReader.open(index, settings)
+    both = settings.model_copy(update={"dense": settings.dense.model_copy(update={"tune_side": "both"})})
+    reader = IndexReader.open(index, both)
     folder = tune_encoder(reader, title_triples(reader), max_steps=1)
     assert published_tuned(index) == folder and folder.parent == tuned_root(index)
     card = json.loads((folder / CARD).read_text())
