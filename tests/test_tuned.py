@@ -152,7 +152,7 @@ def test_a_query_side_tuning_moves_queries_only_and_caches_passages_under_the_ba
 
     triples = pq.read_table(tiny_spec[0]["data"]).to_pydict()
     base = load_encoder(MINILM)
-    config = settings.dense.model_copy(update={"tune_batch_size": 8, "tune_learning_rate": 1e-4})
+    config = settings.dense.model_copy(update={"tune_batch_size": 8, "tune_epochs": 1.0})
     folder = tune_queries(tmp_path, triples["anchor"], base.encode_passages(triples["positive"]),
                           base.encode_passages(triples["negative"]), {"source": "judgments"}, config)
     tuned = TunedEncoder(folder)
