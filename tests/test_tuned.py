@@ -122,7 +122,13 @@ def test_tuned_encoder_is_a_published_artifact_that_a_build_embeds_with_and_sear
 def test_a_static_model_is_tuned_into_a_new_published_version_of_itself(tmp_path, settings):
     from tokenizers import Tokenizer, models, pre_tokenizers
 
-    from pipeline.dense.static import StaticCard, _static_model, new_card, published_static, save_static
+    from pipeline.dense.static import (
+        StaticCard,
+        _static_model,
+        new_card,
+        published_static,
+        save_static,
+    )
     from pipeline.dense.tuned import tune_static
 
     words = ["protein", "cell", "virus", "gene", "cancer", "drug", "brain", "heart"]
