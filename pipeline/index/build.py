@@ -204,6 +204,7 @@ def embed_shard(folder: Path, start: int, stop: int, settings: Settings) -> int:
 
     The dense stage that follows finds every vector cached and only builds the ANN index."""
     from ..dense.cache import EmbeddingCache, embed_with_cache
+    from ..dense.encoders import passage_cache_id
     from ..dense.index import configured_encoder, split_documents
 
     if not settings.dense.enabled:
@@ -211,7 +212,8 @@ def embed_shard(folder: Path, start: int, stop: int, settings: Settings) -> int:
     documents = pq.read_table(folder / "documents.parquet", columns=["title", "body", "lang"])
     encoder = configured_encoder(settings, documents)
     texts = [passage.text for passage in split_documents(documents, range(start, stop), settings)]
-    _, encoded = embed_with_cache(encoder, texts, EmbeddingCache(settings.cache_dir, encoder.model_id, encoder.dim))
+    cache = EmbeddingCache(settings.cache_dir, passage_cache_id(encoder), encoder.dim)
+    _, encoded = embed_with_cache(encoder, texts, cache)
     return encoded
 
 
