@@ -13,7 +13,7 @@ non-empty prefixes of consecutive syllables, so the full pinyin (`xiangliang`), 
 mix (`xiangljs`) all offer 向量检索.
 
 Spelling correction (`did_you_mean`) replaces English words missing from the dictionary with the closest
-dictionary words by edit distance (Damerau–Levenshtein, 1 edit for words up to 4 letters, 2 beyond), reads
+dictionary words by edit distance (Damerau–Levenshtein, 1 edit for words up to 5 letters, 2 beyond), reads
 unknown Latin words as pinyin (`xiangliang` → 向量), and replaces Chinese runs with dictionary entries that
 sound the same (向亮检索 → 向量检索).
 """
@@ -356,9 +356,10 @@ class Suggester:
 
         Only what is likely a typo is touched: an English word of letters only (no digits, no capitals after
         the first, not joined to another by - or /: those are names, codes and compounds) missing from the
-        vocabulary, or a stretch of Chinese that segments into single characters or unknown words and is not
-        only stopwords (是由 stays). A correction is kept only when the corpus backs it (`support`): its words
-        occur together with as much of the rest of the query as any document held without it.
+        vocabulary, or a stretch of Chinese that segments into single characters or unknown words (not common
+        words of the language: 惠民 stays) and is not only stopwords (是由 stays). A correction is kept only when
+        the corpus backs it (`support`): its words occur together, and match the rest of the corrected query
+        better than any document matched the query without it.
         With `force` (a query that matched nothing), Chinese words the vocabulary knows may be replaced too.
         """
         query = unicodedata.normalize("NFKC", query[:MAX_INPUT_CHARS])
@@ -583,11 +584,12 @@ def _correct_chinese(suggester: Suggester, run: str, kept: frozenset[int] = froz
 def corpus_support(reader: IndexReader) -> Callable[[list[str], list[str]], float]:
     """`support(terms, context)`: whether the corrected query matches clearly better than the original, and by
     how much. Above 0 only when some document holds all the `terms` the index knows (at least one; the
-    segmenter's sub-words of a corrected phrase need not all be words of the corpus) with at least a third of
-    the `context` terms, and, for Chinese terms, holds more of the query's IDF weight, the new terms included,
-    than the best document held without the correction (a rare corrected word counts for more than a common
-    one); for Latin ones, as many of the query's words, counting the corrected one. Then that weight (count)
-    over the former best's."""
+    segmenter's sub-words of a corrected phrase need not all be words of the corpus) and, with no `context`,
+    when `MIN_SOLE_DOCS` do. For Chinese terms, such a document must hold more of the query's IDF weight, the new
+    terms included, than the best document held without the correction (a rare corrected word counts for more
+    than a common one; short titles rarely hold a third of a query's words, so none is asked). For Latin ones it
+    must hold at least a third of the `context` terms and as many of the query's words, counting the corrected
+    one, as the best document without it. Then that weight (count) over the former best's."""
     postings = reader.postings(TEXT_FIELD)
     idf = np.log1p(reader.n_docs / np.maximum(postings.doc_frequencies(), 1))
 
