@@ -230,3 +230,49 @@ def test_two_pinyin_initials_are_not_read_as_a_chinese_word():
     suggester = Suggester({"全面": 40, "全面发展": 10})
     assert suggester.did_you_mean("qm") == []  # the initials of too many words, and more often a code
     assert suggester.did_you_mean("qmfz") == ["全面发展"]
+
+
+def test_a_common_word_of_the_language_is_not_a_typo_where_the_corpus_lacks_it():
+    """惠民 (a county) sounds like 惠明, which the corpus holds; 惠民 is in the segmenter's dictionary, so it stays."""
+    suggester = Suggester({"滨州": 30, "天气": 30, "惠明": 5})
+    assert suggester.did_you_mean("滨州惠民天气") == []
+
+
+def test_two_edits_in_five_letters_make_another_word():
+    suggester = Suggester({"shai": 5, "shapes": 3})
+    assert suggester.did_you_mean("sharp") == []  # two edits from shai: a word of its own, not a typo of it
+    assert suggester.did_you_mean("shaeps") == ["shapes"]  # one edit in six letters
+
+
+@pytest.fixture(scope="module")
+def short_titles(tmp_path_factory):
+    """A corpus of short titles, as QBQTC's, where a query's words rarely occur all together."""
+    import json
+
+    from pipeline.config import DenseConfig, Settings
+    from pipeline.index.build import build_index
+    from pipeline.searcher import Searcher
+
+    root = tmp_path_factory.mktemp("titles")
+    titles = ["聚美优品 官网", "聚美优品 折扣", "本田 雅阁 报价", "华山 旅游 攻略", "华山 门票", "忘 记 密码", "张稀哲 进球",
+              "柳州 螺蛳粉", "柳州 天气", "资源 下载"]
+    (root / "titles.jsonl").write_text("".join(json.dumps({"_id": str(i), "title": "", "text": text}, ensure_ascii=False)
+                                               + "\n" for i, text in enumerate(titles)))
+    settings = Settings(cache_dir=root / "cache", dense=DenseConfig(enabled=False))
+    build_index([root / "titles.jsonl"], root / "index", settings)
+    return suggester_for(Searcher.open(root / "index", settings).reader)
+
+
+def test_a_chinese_window_is_read_in_its_whole_query(short_titles):
+    """聚酶优品 → 聚美优品 brings in 聚美, a word only the whole query shows (the window 聚美优 reads otherwise)."""
+    assert short_titles.did_you_mean("聚酶优品") == ["聚美优品"]
+
+
+def test_a_correction_matched_nowhere_else_needs_two_documents(short_titles):
+    assert short_titles.did_you_mean("张希哲") == []  # 张稀哲 is in one title: as likely a name of its own
+    assert short_titles.did_you_mean("浏州") == ["柳州"]  # in two
+
+
+def test_the_words_a_corrected_piece_reads_as_must_occur_together(short_titles):
+    """忘华扇 → 忘华山 reads as 忘 + 华山, which no title holds together."""
+    assert short_titles.did_you_mean("忘华扇") == []

@@ -13,7 +13,7 @@ non-empty prefixes of consecutive syllables, so the full pinyin (`xiangliang`), 
 mix (`xiangljs`) all offer 向量检索.
 
 Spelling correction (`did_you_mean`) replaces English words missing from the dictionary with the closest
-dictionary words by edit distance (Damerau–Levenshtein, 1 edit for words up to 4 letters, 2 beyond), reads
+dictionary words by edit distance (Damerau–Levenshtein, 1 edit for words up to 5 letters, 2 beyond), reads
 unknown Latin words as pinyin (`xiangliang` → 向量), and replaces Chinese runs with dictionary entries that
 sound the same (向亮检索 → 向量检索).
 """
@@ -62,6 +62,9 @@ FUNCTION_WORDS = frozenset(
     without won't would wouldn't yet""".split()
 )
 _SPACE_BETWEEN_CJK = re.compile(f"(?<=[{CJK_CLASS}]) (?=[{CJK_CLASS}])")
+# How often a word must occur in the segmenter's own dictionary (jieba's counts) to be taken for a word of the
+# language: below it are the dictionary's many rare names and compounds, which a typo produces as easily.
+MIN_CHINESE_WORD_COUNT = 10
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,24 @@ def fuzzy_syllable(syllable: str) -> str:
 
 def fuzzy_pinyin(syllables: tuple[str, ...]) -> str:
     return "".join(fuzzy_syllable(s) for s in syllables)
+
+
+@lru_cache(maxsize=1)
+def _chinese_word_counts() -> dict[str, int]:
+    import jieba
+
+    counts = {}
+    with jieba.get_dict_file() as lines:
+        for line in lines:
+            word, count, *_ = line.decode("utf-8").split(" ")
+            counts[word] = int(count)
+    return counts
+
+
+def is_chinese_word(term: str) -> bool:
+    """Whether `term` is a common word of the language (jieba's dictionary): a query's 惠民 is not a typo, even
+    where the corpus lacks it, any more than an English function word is."""
+    return _chinese_word_counts().get(term, 0) >= MIN_CHINESE_WORD_COUNT
 
 
 def pinyin_initials(text: str) -> str:
@@ -335,14 +356,14 @@ class Suggester:
 
         Only what is likely a typo is touched: an English word of letters only (no digits, no capitals after
         the first, not joined to another by - or /: those are names, codes and compounds) missing from the
-        vocabulary, or a stretch of Chinese that segments into single characters or unknown words and is not
-        only stopwords (是由 stays). A correction is kept only when the corpus backs it (`support`): its words
-        occur together with as much of the rest of the query as any document held without it.
+        vocabulary, or a stretch of Chinese that segments into single characters or unknown words (not common
+        words of the language: 惠民 stays) and is not only stopwords (是由 stays). A correction is kept only when
+        the corpus backs it (`support`): its words occur together, and match the rest of the corrected query
+        better than any document matched the query without it.
         With `force` (a query that matched nothing), Chinese words the vocabulary knows may be replaced too.
         """
         query = unicodedata.normalize("NFKC", query[:MAX_INPUT_CHARS])
-        context = [t for t in self.analyzer.terms(query) if t in self._known]
-        spans: list[tuple[int, int, list[str]]] = []
+        spans: list[tuple[int, int, list[str], tuple[int, int]]] = []  # window, options, suspect piece
         for match in TOKEN_PATTERN.finditer(query):
             token = match.group()
             if match.lastgroup == "cjk":
@@ -356,12 +377,15 @@ class Suggester:
                     fixed = frozenset({*range(start - low), *(k + start - low for k in kept),
                                        *range(end - low, high - low)})
                     spans.append((match.start() + low, match.start() + high,
-                                  _correct_chinese(self, token[low:high], fixed)))
+                                  _correct_chinese(self, token[low:high], fixed),
+                                  (match.start() + start, match.start() + end)))
             elif _LETTERS_ONLY.match(token) and (token[1:].islower() or len(token) == 1) \
                     and not {query[match.start() - 1 : match.start()], query[match.end() : match.end() + 1]} \
                     & _JOINERS and token.casefold() not in FUNCTION_WORDS and not self.is_known(token.casefold()):
-                spans.append((match.start(), match.end(), _correct_word(self, token.casefold())))
-        spans = [(start, end, self._backed(query[start:end], options, context)) for start, end, options in spans]
+                spans.append((match.start(), match.end(), _correct_word(self, token.casefold()),
+                              (match.start(), match.end())))
+        spans = [(start, end, self._backed(query, start, end, options, piece))
+                 for start, end, options, piece in spans]
         spans = [span for span in spans if span[2]]
         if not spans:
             return []
@@ -405,7 +429,7 @@ class Suggester:
             close_singles()
             if len(term) == 1:
                 singles.append((term, start, end))
-            elif force or (term not in self._known and self.analyzer.terms(term)):
+            elif force or (term not in self._known and self.analyzer.terms(term) and not is_chinese_word(term)):
                 suspects.append((start, end, True))
         close_singles()
         # A typo can split a word across two pieces (简化 → 践化: 有践 + 化儒略), or leave a character of it alone
@@ -421,28 +445,45 @@ class Suggester:
         return [(start, end, frozenset(i - start for i in stopwords if start <= i < end))
                 for start, end, alone in merged if alone]
 
-    def _backed(self, original: str, options: list[str], context: list[str]) -> list[str]:
-        """The options the corpus backs (`support` of the terms each brings in, above zero), the best backed
-        first; without an index (`support` unset), plausibility alone decides."""
+    def _backed(self, query: str, start: int, end: int, options: list[str], piece: tuple[int, int]) -> list[str]:
+        """The options for the window `query[start:end]` that the corpus backs (`support` of the terms each
+        brings in, with the rest of the corrected query as context, above zero); without an index (`support`
+        unset), plausibility alone decides. The terms brought in are those holding a changed character and every
+        word the suspect `piece` now reads as: 忘华扇 → 忘华山 claims 忘 + 华山, which must then occur together.
+        Chinese options keep their order of plausibility (`_correct_chinese`), which the backing, weighing IDF,
+        would turn towards rare words (网右 → 网优 before 网游); English ones go by their backing."""
         if self._support is None:
             return options
+        original = query[start:end]
         had = set(self.analyzer.terms(original))
-        simplified = self.analyzer.normalize(original)
         backing = {}
         for option in options:
-            new = [t for t in self._changed_terms(simplified, option) if t not in had]
-            backing[option] = self._support(new, [t for t in context if t not in new]) if new else 0
-        return sorted((o for o in options if backing[o] > 0), key=lambda o: -backing[o])
+            corrected = query[:start] + option + query[end:]
+            analyzed = self.analyzer.analyze(corrected)
+            inside = [t for t, s, e in zip(analyzed.terms, analyzed.starts, analyzed.ends)
+                      if piece[0] <= s and e <= piece[1]] if len(option) == len(original) else []
+            new = list(dict.fromkeys(t for t in self._changed_terms(query, start, end, option) + inside
+                                     if t not in had))
+            context = [t for t in analyzed.terms if t in self._known and t not in new]
+            backing[option] = self._support(new, context) if new else 0
+        backed = [o for o in options if backing[o] > 0]
+        return backed if has_cjk(original) else sorted(backed, key=lambda o: -backing[o])
 
-    def _changed_terms(self, original: str, option: str) -> list[str]:
-        """The terms of `option` that hold a character it changed: a Chinese window's unchanged neighbours,
-        segmented anew (角 of 三角), are no evidence to ask the corpus for. Every term, when lengths differ."""
-        analyzed = self.analyzer.analyze(option)
+    def _changed_terms(self, query: str, start: int, end: int, option: str) -> list[str]:
+        """The terms that hold a character `option` changed in `query[start:end]`. A Chinese window is read in
+        its whole query (聚酶优品 → 聚美优品 brings in 聚美, which the window 聚美优 alone segments otherwise), and
+        its unchanged neighbours, segmented anew (角 of 三角), are no evidence to ask the corpus for. Every term
+        of `option`, when the lengths differ (a Latin word)."""
+        original = query[start:end]
         if len(option) != len(original):
-            return list(analyzed.terms)
-        changed = [i for i, (a, b) in enumerate(zip(original, option)) if a != b]
-        return [t for t, start, end in zip(analyzed.terms, analyzed.starts, analyzed.ends)
-                if any(start <= i < end for i in changed)]
+            return self.analyzer.terms(option)
+        simplified = self.analyzer.normalize(original)
+        if len(simplified) != len(original):
+            simplified = original
+        changed = {start + i for i, (a, b) in enumerate(zip(simplified, option)) if a != b}
+        analyzed = self.analyzer.analyze(query[:start] + option + query[end:])
+        return [t for t, s, e in zip(analyzed.terms, analyzed.starts, analyzed.ends)
+                if any(s <= i < e for i in changed)]
 
 
 def suggester_for(reader: IndexReader, max_docs: int = 20_000, max_chars: int = 4_000, min_phrase_df: int = 2,
@@ -480,7 +521,9 @@ def suggester_for(reader: IndexReader, max_docs: int = 20_000, max_chars: int = 
 def _correct_word(suggester: Suggester, word: str) -> list[str]:
     candidates: list[tuple[float, float, str]] = []
     if len(word) >= 3:
-        limit = 1 if len(word) <= 4 else 2
+        # Two edits in five letters leave a different word (sharp → shai): one edit up to five letters, two
+        # beyond, as Lucene's AUTO fuzziness.
+        limit = 1 if len(word) <= 5 else 2
         for length in range(len(word) - limit, len(word) + limit + 1):
             for other, weight in suggester._words_by_length.get(length, ()):
                 # A misspelling rarely changes both of the first two letters: a cheap filter first.
@@ -500,6 +543,7 @@ def _correct_word(suggester: Suggester, word: str) -> list[str]:
         best.setdefault(candidate[2], candidate)
     return [text for *_, text in sorted(best.values())][:3]
 
+MIN_SOLE_DOCS = 2  # documents that must hold a correction when nothing else of the query is matched
 MAX_CHINESE_OPTIONS = 8  # single-window replacements per suspect piece handed to the corpus check
 ENTRIES_PER_SOUND = 3  # dictionary entries tried per window and pronunciation, commonest first
 
@@ -540,11 +584,12 @@ def _correct_chinese(suggester: Suggester, run: str, kept: frozenset[int] = froz
 def corpus_support(reader: IndexReader) -> Callable[[list[str], list[str]], float]:
     """`support(terms, context)`: whether the corrected query matches clearly better than the original, and by
     how much. Above 0 only when some document holds all the `terms` the index knows (at least one; the
-    segmenter's sub-words of a corrected phrase need not all be words of the corpus) with at least a third of
-    the `context` terms, and, for Chinese terms, holds more of the query's IDF weight, the new terms included,
-    than the best document held without the correction (a rare corrected word counts for more than a common
-    one); for Latin ones, as many of the query's words, counting the corrected one. Then that weight (count)
-    over the former best's."""
+    segmenter's sub-words of a corrected phrase need not all be words of the corpus) and, with no `context`,
+    when `MIN_SOLE_DOCS` do. For Chinese terms, such a document must hold more of the query's IDF weight, the new
+    terms included, than the best document held without the correction (a rare corrected word counts for more
+    than a common one; short titles rarely hold a third of a query's words, so none is asked). For Latin ones it
+    must hold at least a third of the `context` terms and as many of the query's words, counting the corrected
+    one, as the best document without it. Then that weight (count) over the former best's."""
     postings = reader.postings(TEXT_FIELD)
     idf = np.log1p(reader.n_docs / np.maximum(postings.doc_frequencies(), 1))
 
@@ -568,8 +613,12 @@ def corpus_support(reader: IndexReader) -> Callable[[list[str], list[str]], floa
             return 0.0
         together = reduce(np.intersect1d, [docs(t) for t in ids])
         others = sorted(set(known(context)) - set(ids))
-        if not len(together) or not others:
-            return float(bool(len(together)))
+        if not others:
+            # Nothing else to match: one document holding a word (a name: 张希哲 → 张稀哲) may as well hold the
+            # variant that was typed; two or more make the corrected word the likelier.
+            return float(len(together) >= MIN_SOLE_DOCS)
+        if not len(together):
+            return 0.0
         held = np.zeros((len(others), len(together)), dtype=bool)
         for row, term in enumerate(others):
             held[row] = np.isin(together, docs(term))
@@ -577,12 +626,12 @@ def corpus_support(reader: IndexReader) -> Callable[[list[str], list[str]], floa
         context_docs = np.concatenate([docs(t) for t in others])
         before = float(np.bincount(context_docs, weights=np.repeat(weights, [len(docs(t)) for t in others])).max())
         best_count = int(np.bincount(context_docs).max())
+        if all(has_cjk(term) for term in terms):
+            after = float(idf[ids].sum() + (weights @ held).max())
+            return after / before if after > before else 0.0
         enough = held.sum(axis=0) * 3 >= len(others)
         if not enough.any():
             return 0.0
-        if all(has_cjk(term) for term in terms):
-            after = float(idf[ids].sum() + (weights @ held[:, enough]).max())
-            return after / before if after > before else 0.0
         # English corrections are often common words, whose IDF rarely outweighs a rarer query word their
         # documents lack: counted, such a document may lack one (SciFact: 72% restored counted, 66% weighed).
         most = int(held.sum(axis=0).max())
