@@ -82,10 +82,14 @@ def load_cell(url: str, queries_file: Path, mode: str, concurrency: int, budget:
            "SOUSUO_BENCH_REQUESTS": str(budget), "SOUSUO_BENCH_SECONDS": str(CELL_SECONDS),
            "SOUSUO_BENCH_OUT": str(out), "SOUSUO_BENCH_KEEP_GOING": str(keep_going or "/nonexistent")}
     # -t is only a backstop: the locustfile stops the cell itself.
-    subprocess.run([str(Path(sys.executable).with_name("locust")), "-f", str(ROOT / "bench" / "locustfile.py"),
-                    "--headless", "--host", url, "-u", str(concurrency), "-r", str(concurrency * 100),
-                    "-t", f"{int(CELL_SECONDS * 20)}s", "--only-summary", "--loglevel", "ERROR"],
-                   env=env, cwd=ROOT, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        subprocess.run([str(Path(sys.executable).with_name("locust")), "-f", str(ROOT / "bench" / "locustfile.py"),
+                        "--headless", "--host", url, "-u", str(concurrency), "-r", str(concurrency * 100),
+                        "-t", f"{int(CELL_SECONDS * 20)}s", "--only-summary", "--loglevel", "ERROR"],
+                       env=env, cwd=ROOT, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       timeout=CELL_SECONDS * 20 + 60)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"locust did not stop after the {mode} cell at concurrency {concurrency}") from None
     if not out.is_file():
         raise RuntimeError(f"locust wrote no result for the {mode} cell at concurrency {concurrency}")
     cell = json.loads(out.read_text(encoding="utf-8"))

@@ -14,7 +14,9 @@ import os
 import time
 from pathlib import Path
 
+import gevent
 from locust import FastHttpUser, constant, events, task
+from locust.exception import StopUser
 
 QUERIES: list[str] = json.loads(Path(os.environ["SOUSUO_BENCH_QUERIES"]).read_text(encoding="utf-8"))
 MODE = os.environ["SOUSUO_BENCH_MODE"]
@@ -25,7 +27,8 @@ KEEP_GOING = Path(os.environ.get("SOUSUO_BENCH_KEEP_GOING", "/nonexistent"))
 
 _sent = itertools.count()
 _started = time.perf_counter()
-_window = {"first": 0.0, "last": 0.0}  # the first search sent and the last answered: the wall time of QPS
+_window = {"first": 0.0, "last": 0.0}
+_stopping = []  # the first search sent and the last answered: the wall time of QPS
 _latencies: list[float] = []
 _failures: list[str] = []
 _versions: set[str] = set()
@@ -38,8 +41,9 @@ class Searcher(FastHttpUser):
     def search(self) -> None:
         n = next(_sent)
         if (n >= BUDGET or time.perf_counter() - _started > SECONDS) and not KEEP_GOING.exists():
-            self.environment.runner.quit()
-            return
+            if not _stopping:  # one greenlet of its own stops the run: a user that stops every user hangs locust
+                _stopping.append(gevent.spawn(self.environment.runner.quit))
+            raise StopUser()
         if n == 0:
             _window["first"] = time.perf_counter()
         params = {"q": QUERIES[n % len(QUERIES)], "mode": MODE, "k": "10", "syntax": "false"}
