@@ -54,6 +54,7 @@ class DocumentMetadata:
         published = documents.column("published_at").combine_chunks()
         self.has_date = published.is_valid().to_numpy(zero_copy_only=False)
         self.published_us = published.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
+        self.newest_us: int | None = None  # the collection's newest date, where these documents are one shard of it
 
     def mask(self, filters: Filters) -> np.ndarray:
         mask = np.ones(self.n_docs, dtype=bool)
@@ -90,7 +91,7 @@ class DocumentMetadata:
         dated = self.has_date[docs]
         if not self.has_date.any():
             return np.full(len(docs), np.nan)
-        newest = self.published_us[self.has_date].max()
+        newest = self.published_us[self.has_date].max() if self.newest_us is None else self.newest_us
         days = (newest - self.published_us[docs]) / 86_400e6
         return np.where(dated, days, np.nan)
 
