@@ -45,7 +45,7 @@ class CoordinatorDeployment:
         return await self.coordinator.search(query, k, mode, offset=offset, with_snippets=with_snippets)
 
     async def rank(self, query: str, k: int = 10, mode: str = "bm25") -> tuple[np.ndarray, np.ndarray, int]:
-        """(global ordinals, scores, total matches): the fast path, without result rows."""
+        """(global ordinals, scores, total matches): `Searcher.rank`'s page, without result rows."""
         _, docs, scores, total = await self.coordinator.rank(query, k, mode)
         return docs, scores, total
 
