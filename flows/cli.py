@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from flows.cluster import add_cluster_parser
 from pipeline.config import Settings
 from pipeline.constants import SEARCH_MODES
 from pipeline.errors import InputError, SousuoError
@@ -694,6 +695,7 @@ def build_parser() -> argparse.ArgumentParser:
     rollback = sub.add_parser("rollback", help="publish the version before the current one")
     rollback.add_argument("--index", required=True, type=Path)
     rollback.set_defaults(func=cmd_rollback)
+    add_cluster_parser(sub)
     return parser
 
 

@@ -79,8 +79,14 @@ def _gap(scores: np.ndarray) -> float:
 
 def query_signals(reader: IndexReader, plan: QueryPlan, branches: dict[str, BranchResult]) -> QuerySignals:
     """The signals of one query from its plan and its branches' lists: no extra index work."""
+    return signals_of(plan, branches, language_mix(reader), reader.settings.fusion.depth)
+
+
+def signals_of(plan: QueryPlan, branches: dict[str, BranchResult], languages: dict[str, float],
+               depth: int) -> QuerySignals:
+    """`query_signals` from the corpus's language mix and the branch depth (a cluster's, summed over shards)."""
     language = detect_language(plan.text)
-    language_share = 1.0 if language == "und" else language_mix(reader).get(language, 0.0)
+    language_share = 1.0 if language == "und" else languages.get(language, 0.0)
     words = set(plan.terms)
     terms_matched = len(set(plan.distinct_ids)) / len(words) if words else 0.0
     empty = BranchResult("none", np.zeros(0, np.int64), np.zeros(0))
@@ -91,7 +97,7 @@ def query_signals(reader: IndexReader, plan: QueryPlan, branches: dict[str, Bran
     return QuerySignals(
         language_share=language_share,
         terms_matched=terms_matched,
-        lexical_found=len(lexical_scores) / reader.settings.fusion.depth,
+        lexical_found=len(lexical_scores) / depth,
         lexical_gap=_gap(lexical_scores) / lexical_scores[0] if len(lexical_scores) and lexical_scores[0] > 0 else 0.0,
         dense_top=float(dense_scores[0]) if len(dense_scores) else 0.0,
         dense_gap=_gap(dense_scores),

@@ -57,8 +57,17 @@ def dense_branch(reader: IndexReader, plan: QueryPlan, depth: int) -> BranchResu
 
 def proximity_branch(reader: IndexReader, plan: QueryPlan, depth: int) -> BranchResult:
     """Documents where several query terms occur close together, by coverage, then by how tight the span is."""
+    candidates, _, _, scores = proximity_candidates(reader, plan, depth * 3)
+    return _best("proximity", candidates, scores, depth)
+
+
+def proximity_candidates(reader: IndexReader, plan: QueryPlan,
+                         limit: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(candidates, coverage, BM25, proximity score) of the `limit` best-covered documents holding two or more
+    distinct query terms, BM25 then ordinal breaking ties: what the proximity branch ranks. A cluster's
+    coordinator picks its own `limit` best from every shard's."""
     distinct = plan.distinct_ids
-    empty = BranchResult("proximity", np.zeros(0, np.int64), np.zeros(0))
+    empty = np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0), np.zeros(0)
     if len(distinct) < 2:
         return empty
     postings = reader.postings(TEXT_FIELD)  # title and body together
@@ -72,10 +81,11 @@ def proximity_branch(reader: IndexReader, plan: QueryPlan, depth: int) -> Branch
         return empty
     # Bound the position work: the best-covered documents, BM25 breaking ties.
     tiebreak = plan_boosted_scores(reader, plan)[candidates]
-    candidates = candidates[np.lexsort((-tiebreak, -coverage[candidates]))[: depth * 3]]
+    keep = np.lexsort((-tiebreak, -coverage[candidates]))[:limit]
+    candidates, tiebreak = candidates[keep], tiebreak[keep]
     lookup = plan.term_lookup(len(reader.vocabulary))
     scores = np.array([coverage[d] / len(distinct) + span_features(reader, int(d), lookup)[1] for d in candidates])
-    return _best("proximity", candidates, scores, depth)
+    return candidates, coverage[candidates], tiebreak, scores
 
 
 BRANCHES: dict[str, Callable[[IndexReader, QueryPlan, int], BranchResult]] = {

@@ -57,6 +57,7 @@ class DocumentMetadata:
         # Indexes built before documents had a region have no column: every document is then in no region.
         names = documents.column_names
         self.region = documents.column("region").combine_chunks() if "region" in names else None
+        self.newest_us: int | None = None  # the collection's newest date, where these documents are one shard of it
 
     def region_of(self, doc_ord: int) -> str | None:
         return None if self.region is None else self.region[doc_ord].as_py()
@@ -101,7 +102,7 @@ class DocumentMetadata:
         dated = self.has_date[docs]
         if not self.has_date.any():
             return np.full(len(docs), np.nan)
-        newest = self.published_us[self.has_date].max()
+        newest = self.published_us[self.has_date].max() if self.newest_us is None else self.newest_us
         days = (newest - self.published_us[docs]) / 86_400e6
         return np.where(dated, days, np.nan)
 

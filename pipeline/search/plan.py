@@ -85,11 +85,13 @@ def plan_query(
     allowed: np.ndarray | None = None,
     field_boosts: dict[str, float] | None = None,
     best_field: bool = False,
+    analyzed: AnalyzedText | None = None,
 ) -> QueryPlan:
     """Parse, analyze once, look terms up once. With `syntax=False` operators and quotes are ordinary words.
 
     A caller that built the clause tree itself (the API's Elasticsearch DSL) passes `tree`, whose leaves index
-    into `text`, and may pass a filter mask `allowed` (ANDed with `filters`) and the fields to search."""
+    into `text`, and may pass a filter mask `allowed` (ANDed with `filters`) and the fields to search. A shard
+    of a cluster is passed the coordinator's analysis of `text` in `analyzed`."""
     text = text[:MAX_QUERY_CHARS]
     if tree is None:
         tree = parse_query(text) if syntax else plain_query(text)
@@ -100,7 +102,7 @@ def plan_query(
     if filters:
         mask = reader.metadata.mask(filters)
         allowed = mask if allowed is None else mask & allowed
-    analyzed = reader.analyzer.analyze(text)
+    analyzed = reader.analyzer.analyze(text) if analyzed is None else analyzed
     planned = _plan_node(tree, analyzed, len(text))
     scored: list[str] = []
     _collect_scored(planned, scored)

@@ -17,6 +17,7 @@ from ..index.postings import FieldPostings
 from ..index.querylog import QueryLog
 from ..index.store import IndexVersion
 from ..text.analysis import Analyzer
+from .bm25 import CollectionStats
 from .filters import DocumentMetadata
 from .pruned import ImpactBounds
 
@@ -56,6 +57,10 @@ class IndexReader:
 
     def postings(self, field: str) -> FieldPostings:
         return self.version.inverted.fields[field]
+
+    def collection_stats(self, field: str) -> CollectionStats | None:
+        """The collection's BM25 statistics where this version is one shard of it; None: its own postings'."""
+        return None
 
     def impact_bounds(self, field: str) -> ImpactBounds:
         """MaxScore's per-term score bounds of a field, made on first use by one pass over its postings."""

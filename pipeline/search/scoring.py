@@ -12,7 +12,7 @@ from .reader import IndexReader
 def field_scores(reader: IndexReader, field: str, term_ids: list[int]) -> np.ndarray:
     """Dense BM25 of one field for every document."""
     bm25 = reader.settings.bm25
-    return bm25_scores(reader.postings(field), term_ids, bm25.k1, bm25.b)
+    return bm25_scores(reader.postings(field), term_ids, bm25.k1, bm25.b, stats=reader.collection_stats(field))
 
 
 def boosted_scores(reader: IndexReader, term_ids: list[int], field_boosts: dict[str, float] | None = None,

@@ -1,0 +1,1 @@
+"""Sharded serving: an index partitioned into document shards, a coordinator, and their Ray Serve app."""
