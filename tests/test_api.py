@@ -229,6 +229,15 @@ def test_a_search_past_the_timeout_answers_timed_out(guarded):
     assert httpx.get(f"{guarded}/readyz", headers=headers, timeout=30).status_code == 200  # the worker is free
 
 
+def test_work_run_on_a_thread_past_the_timeout_answers_timed_out(guarded):
+    # Similar documents have no search stages to check a deadline at; they run on a thread that the timeout
+    # answers for, and the worker stays free.
+    headers = {"X-API-Key": KEY}
+    response = httpx.get(f"{guarded}/v1/documents/en-001/similar", params={"k": 100}, headers=headers, timeout=30)
+    assert response.status_code == 504 and response.json()["error"]["type"] == "timeout"
+    assert httpx.get(f"{guarded}/readyz", headers=headers, timeout=30).status_code == 200
+
+
 # -- live version swap ------------------------------------------------------------------------------------
 
 

@@ -158,13 +158,14 @@ def canonical_encoder_name(name: str) -> str:
     return ENCODER_ALIASES.get(name, name)
 
 
-NVIDIA_DRIVER = "/proc/driver/nvidia/version"
+# Where a GPU torch could use shows itself without importing torch: NVIDIA's driver, WSL2's GPU bridge, ROCm.
+GPU_DEVICE_FILES = ("/proc/driver/nvidia/version", "/dev/dxg", "/dev/kfd")
 
 
 @cache
 def resolve_device(configured: str = "auto") -> str:
     """`cuda` or `cpu`, decided once per process and logged: `auto` is CUDA when torch sees a GPU."""
-    available = _cuda_available()
+    available = _cuda_available(ask_torch=configured == "cuda")
     if configured == "cuda" and not available:
         raise InputError("dense.device is cuda, but torch sees no CUDA device: set dense.device to auto or cpu")
     device = configured if configured != "auto" else ("cuda" if available else "cpu")
@@ -172,12 +173,15 @@ def resolve_device(configured: str = "auto") -> str:
     return device
 
 
-def _cuda_available() -> bool:
+def _cuda_available(ask_torch: bool = False) -> bool:
     import importlib.util
 
-    # Without NVIDIA's driver there is no CUDA device, and asking torch would cost its import (seconds) in runs
-    # that embed nothing, such as an update whose changes are all in the embedding cache.
-    if importlib.util.find_spec("torch") is None or not Path(NVIDIA_DRIVER).exists():
+    if importlib.util.find_spec("torch") is None:
+        return False
+    # With no GPU device file there is no device for `auto` to pick, and asking torch would cost its import
+    # (seconds) in runs that embed nothing, such as an update whose changes are all in the embedding cache.
+    # `cuda` asked for on purpose always asks torch.
+    if not ask_torch and not any(Path(f).exists() for f in GPU_DEVICE_FILES):
         return False
     import torch
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from functools import cache
 from types import UnionType
@@ -14,6 +15,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
 from ...deadline import deadline
+from ...errors import DeadlineExceeded
 from .served import ServedIndex, Snapshot
 
 VERSION_HEADER = "X-Sousuo-Version"  # the version that answered: a response never mixes two
@@ -31,16 +33,24 @@ def snapshot(request: Request) -> Snapshot:
     return served(request).current
 
 
-def run(request: Request, work: Callable[[], T]) -> T:
-    """Run search work on the event loop, bounded by api.timeout_s: past it, the search stops with
-    DeadlineExceeded at its next stage boundary (`pipeline/deadline.py`), which answers as timed out.
+async def run(request: Request, work: Callable[[], T], offload: bool = False) -> T:
+    """Run request work bounded by api.timeout_s: past it, a search stops with DeadlineExceeded at its next stage
+    boundary (`pipeline/deadline.py`), which answers as timed out.
 
-    Inline rather than on a thread: handing the work to a thread and its result back cost 0.4–0.8 ms a request
+    Searches run on the event loop: handing the work to a thread and its result back cost 0.4–0.8 ms a request
     here, most of what the API added to a search, while a search holds the GIL for most of its work, so a thread
     bought little concurrency; more workers (`--workers`) are how the API uses more cores. The price: a stage
-    (one recall branch, the ranker's prediction) is not interrupted, so the worker is busy until it ends."""
-    with deadline(served(request).settings.api.timeout_s):
-        return work()
+    (one recall branch, the ranker's prediction) is not interrupted, so the worker is busy until it ends.
+    `offload` runs work that has no stage boundaries to check (completion, did-you-mean, similar documents) on a
+    thread instead, where the timeout answers on time whatever the work does."""
+    timeout = served(request).settings.api.timeout_s
+    with deadline(timeout):
+        if not offload:
+            return work()
+        try:  # the thread sees the deadline too: asyncio.to_thread copies the context
+            return await asyncio.wait_for(asyncio.to_thread(work), timeout)
+        except TimeoutError:
+            raise DeadlineExceeded(f"the request took longer than {timeout} s (api.timeout_s)") from None
 
 
 class FastJSONResponse(JSONResponse):

@@ -332,7 +332,7 @@ async def _search(request: Request, index: str | None) -> JSONResponse:
     body = await _json_body(request)
     name = request.app.state.served.name
     params = dict(request.query_params)
-    return reply(run(request, lambda: search_body(snap, name, body, params)), snap, headers=PRODUCT_HEADER)
+    return reply(await run(request, lambda: search_body(snap, name, body, params)), snap, headers=PRODUCT_HEADER)
 
 
 @router.get("/_search", summary="Search (Elasticsearch query DSL subset)")
@@ -378,7 +378,7 @@ async def _msearch(request: Request, index: str | None) -> JSONResponse:
                 out.append(error_body(error.type, error.reason, error.status))
         return out
 
-    responses = run(request, work)
+    responses = await run(request, work)
     return reply({"took": int((time.perf_counter() - started) * 1000), "responses": responses}, snap,
                  headers=PRODUCT_HEADER)
 
@@ -418,7 +418,7 @@ async def _count(request: Request, index: str | None) -> JSONResponse:
             count = snap.searcher.rank_plan(plan, 0).total_matches
         return {"count": count, "_shards": SHARDS}
 
-    return reply(run(request, work), snap, headers=PRODUCT_HEADER)
+    return reply(await run(request, work), snap, headers=PRODUCT_HEADER)
 
 
 @router.get("/_count", summary="Count the matches of a query")

@@ -155,13 +155,13 @@ def _search(request: Request, query: SearchRequest) -> tuple[Callable[[], dict],
             openapi_extra=query_parameters(SearchRequest))
 async def search_get(request: Request) -> JSONResponse:
     work, snap = _search(request, query_model(request, SearchRequest))
-    return reply(run(request, work), snap)
+    return reply(await run(request, work), snap)
 
 
 @router.post("/search", summary="Search, the request as a JSON body")
 async def search_post(request: Request, query: SearchRequest) -> JSONResponse:
     work, snap = _search(request, query)
-    return reply(run(request, work), snap)
+    return reply(await run(request, work), snap)
 
 
 @router.get("/suggest", summary="Autocomplete: prefixes, phrases, pinyin and initials, popular past queries",
@@ -174,7 +174,7 @@ async def suggest(request: Request) -> JSONResponse:
         suggester = snap.suggester().with_queries(served(request).popular_queries())
         return [asdict(s) for s in suggester.complete(query.q, query.limit)]
 
-    return reply({"version": snap.version, "suggestions": run(request, work)}, snap)
+    return reply({"version": snap.version, "suggestions": await run(request, work, offload=True)}, snap)
 
 
 @router.get("/did-you-mean", summary="Spelling corrections of a query (English, pinyin, Chinese homophones)",
@@ -182,7 +182,7 @@ async def suggest(request: Request) -> JSONResponse:
 async def did_you_mean(request: Request) -> JSONResponse:
     query = query_model(request, SuggestRequest)
     snap = snapshot(request)
-    corrections = run(request, lambda: snap.suggester().did_you_mean(query.q, query.limit))
+    corrections = await run(request, lambda: snap.suggester().did_you_mean(query.q, query.limit), offload=True)
     return reply({"version": snap.version, "corrections": corrections}, snap)
 
 
@@ -213,7 +213,7 @@ async def similar_documents(request: Request, doc_id: str) -> JSONResponse:
         return {"version": snap.version, "doc_id": doc_id, "terms": found.terms,
                 "results": found.hits(snap.searcher.reader)}
 
-    return reply(run(request, work), snap)
+    return reply(await run(request, work, offload=True), snap)
 
 
 @router.post("/impressions", summary="Record results shown to a user; returns the query_id clicks refer to")

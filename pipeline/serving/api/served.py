@@ -118,6 +118,7 @@ class ServedIndex:
         if ranker_id is not None:
             searcher.ranker  # noqa: B018 (loads and checks the model)
         searcher.fusion_weights  # noqa: B018
+        searcher.click_graph  # noqa: B018 (reads the query log: never on a request's time)
         snap = Snapshot(searcher, version, ranker_id)
         snap.ordinals  # noqa: B018 (built before the swap, not by the first request)
         return snap
