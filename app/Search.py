@@ -18,11 +18,10 @@ import streamlit as st
 from app import common
 from pipeline.behaviour.experiments import ExperimentStore
 from pipeline.behaviour.interleaving import INTERLEAVED_ARM
-from pipeline.behaviour.profile import profile_for
 from pipeline.constants import MAX_K, MAX_QUERY_CHARS
 from pipeline.errors import QuerySyntaxError, SousuoError
 from pipeline.index.querylog import QueryLog, filters_json
-from pipeline.retrieval.channels import Audience
+from pipeline.retrieval.channels import audience_for
 from pipeline.search.facets import FACET_FIELDS, value_counts
 from pipeline.search.filters import Filters
 from pipeline.serving.interleave import Rankers, assigned, interleaved_search, search_seed
@@ -237,12 +236,7 @@ def run_search(text: str, wanted: str, offset: int) -> dict:
         return interleaved
     notices = [interleaved["error"]] if interleaved else []
 
-    audience = None
-    if personalize or region:
-        reader = searcher.reader
-        profile = profile_for(reader, visitor()["user_id"], reader.settings.behaviour.profile_half_life_days) \
-            if personalize else None
-        audience = Audience(profile, region)
+    audience = audience_for(searcher.reader, visitor()["user_id"] if personalize else None, region)
 
     def attempt(mode_name: str) -> tuple:
         try:

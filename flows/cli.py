@@ -68,6 +68,7 @@ def cmd_build(args, settings: Settings) -> int:
 
 
 def cmd_search(args, settings: Settings) -> int:
+    from pipeline.retrieval.channels import audience_for
     from pipeline.searcher import Filters, Searcher
 
     if args.encoder:
@@ -80,14 +81,7 @@ def cmd_search(args, settings: Settings) -> int:
         since=args.since,
         until=args.until,
     )
-    audience = None
-    if args.personalize or args.region:
-        from pipeline.behaviour.profile import profile_for
-        from pipeline.retrieval.channels import Audience
-
-        half_life = settings.behaviour.profile_half_life_days
-        audience = Audience(profile_for(searcher.reader, args.personalize, half_life) if args.personalize else None,
-                            args.region)
+    audience = audience_for(searcher.reader, args.personalize, args.region)
     response = searcher.search(args.query, k=args.k, filters=filters, offset=args.offset, mode=args.mode,
                                explain=args.explain, audience=audience)
     if args.json:

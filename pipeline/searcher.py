@@ -25,8 +25,8 @@ from .retrieval.weights import FusionWeights, served_weights
 from .search.filters import Filters
 from .search.matching import match_mask
 from .search.plan import QueryPlan, plan_query
-from .search.reader import IndexReader
 from .search.pruned import pruned_top_k
+from .search.reader import IndexReader
 from .search.results import SearchResponse, make_hit
 from .search.scoring import boosted_scores
 from .search.topk import top_k
@@ -179,12 +179,11 @@ class Searcher:
         eligible = None if plan.is_plain and plan.allowed is None else matched
         top, scores = pruned_top_k(postings, self.reader.impact_bounds(field), plan.scored_ids, offset + k, boost,
                                    eligible)
+        candidates = np.flatnonzero(matched)
         if len(top) < offset + k and not plan.is_plain:
             # Matched documents that no scored word reaches score 0 and follow, by ordinal, as exhaustively.
-            unscored = np.flatnonzero(matched)
-            unscored = unscored[~np.isin(unscored, top)][: offset + k - len(top)]
+            unscored = candidates[~np.isin(candidates, top)][: offset + k - len(top)]
             top, scores = np.concatenate([top, unscored]), np.concatenate([scores, np.zeros(len(unscored))])
-        candidates = np.flatnonzero(matched)
         return TopDocs(top[offset:], scores[offset:], len(candidates), plan.scored_ids, _distinct(plan.scored_terms),
                        "bm25", plan, matched=candidates)
 

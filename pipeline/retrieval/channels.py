@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..behaviour.graph import ClickGraph
-from ..behaviour.profile import UserProfile
+from ..behaviour.profile import UserProfile, profile_for
 from ..config import BehaviourConfig
 from ..search.plan import QueryPlan
 from ..search.reader import IndexReader
@@ -25,6 +25,15 @@ class Audience:
 
     profile: UserProfile | None = None
     region: str | None = None
+
+
+def audience_for(reader: IndexReader, personal_user_id: str | None, region: str | None) -> Audience | None:
+    """The audience of a request: the profile of the user who opted in (`personal_user_id`), and their region;
+    None when the request asked for neither."""
+    if not personal_user_id and not region:
+        return None
+    half_life = reader.settings.behaviour.profile_half_life_days
+    return Audience(profile_for(reader, personal_user_id, half_life) if personal_user_id else None, region)
 
 
 @dataclass

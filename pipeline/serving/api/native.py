@@ -15,12 +15,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ...behaviour.interleaving import ARMS, INTERLEAVED_ARM
-from ...behaviour.profile import profile_for
 from ...constants import MAX_K, MAX_QUERY_CHARS, SEARCH_MODES
 from ...errors import IndexNotFound
 from ...index.querylog import MAX_ID_CHARS
 from ...index.store import Manifest, current_version, list_versions, versions_dir
-from ...retrieval.channels import Audience
+from ...retrieval.channels import audience_for
 from ...search.filters import Filters
 from ..interleave import assigned, interleaved_search, search_seed
 from ..suggest import MAX_INPUT_CHARS
@@ -122,12 +121,8 @@ def _search(request: Request, query: SearchRequest) -> tuple[Callable[[], dict],
         experiment = assigned(index.experiments, index.log, query.user_id, query.session_id, query.mode)
         logged = {"ranker": snap.ranker_id if query.mode == "ltr" else None}
         if experiment is None:
-            audience = None
-            if query.personalize or query.region:
-                reader = snap.searcher.reader
-                profile = profile_for(reader, query.user_id, reader.settings.behaviour.profile_half_life_days) \
-                    if query.personalize else None
-                audience = Audience(profile, query.region)
+            audience = audience_for(snap.searcher.reader, query.user_id if query.personalize else None,
+                                    query.region)
             response = snap.searcher.search(query.q, query.k, query.filters(), query.syntax, query.offset,
                                             query.snippets, query.mode, query.explain, audience)
             body = {"version": snap.version, "mode": query.mode, **response.to_json()}
