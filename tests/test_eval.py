@@ -9,6 +9,7 @@ import pytest
 from conftest import ROOT, SAMPLE
 
 from pipeline.errors import InputError
+from pipeline.eval.beir import BeirDataset, read_qrels, read_queries
 from pipeline.eval.metrics import score_run
 from pipeline.experiment.runs import evaluate
 
@@ -55,6 +56,37 @@ def test_eval_reuses_the_cached_index(settings):
 def test_unknown_split_is_a_clear_error(settings):
     with pytest.raises(InputError, match="has no split 'dev'"):
         evaluate(SAMPLE, split="dev", settings=settings)
+
+
+def test_trec_qrels_separated_by_spaces_read_like_beir_ones(tmp_path):
+    trec, beir = tmp_path / "trec.tsv", tmp_path / "beir.tsv"
+    trec.write_text("q1 0 d1 2\nq1 0 d2 0\nq2 Q0 d3 1.0\n", encoding="utf-8")
+    beir.write_text("\ufeffquery-id\tcorpus-id\tscore\r\nq1\td1\t2\r\nq1\td2\t0\r\nq2\td3\t1\r\n", encoding="utf-8")
+    assert read_qrels(trec) == read_qrels(beir) == {"q1": {"d1": 2, "d2": 0}, "q2": {"d3": 1}}
+
+
+@pytest.mark.parametrize("line", ["q1\td1", "q1\td1\tvery", "q1 d1 x y z", "q1\td1\tinf"])
+def test_a_malformed_judgment_names_its_line(tmp_path, line):
+    path = tmp_path / "test.tsv"
+    path.write_text(f"q0\td0\t1\n{line}\n", encoding="utf-8")
+    with pytest.raises(InputError, match="test.tsv:2"):
+        read_qrels(path)
+
+
+def test_query_ids_of_any_json_type_read_as_strings_and_a_bad_line_is_named(tmp_path):
+    path = tmp_path / "queries.jsonl"
+    path.write_text('\ufeff{"_id": 7, "text": "seven"}\n\n{"_id": "q8", "text": "eight", "metadata": {}}\n',
+                    encoding="utf-8")
+    assert read_queries(path) == {"7": "seven", "q8": "eight"}
+    path.write_text('{"_id": 7, "text": "seven"}\n{"_id": 8}\n', encoding="utf-8")
+    with pytest.raises(InputError, match="queries.jsonl:2"):
+        read_queries(path)
+
+
+def test_a_folder_without_queries_is_not_a_beir_folder(tmp_path):
+    (tmp_path / "corpus.jsonl").write_text('{"_id": "d", "text": "x"}\n', encoding="utf-8")
+    with pytest.raises(InputError, match="queries.jsonl is missing"):
+        BeirDataset.load(tmp_path)
 
 
 @pytest.mark.parametrize(

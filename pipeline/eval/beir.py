@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 from dataclasses import dataclass
@@ -11,6 +10,48 @@ from pathlib import Path
 from ..errors import InputError
 
 Qrels = dict[str, dict[str, int]]  # query id → doc id → graded relevance
+
+
+def _lines(path: Path):
+    """(line number, stripped line) of a text file's non-blank lines; a byte-order mark is dropped."""
+    try:
+        with open(path, encoding="utf-8-sig") as handle:
+            yield from ((number, line.strip()) for number, line in enumerate(handle, 1) if line.strip())
+    except UnicodeDecodeError as error:
+        raise InputError(f"{path} is not UTF-8 text ({error.reason} at byte {error.start})") from None
+
+
+def read_queries(path: Path) -> dict[str, str]:
+    """Query id → text from BEIR's queries.jsonl; ids of any JSON scalar type are read as strings."""
+    queries = {}
+    for number, line in _lines(path):
+        try:
+            record = json.loads(line)
+        except ValueError as error:
+            raise InputError(f"{path}:{number} is not a JSON object ({error})") from None
+        if not isinstance(record, dict) or record.get("_id") is None or not isinstance(record.get("text"), str):
+            raise InputError(f"{path}:{number} needs an \"_id\" and a string \"text\"")
+        queries[str(record["_id"])] = record["text"]
+    return queries
+
+
+def read_qrels(path: Path) -> Qrels:
+    """Judgments from BEIR's `query-id corpus-id score` rows (tab-separated, with or without the header) or TREC's
+    `query-id iteration corpus-id score`, separated by tabs or spaces; scores may be written as floats."""
+    qrels: Qrels = {}
+    for number, line in _lines(path):
+        row = line.split("\t") if "\t" in line else line.split()
+        if len(row) not in (3, 4):
+            raise InputError(f"{path}:{number} has {len(row)} columns; judgments have 3 (BEIR) or 4 (TREC)")
+        query, doc, score = row[0].strip(), row[-2].strip(), row[-1].strip()
+        try:
+            relevance = int(float(score))
+        except (ValueError, OverflowError):
+            if number == 1:  # a header such as BEIR's query-id / corpus-id / score
+                continue
+            raise InputError(f"{path}:{number}: the relevance {score!r} is not a number") from None
+        qrels.setdefault(query, {})[doc] = relevance
+    return qrels
 
 
 @dataclass
@@ -25,15 +66,10 @@ class BeirDataset:
     @classmethod
     def load(cls, path: Path | str) -> BeirDataset:
         path = Path(path)
-        if not (path / "corpus.jsonl").is_file():
-            raise InputError(f"{path} is not a BEIR folder: corpus.jsonl is missing")
-        queries = {}
-        with open(path / "queries.jsonl", encoding="utf-8") as handle:
-            for line in handle:
-                if line.strip():
-                    record = json.loads(line)
-                    queries[str(record["_id"])] = record["text"]
-        return cls(path, queries)
+        for name in ("corpus.jsonl", "queries.jsonl"):
+            if not (path / name).is_file():
+                raise InputError(f"{path} is not a BEIR folder: {name} is missing")
+        return cls(path, read_queries(path / "queries.jsonl"))
 
     def splits(self) -> list[str]:
         return sorted(p.stem for p in (self.path / "qrels").glob("*.tsv"))
@@ -42,13 +78,7 @@ class BeirDataset:
         path = self.path / "qrels" / f"{split}.tsv"
         if not path.is_file():
             raise InputError(f"{self.name} has no split {split!r}; it has {self.splits()}")
-        qrels: Qrels = {}
-        with open(path, encoding="utf-8") as handle:
-            for row in csv.reader(handle, delimiter="\t"):
-                if not row or row[0] == "query-id":
-                    continue
-                qrels.setdefault(row[0], {})[row[1]] = int(float(row[2]))
-        return qrels
+        return read_qrels(path)
 
     def judged_queries(self, split: str) -> tuple[dict[str, str], Qrels]:
         """(query id → text, qrels) of the split's judged queries that have a text."""
