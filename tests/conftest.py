@@ -36,6 +36,14 @@ def settings(tmp_path_factory) -> Settings:
     return Settings(cache_dir=tmp_path_factory.mktemp("cache"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_embedding_cache(settings):
+    """Builds in this process and in the CLI subprocesses tests start embed through the session's one cache, so the
+    sample is embedded once per session, not once per test that builds it (E5 takes most of a minute for it here).
+    Tests of the cache itself pass a folder of their own."""
+    os.environ.setdefault("SOUSUO_CACHE_DIR", str(settings.cache_dir))
+
+
 @pytest.fixture(scope="session")
 def sample_index(tmp_path_factory, settings) -> Path:
     index_dir = tmp_path_factory.mktemp("sample-index")
