@@ -73,12 +73,6 @@ class AnalyzedText:
     def __len__(self) -> int:
         return len(self.terms)
 
-    def add(self, term: str, position: int, start: int, end: int) -> None:
-        self.terms.append(term)
-        self.positions.append(position)
-        self.starts.append(start)
-        self.ends.append(end)
-
     def within(self, start: int, end: int) -> AnalyzedText:
         """The terms whose span lies inside [start, end) of the text: one clause of an analyzed query."""
         keep = [i for i, (s, e) in enumerate(zip(self.starts, self.ends)) if start <= s and e <= end]
@@ -95,6 +89,9 @@ def replace_lone_surrogates(text: str) -> str:
     return _LONE_SURROGATE.sub("\ufffd", text)
 
 
+_UNSEEN = object()
+# Words whose terms an analyzer remembers; past this the memory starts again, so hostile text cannot grow it.
+_ALPHA_TERMS_KEPT = 1 << 18
 # Kinds of character for offset-exact normalisation (see Analyzer._char_kind).
 _COMBINES, _EXPANDS = 1, 2
 
@@ -185,6 +182,12 @@ class Analyzer:
         return stemmer.stemWord
 
     @cached_property
+    def _alpha_terms(self) -> dict[str, str | None]:
+        """Each alphabetic word's term (None for a stopword), as analyzed before: stemming a word costs ten times
+        looking it up, and a corpus repeats its words."""
+        return {}
+
+    @cached_property
     def _stopwords(self) -> frozenset[str]:
         if not self.config.remove_stopwords:
             return frozenset()
@@ -270,39 +273,56 @@ class Analyzer:
 
     def analyze(self, text: str) -> AnalyzedText:
         normalized, offsets = self._normalize_with_offsets(text)
-        out = AnalyzedText()
+        terms, positions, starts, ends = [], [], [], []
         stopwords = self._stopwords
+        stem = self._stem if self.config.stem_english else str
+        split_identifiers = self.config.split_identifiers
+        alpha_terms = self._alpha_terms
         unit = 0
+        # One loop with the lists' appends bound locally: this is the build's hottest code, a call per word.
         for match in TOKEN_PATTERN.finditer(normalized):
-            run = match.group()
-            run_start = match.start()
+            word = match.group()
+            start = match.start()
             if match.lastgroup == "cjk":
-                for word, start, end in self._segment(run):
-                    if word not in stopwords:
-                        out.add(word, unit + start, run_start + start, run_start + end)
-                unit += len(run)
+                for piece, low, high in self._segment(word):
+                    if piece not in stopwords:
+                        terms.append(piece)
+                        positions.append(unit + low)
+                        starts.append(start + low)
+                        ends.append(start + high)
+                unit += len(word)
+                continue
+            term = alpha_terms.get(word, _UNSEEN)
+            if term is _UNSEEN and word.isalpha():
+                if len(alpha_terms) >= _ALPHA_TERMS_KEPT:
+                    alpha_terms.clear()
+                term = alpha_terms[word] = None if word in stopwords else stem(word)
+            if term is not _UNSEEN:
+                if term is not None:
+                    terms.append(term)
+                    positions.append(unit)
+                    starts.append(start)
+                    ends.append(start + len(word))
             else:
-                self._add_word(out, run, unit, run_start, stopwords)
-                unit += 1
+                # Identifiers and numbers are kept whole; their alphabetic parts are added beside them.
+                terms.append(word)
+                positions.append(unit)
+                starts.append(start)
+                ends.append(start + len(word))
+                if split_identifiers and ("_" in word or "." in word):
+                    offset = start
+                    for part in re.split(r"[_.]", word):
+                        if part.isalpha() and part not in stopwords:
+                            terms.append(stem(part))
+                            positions.append(unit)
+                            starts.append(offset)
+                            ends.append(offset + len(part))
+                        offset += len(part) + 1
+            unit += 1
         if offsets is not None:
-            out.starts = [offsets.start(s) for s in out.starts]
-            out.ends = [offsets.end(e) for e in out.ends]
-        return out
-
-    def _add_word(self, out: AnalyzedText, word: str, unit: int, start: int, stopwords: frozenset[str]) -> None:
-        end = start + len(word)
-        if word.isalpha():
-            if word not in stopwords:
-                out.add(self._stem(word) if self.config.stem_english else word, unit, start, end)
-            return
-        # Identifiers and numbers are kept whole; their alphabetic parts are added beside them.
-        out.add(word, unit, start, end)
-        if self.config.split_identifiers and ("_" in word or "." in word):
-            offset = start
-            for part in re.split(r"[_.]", word):
-                if part.isalpha() and part not in stopwords:
-                    out.add(self._stem(part) if self.config.stem_english else part, unit, offset, offset + len(part))
-                offset += len(part) + 1
+            starts = [offsets.start(s) for s in starts]
+            ends = [offsets.end(e) for e in ends]
+        return AnalyzedText(terms, positions, starts, ends)
 
     def terms(self, text: str) -> list[str]:
         return self.analyze(text).terms
