@@ -4,9 +4,11 @@ every item of the supported query DSL subset, the response shapes, and the error
 from __future__ import annotations
 
 import elasticsearch
+import elasticsearch.helpers
 import httpx
 import numpy as np
 import opensearchpy
+import opensearchpy.helpers
 import pytest
 from api_support import INDEX_NAME, api_settings, running, served_copy
 
@@ -317,3 +319,73 @@ def test_malformed_json_is_a_400_naming_the_problem(api):
                           headers={"content-type": "application/json"})
     assert response.status_code == 400
     assert response.json()["error"]["type"] == "x_content_parse_exception"
+
+
+def _scan(client: Client, **kwargs) -> list[dict]:
+    helpers = elasticsearch.helpers if client.kind == "elasticsearch" else opensearchpy.helpers
+    return list(helpers.scan(client.client, index=INDEX_NAME, **kwargs))
+
+
+def test_scan_reads_every_match_once_in_pages(client, api):
+    every = _scan(client, query={"query": {"match_all": {}}}, size=5)
+    assert len(every) == len({hit["_id"] for hit in every}) == api[1].reader.n_docs
+    matching = _scan(client, query={"query": {"match": {"text": "index"}}}, size=3)
+    assert {hit["_id"] for hit in matching} == set(client.ids({"query": {"match": {"text": "index"}}, "size": 100}))
+
+
+def test_a_scroll_past_max_result_window_reads_in_index_order_only(api):
+    from pipeline.serving.api.es_dsl import EsError, compile_search
+
+    reader = api[1].reader
+    deep = {"from": 20_000, "size": 10}
+    assert compile_search(reader, {**deep, "sort": ["_doc"]}, scroll=True).sort_doc
+    with pytest.raises(EsError, match="sorted by _doc"):
+        compile_search(reader, deep, scroll=True)
+    with pytest.raises(EsError, match="max_result_window"):
+        compile_search(reader, {**deep, "sort": ["_doc"]})
+
+
+def test_a_scroll_id_of_another_version_or_of_nobody_is_refused(client):
+    from pipeline.serving.api.es import scroll_id
+
+    stale = scroll_id("20000101T000000000000-000000", {"query": {"match_all": {}}}, {}, 0)
+    assert client.error(lambda: client.client.scroll(scroll_id=stale, scroll="1m")) == \
+        (404, "search_context_missing_exception")
+    assert client.error(lambda: client.client.scroll(scroll_id="not-a-scroll", scroll="1m")) == \
+        (400, "illegal_argument_exception")
+
+
+def test_mget_answers_each_id_in_order_found_or_not(client):
+    docs = dict(client.client.mget(index=INDEX_NAME, body={"ids": ["zh-001", "no-such-doc", "en-001"]}))["docs"]
+    assert [(d["_id"], d["found"]) for d in docs] == [("zh-001", True), ("no-such-doc", False), ("en-001", True)]
+    other = dict(client.client.mget(body={"docs": [{"_index": "nope", "_id": "en-001"}]}))["docs"][0]
+    assert other["error"]["type"] == "index_not_found_exception"
+
+
+def test_existence_checks_of_the_index_and_its_documents(client):
+    assert client.client.indices.exists(index=INDEX_NAME) and not client.client.indices.exists(index="nope")
+    assert client.client.exists(index=INDEX_NAME, id="en-001") and not client.client.exists(index=INDEX_NAME, id="x")
+
+
+def test_the_index_its_settings_and_the_cluster_health(client):
+    index = dict(client.client.indices.get(index=INDEX_NAME))[INDEX_NAME]
+    assert index["mappings"]["properties"]["title"]["type"] == "text"
+    assert index["settings"]["index"]["max_result_window"] == "10000"
+    assert dict(client.client.cluster.health())["status"] == "green"
+
+
+def test_writes_are_refused_as_on_a_read_only_index(client):
+    blocked = (403, "cluster_block_exception")
+    assert client.error(lambda: client.client.index(index=INDEX_NAME, id="new", body={"text": "x"})) == blocked
+    assert client.error(lambda: client.client.delete(index=INDEX_NAME, id="en-001")) == blocked
+    assert client.error(lambda: client.client.indices.delete(index=INDEX_NAME)) == blocked
+    assert client.error(lambda: client.client.bulk(body=[{"index": {"_index": INDEX_NAME}}, {"text": "x"}])) == \
+        blocked
+    assert client.client.exists(index=INDEX_NAME, id="en-001")
+
+
+def test_an_index_whose_name_starts_like_the_api_docs_gets_elasticsearch_errors():
+    from pipeline.serving.api.app import is_es_path
+
+    assert is_es_path("/docsearch/_search") and is_es_path("/docs/_field_caps")
+    assert not is_es_path("/docs") and not is_es_path("/openapi.json") and not is_es_path("/v1/search")

@@ -31,14 +31,14 @@ from .served import ServedIndex
 
 log = logging.getLogger("sousuo.api")
 
-OPERATOR_PATHS = ("/healthz", "/readyz", "/metrics", "/docs", "/openapi.json", "/redoc")
+OPERATOR_PATHS = ("/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc")
 NATIVE_PREFIX = "/v1"
 # Native error statuses: the user's mistakes are 4xx; an index that cannot serve is 503.
 STATUS_OF = ((InputError, 400), (IndexNotFound, 404), (Mismatch, 409), (IndexBusy, 503), (IndexDamaged, 503))
 
 
 def is_es_path(path: str) -> bool:
-    return not (path.startswith((NATIVE_PREFIX + "/", "/docs")) or path in OPERATOR_PATHS)
+    return not (path.startswith(NATIVE_PREFIX + "/") or path in OPERATOR_PATHS)
 
 
 def native_error(type_: str, message: str, status: int, **extra) -> JSONResponse:

@@ -1,8 +1,11 @@
-"""Elasticsearch-compatible routes: `_search`, `_msearch`, `_count`, `_doc`, `_mapping`, `_cat/indices` and the root,
-answered in Elasticsearch's shapes so that its official clients (and opensearch-py) work unmodified."""
+"""Elasticsearch-compatible routes: `_search` (with scrolls), `_msearch`, `_count`, `_doc`, `_mget`, the index, its
+`_mapping`, `_cat/indices`, `_cluster/health` and the root, answered in Elasticsearch's shapes so that its official
+clients (and opensearch-py) work unmodified. Writes are refused as on a read-only index."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import fnmatch
 import json
 import time
@@ -128,19 +131,19 @@ def execute(snap: Snapshot, name: str, search: EsSearch, started: float) -> dict
             top = searcher.rank_plan(plan, knn.k, 0, mode)
             window = slice(search.from_, search.from_ + search.size)
             top = replace(top, doc_ords=top.doc_ords[window], scores=top.scores[window], total_matches=len(top.matched))
-        elif search.sort_date is not None:
+        elif not search.scored:
             top = searcher.rank_plan(plan, 0, 0, mode, ranker)
         else:
             top = searcher.rank_plan(plan, search.size, search.from_, mode, ranker)
         matched, page, page_scores = top.matched, top.doc_ords, top.scores
         term_ids = set(top.term_ids)
-        if search.explain and search.sort_date is None:
+        if search.explain and search.scored:
             explanations = {int(d): _es_explanation(float(s), mode, searcher.explain(top, int(d)))
                             for d, s in zip(page, page_scores)}
     metrics.SEARCH_SECONDS.labels(mode).observe(time.perf_counter() - started)
-    scored = search.sort_date is None
+    scored = search.scored
     if not scored:
-        ordered = by_date(reader.metadata, matched, search.sort_date == "desc")
+        ordered = np.sort(matched) if search.sort_doc else by_date(reader.metadata, matched, search.sort_date == "desc")
         page = ordered[search.from_:search.from_ + search.size]
     total = len(matched)
     hits = [_hit(snap, name, int(d), float(page_scores[i]) if scored else None, term_ids, search,
@@ -237,6 +240,8 @@ def _hit(snap: Snapshot, name: str, doc_ord: int, score: float | None, term_ids:
     if search.sort_date is not None:
         micros = reader.metadata.published_us[doc_ord]
         hit["sort"] = [int(micros // 1000) if reader.metadata.has_date[doc_ord] else None]
+    elif search.sort_doc:
+        hit["sort"] = [doc_ord]
     if search.explain and explanation is not None:
         hit["_explanation"] = explanation
     return hit
@@ -288,11 +293,11 @@ def _aggregations(snap: Snapshot, matched: np.ndarray, search: EsSearch) -> dict
     return out
 
 
-def search_body(snap: Snapshot, name: str, body: dict, params: dict[str, str]) -> dict:
+def search_body(snap: Snapshot, name: str, body: dict, params: dict[str, str], scroll: bool = False) -> dict:
     started = time.perf_counter()
     try:
         try:
-            search = compile_search(snap.searcher.reader, body, params)
+            search = compile_search(snap.searcher.reader, body, params, scroll)
         except (TypeError, ValueError) as error:  # a value of the wrong kind somewhere the parser did not check
             raise EsError("parsing_exception", f"malformed search request: {error}") from None
         result = execute(snap, name, search, started)
@@ -332,7 +337,88 @@ async def _search(request: Request, index: str | None) -> JSONResponse:
     body = await _json_body(request)
     name = request.app.state.served.name
     params = dict(request.query_params)
+    if "scroll" in params:
+        params.pop("scroll")
+        offset = _int_param(params.pop("from", body.pop("from", 0)), "from")
+        return reply(await run(request, lambda: scroll_page(snap, name, body, params, offset)), snap,
+                     headers=PRODUCT_HEADER)
     return reply(await run(request, lambda: search_body(snap, name, body, params)), snap, headers=PRODUCT_HEADER)
+
+
+def _int_param(value, name: str) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise EsError("illegal_argument_exception", f"[{name}] must be an integer, got [{value}]") from None
+    if number < 0:
+        raise EsError("illegal_argument_exception", f"[{name}] must be 0 or more, got [{number}]")
+    return number
+
+
+# -- scrolling --------------------------------------------------------------------------------------------------
+# A scroll keeps no state on the server: its id carries the search, the version it reads and where its next page
+# starts. A version never changes, so replaying the search on it pages through one fixed order, in any worker.
+# Once another version is served the scroll's context is gone, as an expired one is in Elasticsearch.
+
+
+def scroll_id(version: str, body: dict, params: dict[str, str], offset: int) -> str:
+    state = json.dumps({"version": version, "body": body, "params": params, "offset": offset},
+                       separators=(",", ":"), ensure_ascii=False)
+    return base64.urlsafe_b64encode(state.encode()).decode().rstrip("=")
+
+
+def read_scroll_id(value) -> tuple[str, dict, dict[str, str], int]:
+    """(version, search body, URL parameters, offset) of a scroll id; a 400 for anything this API did not write."""
+    try:
+        state = json.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
+        version, body, params, offset = state["version"], state["body"], state["params"], state["offset"]
+        if isinstance(version, str) and isinstance(body, dict) and isinstance(params, dict) \
+                and all(isinstance(v, str) for v in params.values()) and type(offset) is int and offset >= 0:
+            return version, body, params, offset
+    except (TypeError, ValueError, KeyError, binascii.Error):
+        pass
+    raise EsError("illegal_argument_exception", "Cannot parse scroll id")
+
+
+def scroll_page(snap: Snapshot, name: str, body: dict, params: dict[str, str], offset: int) -> dict:
+    """One page of a scroll from `offset`, with the id of the next."""
+    result = search_body(snap, name, body, {**params, "from": str(offset)}, scroll=True)
+    following = offset + len(result["hits"]["hits"])
+    return {"_scroll_id": scroll_id(snap.version, body, params, following), **result}
+
+
+def _scroll_id_of(request: Request, path_id: str | None, body: dict) -> str:
+    value = path_id or body.get("scroll_id") or request.query_params.get("scroll_id")
+    if isinstance(value, list) and len(value) == 1:
+        value = value[0]
+    if not isinstance(value, str) or not value:
+        raise EsError("action_request_validation_exception", "Validation Failed: 1: scrollId is missing;")
+    return value
+
+
+@router.get("/_search/scroll", summary="The next page of a scroll")
+@router.post("/_search/scroll", summary="The next page of a scroll")
+@router.get("/_search/scroll/{path_id}", include_in_schema=False)
+@router.post("/_search/scroll/{path_id}", include_in_schema=False)
+async def scroll(request: Request, path_id: str | None = None) -> JSONResponse:
+    version, body, params, offset = read_scroll_id(_scroll_id_of(request, path_id, await _json_body(request)))
+    snap = snapshot(request)
+    if version != snap.version:
+        raise EsError("search_context_missing_exception",
+                      f"No search context found: the scroll read version {version}, and {snap.version} is served "
+                      "now; start the scroll again", 404)
+    name = request.app.state.served.name
+    return reply(await run(request, lambda: scroll_page(snap, name, body, params, offset)), snap,
+                 headers=PRODUCT_HEADER)
+
+
+@router.delete("/_search/scroll", summary="Clear scrolls (they hold nothing here)")
+@router.delete("/_search/scroll/{path_id}", include_in_schema=False)
+async def clear_scroll(request: Request, path_id: str | None = None) -> JSONResponse:
+    body = await _json_body(request)
+    ids = path_id.split(",") if path_id else body.get("scroll_id", [])
+    return JSONResponse({"succeeded": True, "num_freed": len(ids) if isinstance(ids, list) else 1},
+                        headers=PRODUCT_HEADER)
 
 
 @router.get("/_search", summary="Search (Elasticsearch query DSL subset)")
@@ -433,15 +519,68 @@ async def count_index(request: Request, index: str) -> JSONResponse:
     return await _count(request, index)
 
 
+def document(snap: Snapshot, name: str, doc_id: str) -> dict:
+    """One document as the get API answers it; `found` false when the version does not hold it."""
+    doc_ord = snap.doc_ordinal(doc_id)
+    if doc_ord is None:
+        return {"_index": name, "_id": doc_id, "found": False}
+    return {"_index": name, "_id": doc_id, "_version": 1, "_seq_no": doc_ord, "_primary_term": 1,
+            "found": True, "_source": source_of(snap, doc_ord)}
+
+
 @router.get("/{index}/_doc/{doc_id}", summary="One document by id, as Elasticsearch's get API answers")
 def get_doc(request: Request, index: str, doc_id: str) -> JSONResponse:
     snap = _check_index(request, index)
+    found = document(snap, request.app.state.served.name, doc_id)
+    return reply(found, snap, 200 if found["found"] else 404, PRODUCT_HEADER)
+
+
+@router.head("/{index}/_doc/{doc_id}", include_in_schema=False)
+def doc_exists(request: Request, index: str, doc_id: str) -> Response:
+    snap = _check_index(request, index)
+    return Response(status_code=200 if snap.doc_ordinal(doc_id) is not None else 404,
+                    headers={**PRODUCT_HEADER, VERSION_HEADER: snap.version})
+
+
+async def _mget(request: Request, index: str | None) -> JSONResponse:
+    snap = _check_index(request, index)
+    body = await _json_body(request)
     name = request.app.state.served.name
-    doc_ord = snap.doc_ordinal(doc_id)
-    if doc_ord is None:
-        return reply({"_index": name, "_id": doc_id, "found": False}, snap, 404, PRODUCT_HEADER)
-    return reply({"_index": name, "_id": doc_id, "_version": 1, "_seq_no": doc_ord, "_primary_term": 1,
-                  "found": True, "_source": source_of(snap, doc_ord)}, snap, headers=PRODUCT_HEADER)
+    if isinstance(body.get("ids"), list):
+        wanted = [{"_id": doc_id} for doc_id in body["ids"]]
+    elif isinstance(body.get("docs"), list):
+        wanted = body["docs"]
+    else:
+        raise EsError("action_request_validation_exception", "Validation Failed: 1: no documents to get;")
+    if len(wanted) > MAX_K:
+        raise EsError("illegal_argument_exception", f"_mget takes at most {MAX_K} documents, got {len(wanted)}")
+    docs = []
+    for number, entry in enumerate(wanted):
+        if not isinstance(entry, dict) or not isinstance(entry.get("_id"), str | int) or isinstance(entry["_id"], bool):
+            raise EsError("action_request_validation_exception", f"Validation Failed: 1: id is missing for doc {number};")
+        target = entry.get("_index", index)
+        if target is None:
+            raise EsError("action_request_validation_exception",
+                          f"Validation Failed: 1: index is missing for doc {number};")
+        if target not in (name, *ALL_INDICES):
+            missing = index_not_found(str(target))
+            docs.append({"_index": str(target), "_id": str(entry["_id"]),
+                         "error": error_body(missing.type, missing.reason, missing.status)["error"]})
+        else:
+            docs.append(document(snap, name, str(entry["_id"])))
+    return reply({"docs": docs}, snap, headers=PRODUCT_HEADER)
+
+
+@router.get("/_mget", summary="Several documents by id")
+@router.post("/_mget", summary="Several documents by id")
+async def mget_all(request: Request) -> JSONResponse:
+    return await _mget(request, None)
+
+
+@router.get("/{index}/_mget", summary="Several documents by id")
+@router.post("/{index}/_mget", summary="Several documents by id")
+async def mget_index(request: Request, index: str) -> JSONResponse:
+    return await _mget(request, index)
 
 
 @router.get("/{index}/_mapping", summary="The fields and their types")
@@ -462,3 +601,46 @@ def cat_indices(request: Request, index: str | None = None, format: str | None =
     if format == "json":
         return reply([row], snap, headers=PRODUCT_HEADER)
     return PlainTextResponse(" ".join(row.values()) + "\n", headers={**PRODUCT_HEADER, VERSION_HEADER: snap.version})
+
+
+@router.get("/_cluster/health", summary="Green: the one index is open and served")
+@router.get("/_cluster/health/{index}", include_in_schema=False)
+def cluster_health(request: Request, index: str | None = None) -> JSONResponse:
+    snap = _check_index(request, index)
+    return reply({"cluster_name": "sousuo", "status": "green", "timed_out": False, "number_of_nodes": 1,
+                  "number_of_data_nodes": 1, "active_primary_shards": 1, "active_shards": 1, "relocating_shards": 0,
+                  "initializing_shards": 0, "unassigned_shards": 0, "delayed_unassigned_shards": 0,
+                  "number_of_pending_tasks": 0, "number_of_in_flight_fetch": 0, "task_max_waiting_in_queue_millis": 0,
+                  "active_shards_percent_as_number": 100.0}, snap, headers=PRODUCT_HEADER)
+
+
+@router.get("/{index}", summary="The index: its mappings and settings")
+def get_index(request: Request, index: str) -> JSONResponse:
+    snap = _check_index(request, index)
+    name = request.app.state.served.name
+    settings = {"index": {"number_of_shards": "1", "number_of_replicas": "0", "uuid": snap.version,
+                          "provided_name": name, "max_result_window": str(MAX_K), "blocks": {"write": "true"}}}
+    return reply({name: {"aliases": {}, "mappings": {"properties": MAPPING}, "settings": settings}}, snap,
+                 headers=PRODUCT_HEADER)
+
+
+@router.head("/{index}", include_in_schema=False)
+def index_exists(request: Request, index: str) -> Response:
+    served = request.app.state.served
+    return Response(status_code=200 if index in (served.name, *ALL_INDICES) else 404, headers=PRODUCT_HEADER)
+
+
+def read_only(request: Request) -> JSONResponse:
+    raise EsError("cluster_block_exception",
+                  f"index [{request.app.state.served.name}] blocked by: [FORBIDDEN/8/index write (api)]: sousuo serves "
+                  "immutable index versions; add, change or delete documents with `sousuo update --corpus ... "
+                  "--index ...`", 403)
+
+
+# Registered last, so that no read route of the same path and method is shadowed by them.
+for _path, _methods in (("/{index}", ["PUT", "DELETE"]), ("/{index}/_doc", ["POST"]),
+                        ("/{index}/_doc/{doc_id}", ["PUT", "POST", "DELETE"]),
+                        ("/{index}/_create/{doc_id}", ["PUT", "POST"]), ("/{index}/_update/{doc_id}", ["POST"]),
+                        ("/_bulk", ["PUT", "POST"]), ("/{index}/_bulk", ["PUT", "POST"]),
+                        ("/{index}/_delete_by_query", ["POST"]), ("/{index}/_update_by_query", ["POST"])):
+    router.add_api_route(_path, read_only, methods=_methods, include_in_schema=False)

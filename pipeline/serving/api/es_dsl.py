@@ -110,11 +110,16 @@ class EsSearch:
     from_: int = 0
     size: int = DEFAULT_SIZE
     sort_date: str | None = None  # asc | desc when sorted by published_at
+    sort_doc: bool = False  # index order (`"sort": "_doc"`), the order a scroll reads everything in
     source: tuple[list[str], list[str]] | bool = True  # (includes, excludes) or on/off
     highlight: HighlightSpec | None = None
     track_total_hits: int | bool = DEFAULT_TRACK_TOTAL_HITS
     explain: bool = False
     aggs: dict[str, AggSpec] = field(default_factory=dict)
+
+    @property
+    def scored(self) -> bool:
+        return self.sort_date is None and not self.sort_doc
 
 
 def _object(value, where: str) -> dict:
@@ -499,8 +504,8 @@ def _source(value) -> tuple[list[str], list[str]] | bool:
             [str(v) for v in _list(spec.get("excludes", spec.get("exclude", [])))])
 
 
-def _sort(value) -> str | None:
-    """None for score order, else the published_at direction."""
+def _sort(value) -> tuple[str | None, bool]:
+    """(the published_at direction, index order): (None, False) is score order."""
     keys = _list(value)
     first = keys[0] if keys else "_score"
     if isinstance(first, str):
@@ -515,10 +520,14 @@ def _sort(value) -> str | None:
     if name == "_score":
         if order != "desc":
             raise EsError("illegal_argument_exception", "[_score] sorts descending only here")
-        return None
+        return None, False
+    if name == "_doc":
+        if order != "asc":
+            raise EsError("illegal_argument_exception", "[_doc] sorts ascending only")
+        return None, True
     if name != DATE_FIELD:
-        raise EsError("illegal_argument_exception", f"sort by _score or {DATE_FIELD}, not [{name}]")
-    return order
+        raise EsError("illegal_argument_exception", f"sort by _score, _doc or {DATE_FIELD}, not [{name}]")
+    return order, False
 
 
 def _highlight(value) -> HighlightSpec:
@@ -565,8 +574,10 @@ def _aggs(value) -> dict[str, AggSpec]:
     return out
 
 
-def compile_search(reader: IndexReader, body: dict, params: dict[str, str] | None = None) -> EsSearch:
-    """A `_search` body (and URL parameters from, size, q) against one index version."""
+def compile_search(reader: IndexReader, body: dict, params: dict[str, str] | None = None,
+                   scroll: bool = False) -> EsSearch:
+    """A `_search` body (and URL parameters from, size, q) against one index version. A `scroll` may page past
+    max_result_window in index or date order, which sort every match; in score order it stops there."""
     body = _object(body or {}, "search")
     params = params or {}
     for key in body:
@@ -575,10 +586,6 @@ def compile_search(reader: IndexReader, body: dict, params: dict[str, str] | Non
     search = EsSearch()
     search.from_ = _int(params.get("from", body.get("from", 0)), "from")
     search.size = _int(params.get("size", body.get("size", DEFAULT_SIZE)), "size")
-    if search.from_ + search.size > MAX_K:
-        raise EsError("illegal_argument_exception",
-                      f"Result window is too large, from + size must be less than or equal to: [{MAX_K}] but was "
-                      f"[{search.from_ + search.size}]. This limit is the index's max_result_window.")
     if "q" in params:
         body = {**body, "query": {"query_string": {"query": params["q"]}}}
     if "retriever" in body:
@@ -599,7 +606,13 @@ def compile_search(reader: IndexReader, body: dict, params: dict[str, str] | Non
             raise parsing("[rescore] re-ranks the results of a [query]")
         search.ltr_model = str(ltr.get("model_id") or "")
     if "sort" in body:
-        search.sort_date = _sort(body["sort"])
+        search.sort_date, search.sort_doc = _sort(body["sort"])
+    sorts_every_match = search.sort_doc or search.sort_date is not None
+    if search.from_ + search.size > MAX_K and not (scroll and sorts_every_match):
+        raise EsError("illegal_argument_exception",
+                      f"Result window is too large, from + size must be less than or equal to: [{MAX_K}] but was "
+                      f"[{search.from_ + search.size}]. This limit is the index's max_result_window"
+                      + ("; a scroll reads past it sorted by _doc." if scroll else "."))
     if "_source" in body:
         search.source = _source(body["_source"])
     if "highlight" in body:
