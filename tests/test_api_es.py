@@ -389,3 +389,33 @@ def test_an_index_whose_name_starts_like_the_api_docs_gets_elasticsearch_errors(
 
     assert is_es_path("/docsearch/_search") and is_es_path("/docs/_field_caps")
     assert not is_es_path("/docs") and not is_es_path("/openapi.json") and not is_es_path("/v1/search")
+
+
+@pytest.mark.parametrize("sort", [["_doc"], [{"published_at": "desc"}], [{"published_at": "asc"}]])
+def test_search_after_in_a_point_in_time_pages_through_every_match_once(api, sort):
+    client = elasticsearch.Elasticsearch(api[0], request_timeout=60)
+    pit = client.open_point_in_time(index=INDEX_NAME, keep_alive="1m")["id"]
+    seen, after = [], None
+    while True:
+        page = client.search(pit={"id": pit, "keep_alive": "1m"}, query={"match_all": {}}, sort=sort, size=7,
+                             **({"search_after": after} if after else {}))
+        hits = page["hits"]["hits"]
+        if not hits:
+            break
+        seen += [hit["_id"] for hit in hits]
+        after = hits[-1]["sort"]
+    assert len(seen) == len(set(seen)) == api[1].reader.n_docs
+    assert client.close_point_in_time(id=pit)["succeeded"]
+
+
+def test_search_after_needs_a_sort_that_orders_every_match(client):
+    assert client.error(lambda: client.search({"query": {"match_all": {}}, "search_after": [1.0, 3]})) == \
+        (400, "illegal_argument_exception")
+
+
+def test_a_point_in_time_of_another_version_is_a_missing_context(api):
+    from pipeline.serving.api.es import pit_id
+
+    client = elasticsearch.Elasticsearch(api[0], request_timeout=60)
+    with pytest.raises(elasticsearch.NotFoundError, match="search_context_missing_exception"):
+        client.search(pit={"id": pit_id("20000101T000000000000-000000")}, query={"match_all": {}}, sort=["_doc"])

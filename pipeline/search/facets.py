@@ -61,9 +61,10 @@ def date_histogram(metadata: DocumentMetadata, docs: np.ndarray, interval: str) 
 
 
 def by_date(metadata: DocumentMetadata, docs: np.ndarray, descending: bool) -> np.ndarray:
-    """`docs` ordered by publication date, undated documents last, ties by ordinal."""
+    """`docs` ordered by publication date to the millisecond (the precision Elasticsearch sorts and pages at),
+    undated documents last, ties by ordinal."""
     docs = np.asarray(docs, dtype=np.int64)
     dated = metadata.has_date[docs]
-    micros = metadata.published_us[docs]
-    key = -micros if descending else micros
+    millis = metadata.published_us[docs] // 1000
+    key = -millis if descending else millis
     return docs[np.lexsort((docs, key, ~dated))]

@@ -31,6 +31,7 @@ from .es_dsl import (
     QuerySpec,
     compile_query,
     compile_search,
+    integer_value,
 )
 from .served import Snapshot
 
@@ -144,7 +145,8 @@ def execute(snap: Snapshot, name: str, search: EsSearch, started: float) -> dict
     scored = search.scored
     if not scored:
         ordered = np.sort(matched) if search.sort_doc else by_date(reader.metadata, matched, search.sort_date == "desc")
-        page = ordered[search.from_:search.from_ + search.size]
+        start = search.from_ if search.search_after is None else _position_after(reader.metadata, ordered, search)
+        page = ordered[start:start + search.size]
     total = len(matched)
     hits = [_hit(snap, name, int(d), float(page_scores[i]) if scored else None, term_ids, search,
                  explanations.get(int(d))) for i, d in enumerate(page)]
@@ -162,6 +164,20 @@ def execute(snap: Snapshot, name: str, search: EsSearch, started: float) -> dict
     if search.aggs:
         body["aggregations"] = _aggregations(snap, matched, search)
     return body
+
+
+def _position_after(metadata, ordered: np.ndarray, search: EsSearch) -> int:
+    """Where the page after `search_after` starts in `ordered`: at the first document whose sort values (the keys
+    `by_date` or index order sort by) come after those given."""
+    if search.sort_doc:
+        return int(np.searchsorted(ordered, search.search_after[0], side="right"))
+    millis, doc = search.search_after
+    sign = -1 if search.sort_date == "desc" else 1
+    undated, key = ~metadata.has_date[ordered], sign * (metadata.published_us[ordered] // 1000)
+    after_undated, after_key = millis is None, 0 if millis is None else sign * millis
+    later = (undated > after_undated) | ((undated == after_undated)
+                                         & ((key > after_key) | ((key == after_key) & (ordered > doc))))
+    return int(np.argmax(later)) if later.any() else len(ordered)
 
 
 def _rrf(snap: Snapshot, search: EsSearch) -> tuple[np.ndarray, np.ndarray, np.ndarray, set[int]]:
@@ -239,7 +255,8 @@ def _hit(snap: Snapshot, name: str, doc_ord: int, score: float | None, term_ids:
             hit["highlight"] = marked
     if search.sort_date is not None:
         micros = reader.metadata.published_us[doc_ord]
-        hit["sort"] = [int(micros // 1000) if reader.metadata.has_date[doc_ord] else None]
+        # The ordinal breaks ties between equal dates, so that search_after can page through them.
+        hit["sort"] = [int(micros // 1000) if reader.metadata.has_date[doc_ord] else None, doc_ord]
     elif search.sort_doc:
         hit["sort"] = [doc_ord]
     if search.explain and explanation is not None:
@@ -337,22 +354,18 @@ async def _search(request: Request, index: str | None) -> JSONResponse:
     body = await _json_body(request)
     name = request.app.state.served.name
     params = dict(request.query_params)
+    if "pit" in body:
+        pit = _object_of(body.pop("pit"), "pit")
+        if pit_version(pit.get("id")) != snap.version:
+            raise missing_context("point in time", pit_version(pit.get("id")), snap.version)
+        result = await run(request, lambda: search_body(snap, name, body, params))
+        return reply({"pit_id": pit["id"], **result}, snap, headers=PRODUCT_HEADER)
     if "scroll" in params:
         params.pop("scroll")
-        offset = _int_param(params.pop("from", body.pop("from", 0)), "from")
+        offset = integer_value(params.pop("from", body.pop("from", 0)), "from")
         return reply(await run(request, lambda: scroll_page(snap, name, body, params, offset)), snap,
                      headers=PRODUCT_HEADER)
     return reply(await run(request, lambda: search_body(snap, name, body, params)), snap, headers=PRODUCT_HEADER)
-
-
-def _int_param(value, name: str) -> int:
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise EsError("illegal_argument_exception", f"[{name}] must be an integer, got [{value}]") from None
-    if number < 0:
-        raise EsError("illegal_argument_exception", f"[{name}] must be 0 or more, got [{number}]")
-    return number
 
 
 # -- scrolling --------------------------------------------------------------------------------------------------
@@ -380,6 +393,43 @@ def read_scroll_id(value) -> tuple[str, dict, dict[str, str], int]:
     raise EsError("illegal_argument_exception", "Cannot parse scroll id")
 
 
+def missing_context(kind: str, version: str | None, served: str) -> EsError:
+    return EsError("search_context_missing_exception",
+                   f"No search context found: the {kind} reads version {version}, and {served} is served now; "
+                   f"start a new {kind}", 404)
+
+
+def _object_of(value, where: str) -> dict:
+    if not isinstance(value, dict):
+        raise EsError("parsing_exception", f"[{where}] expects an object, got {type(value).__name__}")
+    return value
+
+
+# A point in time is a version: immutable, so it holds nothing to keep alive or free.
+def pit_id(version: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"version": version}).encode()).decode().rstrip("=")
+
+
+def pit_version(value) -> str | None:
+    try:
+        version = json.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))["version"]
+        return version if isinstance(version, str) else None
+    except (TypeError, ValueError, KeyError, binascii.Error):
+        raise EsError("illegal_argument_exception", "Cannot parse point in time id") from None
+
+
+@router.post("/{index}/_pit", summary="Open a point in time: the version served now")
+def open_point_in_time(request: Request, index: str) -> JSONResponse:
+    snap = _check_index(request, index)
+    return reply({"id": pit_id(snap.version)}, snap, headers=PRODUCT_HEADER)
+
+
+@router.delete("/_pit", summary="Close a point in time (it holds nothing here)")
+async def close_point_in_time(request: Request) -> JSONResponse:
+    pit_version((await _json_body(request)).get("id"))
+    return JSONResponse({"succeeded": True, "num_freed": 1}, headers=PRODUCT_HEADER)
+
+
 def scroll_page(snap: Snapshot, name: str, body: dict, params: dict[str, str], offset: int) -> dict:
     """One page of a scroll from `offset`, with the id of the next."""
     result = search_body(snap, name, body, {**params, "from": str(offset)}, scroll=True)
@@ -404,9 +454,7 @@ async def scroll(request: Request, path_id: str | None = None) -> JSONResponse:
     version, body, params, offset = read_scroll_id(_scroll_id_of(request, path_id, await _json_body(request)))
     snap = snapshot(request)
     if version != snap.version:
-        raise EsError("search_context_missing_exception",
-                      f"No search context found: the scroll read version {version}, and {snap.version} is served "
-                      "now; start the scroll again", 404)
+        raise missing_context("scroll", version, snap.version)
     name = request.app.state.served.name
     return reply(await run(request, lambda: scroll_page(snap, name, body, params, offset)), snap,
                  headers=PRODUCT_HEADER)

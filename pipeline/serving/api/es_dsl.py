@@ -32,7 +32,7 @@ DEFAULT_TRACK_TOTAL_HITS = 10_000
 _SEPARATOR = "\n"
 
 REQUEST_KEYS = {"query", "knn", "retriever", "rescore", "from", "size", "sort", "_source", "highlight",
-                "track_total_hits", "explain", "aggs", "aggregations", "timeout"}
+                "track_total_hits", "explain", "aggs", "aggregations", "timeout", "search_after"}
 
 
 class EsError(Exception):
@@ -111,6 +111,7 @@ class EsSearch:
     size: int = DEFAULT_SIZE
     sort_date: str | None = None  # asc | desc when sorted by published_at
     sort_doc: bool = False  # index order (`"sort": "_doc"`), the order a scroll reads everything in
+    search_after: list | None = None  # the `sort` values of the last hit of the previous page
     source: tuple[list[str], list[str]] | bool = True  # (includes, excludes) or on/off
     highlight: HighlightSpec | None = None
     track_total_hits: int | bool = DEFAULT_TRACK_TOTAL_HITS
@@ -141,7 +142,7 @@ def _single(body, where: str) -> tuple[str, object]:
     return next(iter(body.items()))
 
 
-def _int(value, where: str, low: int = 0) -> int:
+def integer_value(value, where: str, low: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).lstrip("-").isdigit():
         raise parsing(f"[{where}] expects an integer, got {value!r}")
     if int(value) < low:
@@ -425,8 +426,8 @@ def _filter_mask(reader: IndexReader, clauses) -> np.ndarray | None:
 def compile_knn(reader: IndexReader, body, size: int) -> KnnSpec:
     spec = _object(body, "knn")
     _known(spec, ("field", "query_vector", "query_vector_builder", "k", "num_candidates", "filter", "boost"), "knn")
-    k = _int(spec.get("k", size), "knn.k", 1)
-    if "num_candidates" in spec and _int(spec["num_candidates"], "knn.num_candidates", 1) < k:
+    k = integer_value(spec.get("k", size), "knn.k", 1)
+    if "num_candidates" in spec and integer_value(spec["num_candidates"], "knn.num_candidates", 1) < k:
         raise EsError("illegal_argument_exception", "[num_candidates] cannot be less than [k]")
     if not reader.has_dense:
         raise EsError("illegal_argument_exception", "this index has no dense vectors: build it with the dense branch")
@@ -479,8 +480,8 @@ def compile_retriever(reader: IndexReader, body, size: int) -> tuple[QuerySpec |
             raise parsing("[rrf] fuses one standard and one knn retriever")
     if standard is None or knn is None:
         raise parsing("[rrf] fuses one standard and one knn retriever")
-    return None, None, RrfSpec(standard, knn, _int(spec.get("rank_constant", 60), "rank_constant", 1),
-                               _int(spec.get("rank_window_size", max(size, 100)), "rank_window_size", 1))
+    return None, None, RrfSpec(standard, knn, integer_value(spec.get("rank_constant", 60), "rank_constant", 1),
+                               integer_value(spec.get("rank_window_size", max(size, 100)), "rank_window_size", 1))
 
 
 def _standard(reader: IndexReader, spec: dict) -> QuerySpec:
@@ -530,6 +531,20 @@ def _sort(value) -> tuple[str | None, bool]:
     return order, False
 
 
+def _search_after(value, search: EsSearch) -> list:
+    """The previous page's last `sort` values: [ordinal] in index order, [date in ms or null, ordinal] by date."""
+    if search.scored:
+        raise EsError("illegal_argument_exception",
+                      "[search_after] pages in _doc or published_at order here; add such a [sort]")
+    expected = 1 if search.sort_doc else 2
+    values = _list(value)
+    if len(values) != expected or any(isinstance(v, bool) or not isinstance(v, int | None) for v in values) \
+            or values[-1] is None:
+        raise EsError("illegal_argument_exception",
+                      f"[search_after] takes the {expected} integer sort value(s) of a hit of this sort, got {value!r}")
+    return values
+
+
 def _highlight(value) -> HighlightSpec:
     spec = _object(value, "highlight")
     options = ("fragment_size", "number_of_fragments", "pre_tags", "post_tags")
@@ -545,8 +560,8 @@ def _highlight(value) -> HighlightSpec:
                     raise parsing(f"[highlight] fields are {', '.join(HIGHLIGHT_FIELDS)}, not [{name}]")
                 fields[target] = field_spec
     return HighlightSpec(fields, _list(spec.get("pre_tags", ["<em>"])), _list(spec.get("post_tags", ["</em>"])),
-                         _int(spec.get("fragment_size", 100), "fragment_size", 1),
-                         _int(spec.get("number_of_fragments", 5), "number_of_fragments"))
+                         integer_value(spec.get("fragment_size", 100), "fragment_size", 1),
+                         integer_value(spec.get("number_of_fragments", 5), "number_of_fragments"))
 
 
 def _aggs(value) -> dict[str, AggSpec]:
@@ -559,7 +574,7 @@ def _aggs(value) -> dict[str, AggSpec]:
             _known(body, ("field", "size"), "terms")
             if body.get("field") not in FACET_FIELDS:
                 raise parsing(f"[terms] aggregation on {', '.join(FACET_FIELDS)}, not [{body.get('field')}]")
-            out[name] = AggSpec("terms", body["field"], _int(body.get("size", 10), "size", 1))
+            out[name] = AggSpec("terms", body["field"], integer_value(body.get("size", 10), "size", 1))
         elif kind == "date_histogram":
             _known(body, ("field", "calendar_interval", "interval", "format"), "date_histogram")
             if body.get("field") != DATE_FIELD:
@@ -584,8 +599,8 @@ def compile_search(reader: IndexReader, body: dict, params: dict[str, str] | Non
         if key not in REQUEST_KEYS:
             raise parsing(f"unknown key [{key}] in the search request; supported: {', '.join(sorted(REQUEST_KEYS))}")
     search = EsSearch()
-    search.from_ = _int(params.get("from", body.get("from", 0)), "from")
-    search.size = _int(params.get("size", body.get("size", DEFAULT_SIZE)), "size")
+    search.from_ = integer_value(params.get("from", body.get("from", 0)), "from")
+    search.size = integer_value(params.get("size", body.get("size", DEFAULT_SIZE)), "size")
     if "q" in params:
         body = {**body, "query": {"query_string": {"query": params["q"]}}}
     if "retriever" in body:
@@ -608,6 +623,10 @@ def compile_search(reader: IndexReader, body: dict, params: dict[str, str] | Non
     if "sort" in body:
         search.sort_date, search.sort_doc = _sort(body["sort"])
     sorts_every_match = search.sort_doc or search.sort_date is not None
+    if "search_after" in body:
+        search.search_after = _search_after(body["search_after"], search)
+        if search.from_:
+            raise EsError("illegal_argument_exception", "[from] parameter must be set to 0 when [search_after] is used")
     if search.from_ + search.size > MAX_K and not (scroll and sorts_every_match):
         raise EsError("illegal_argument_exception",
                       f"Result window is too large, from + size must be less than or equal to: [{MAX_K}] but was "
@@ -619,7 +638,7 @@ def compile_search(reader: IndexReader, body: dict, params: dict[str, str] | Non
         search.highlight = _highlight(body["highlight"])
     if "track_total_hits" in body:
         value = body["track_total_hits"]
-        search.track_total_hits = value if isinstance(value, bool) else _int(value, "track_total_hits")
+        search.track_total_hits = value if isinstance(value, bool) else integer_value(value, "track_total_hits")
     search.explain = bool(body.get("explain", False))
     if "aggs" in body or "aggregations" in body:
         search.aggs = _aggs(body.get("aggs", body.get("aggregations")))
