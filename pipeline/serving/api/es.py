@@ -469,16 +469,22 @@ async def clear_scroll(request: Request, path_id: str | None = None) -> JSONResp
                         headers=PRODUCT_HEADER)
 
 
-@router.get("/_search", summary="Search (Elasticsearch query DSL subset)")
-@router.post("/_search", summary="Search (Elasticsearch query DSL subset)")
-async def search_all(request: Request) -> JSONResponse:
-    return await _search(request, None)
+def in_every_scope(path: str, summary: str, handler) -> None:
+    """Route GET and POST of `/{path}` (every index) and `/{index}/{path}` to `handler(request, index or None)`."""
+
+    async def every_index(request: Request) -> JSONResponse:
+        return await handler(request, None)
+
+    async def one_index(request: Request, index: str) -> JSONResponse:
+        return await handler(request, index)
+
+    for scope, route, endpoint in (("all", f"/{path}", every_index), ("index", f"/{{index}}/{path}", one_index)):
+        for method in ("GET", "POST"):
+            router.add_api_route(route, endpoint, methods=[method], summary=summary,
+                                 operation_id=f"{method.lower()}{path}_{scope}")
 
 
-@router.get("/{index}/_search", summary="Search (Elasticsearch query DSL subset)")
-@router.post("/{index}/_search", summary="Search (Elasticsearch query DSL subset)")
-async def search_index(request: Request, index: str) -> JSONResponse:
-    return await _search(request, index)
+in_every_scope("_search", "Search (Elasticsearch query DSL subset)", _search)
 
 
 async def _msearch(request: Request, index: str | None) -> JSONResponse:
@@ -517,16 +523,7 @@ async def _msearch(request: Request, index: str | None) -> JSONResponse:
                  headers=PRODUCT_HEADER)
 
 
-@router.get("/_msearch", summary="Several searches in one request (NDJSON)")
-@router.post("/_msearch", summary="Several searches in one request (NDJSON)")
-async def msearch_all(request: Request) -> JSONResponse:
-    return await _msearch(request, None)
-
-
-@router.get("/{index}/_msearch", summary="Several searches in one request (NDJSON)")
-@router.post("/{index}/_msearch", summary="Several searches in one request (NDJSON)")
-async def msearch_index(request: Request, index: str) -> JSONResponse:
-    return await _msearch(request, index)
+in_every_scope("_msearch", "Several searches in one request (NDJSON)", _msearch)
 
 
 async def _count(request: Request, index: str | None) -> JSONResponse:
@@ -555,16 +552,7 @@ async def _count(request: Request, index: str | None) -> JSONResponse:
     return reply(await run(request, work), snap, headers=PRODUCT_HEADER)
 
 
-@router.get("/_count", summary="Count the matches of a query")
-@router.post("/_count", summary="Count the matches of a query")
-async def count_all(request: Request) -> JSONResponse:
-    return await _count(request, None)
-
-
-@router.get("/{index}/_count", summary="Count the matches of a query")
-@router.post("/{index}/_count", summary="Count the matches of a query")
-async def count_index(request: Request, index: str) -> JSONResponse:
-    return await _count(request, index)
+in_every_scope("_count", "Count the matches of a query", _count)
 
 
 def document(snap: Snapshot, name: str, doc_id: str) -> dict:
@@ -619,16 +607,7 @@ async def _mget(request: Request, index: str | None) -> JSONResponse:
     return reply({"docs": docs}, snap, headers=PRODUCT_HEADER)
 
 
-@router.get("/_mget", summary="Several documents by id")
-@router.post("/_mget", summary="Several documents by id")
-async def mget_all(request: Request) -> JSONResponse:
-    return await _mget(request, None)
-
-
-@router.get("/{index}/_mget", summary="Several documents by id")
-@router.post("/{index}/_mget", summary="Several documents by id")
-async def mget_index(request: Request, index: str) -> JSONResponse:
-    return await _mget(request, index)
+in_every_scope("_mget", "Several documents by id", _mget)
 
 
 @router.get("/{index}/_mapping", summary="The fields and their types")
