@@ -41,7 +41,13 @@ def one_embedding_cache(settings):
     """Builds in this process and in the CLI subprocesses tests start embed through the session's one cache, so the
     sample is embedded once per session, not once per test that builds it (E5 takes most of a minute for it here).
     Tests of the cache itself pass a folder of their own."""
-    os.environ.setdefault("SOUSUO_CACHE_DIR", str(settings.cache_dir))
+    before = os.environ.get("SOUSUO_CACHE_DIR")
+    os.environ["SOUSUO_CACHE_DIR"] = str(settings.cache_dir)
+    yield
+    if before is None:
+        os.environ.pop("SOUSUO_CACHE_DIR", None)
+    else:
+        os.environ["SOUSUO_CACHE_DIR"] = before
 
 
 @pytest.fixture(scope="session")

@@ -333,26 +333,56 @@ def test_scan_reads_every_match_once_in_pages(client, api):
     assert {hit["_id"] for hit in matching} == set(client.ids({"query": {"match": {"text": "index"}}, "size": 100}))
 
 
-def test_a_scroll_past_max_result_window_reads_in_index_order_only(api):
+def test_a_scroll_reads_past_max_result_window_in_index_order_and_ends_there_in_score_order(api):
     from pipeline.serving.api.es_dsl import EsError, compile_search
 
     reader = api[1].reader
     deep = {"from": 20_000, "size": 10}
-    assert compile_search(reader, {**deep, "sort": ["_doc"]}, scroll=True).sort_doc
-    with pytest.raises(EsError, match="sorted by _doc"):
-        compile_search(reader, deep, scroll=True)
-    with pytest.raises(EsError, match="max_result_window"):
+    assert compile_search(reader, {**deep, "sort": ["_doc"]}, scroll=True).size == 10
+    assert compile_search(reader, deep, scroll=True).size == 0
+    assert compile_search(reader, {"from": 9_995, "size": 10}, scroll=True).size == 5
+    with pytest.raises(EsError, match="sorted by _doc or published_at reads past it"):
         compile_search(reader, {**deep, "sort": ["_doc"]})
+    with pytest.raises(EsError, match="Batch size is too large"):
+        compile_search(reader, {"size": 10_001, "sort": ["_doc"]}, scroll=True)
 
 
 def test_a_scroll_id_of_another_version_or_of_nobody_is_refused(client):
+    import base64
+
     from pipeline.serving.api.es import scroll_id
 
     stale = scroll_id("20000101T000000000000-000000", {"query": {"match_all": {}}}, {}, 0)
     assert client.error(lambda: client.client.scroll(scroll_id=stale, scroll="1m")) == \
         (404, "search_context_missing_exception")
-    assert client.error(lambda: client.client.scroll(scroll_id="not-a-scroll", scroll="1m")) == \
-        (400, "illegal_argument_exception")
+    nested = base64.urlsafe_b64encode(b"[" * 100_000).decode()
+    for forged in ("not-a-scroll", nested):
+        assert client.error(lambda: client.client.scroll(scroll_id=forged, scroll="1m")) == \
+            (400, "illegal_argument_exception")
+
+
+def test_later_scroll_pages_carry_no_aggregations(api):
+    client = elasticsearch.Elasticsearch(api[0], request_timeout=60)
+    first = client.search(index=INDEX_NAME, scroll="1m", size=5, sort=["_doc"], query={"match_all": {}},
+                          aggs={"langs": {"terms": {"field": "lang"}}})
+    second = client.scroll(scroll_id=first["_scroll_id"], scroll="1m")
+    assert "aggregations" in first and "aggregations" not in second and len(second["hits"]["hits"]) == 5
+
+
+def test_search_after_and_points_in_time_are_refused_where_elasticsearch_refuses_them(api):
+    from pipeline.serving.api.es import token
+
+    client = elasticsearch.Elasticsearch(api[0], request_timeout=60)
+    pit = client.open_point_in_time(index=INDEX_NAME, keep_alive="1m")["id"]
+    refusals = [
+        lambda: client.search(index=INDEX_NAME, scroll="1m", sort=["_doc"], search_after=[3]),
+        lambda: client.search(index=INDEX_NAME, pit={"id": pit}, sort=["_doc"]),
+        lambda: client.search(pit={"id": token({"version": ["nested"]})}, sort=["_doc"]),
+    ]
+    for refused in refusals:
+        with pytest.raises(elasticsearch.ApiError) as caught:
+            refused()
+        assert caught.value.meta.status in (400, 404)
 
 
 def test_mget_answers_each_id_in_order_found_or_not(client):
@@ -384,6 +414,12 @@ def test_writes_are_refused_as_on_a_read_only_index(client):
     assert client.client.exists(index=INDEX_NAME, id="en-001")
 
 
+def test_api_names_and_probes_are_not_taken_for_indices(api):
+    assert httpx.head(f"{api[0]}/healthz").status_code == httpx.head(f"{api[0]}/readyz").status_code == 200
+    stats = httpx.get(f"{api[0]}/_stats").json()
+    assert stats["error"]["type"] == "illegal_argument_exception" and "no handler found" in stats["error"]["reason"]
+
+
 def test_an_index_whose_name_starts_like_the_api_docs_gets_elasticsearch_errors():
     from pipeline.serving.api.app import is_es_path
 
@@ -396,7 +432,7 @@ def test_search_after_in_a_point_in_time_pages_through_every_match_once(api, sor
     client = elasticsearch.Elasticsearch(api[0], request_timeout=60)
     pit = client.open_point_in_time(index=INDEX_NAME, keep_alive="1m")["id"]
     seen, after = [], None
-    while True:
+    for _ in range(api[1].reader.n_docs + 1):
         page = client.search(pit={"id": pit, "keep_alive": "1m"}, query={"match_all": {}}, sort=sort, size=7,
                              **({"search_after": after} if after else {}))
         hits = page["hits"]["hits"]
@@ -409,13 +445,22 @@ def test_search_after_in_a_point_in_time_pages_through_every_match_once(api, sor
 
 
 def test_search_after_needs_a_sort_that_orders_every_match(client):
-    assert client.error(lambda: client.search({"query": {"match_all": {}}, "search_after": [1.0, 3]})) == \
-        (400, "illegal_argument_exception")
+    with pytest.raises((elasticsearch.ApiError, opensearchpy.TransportError), match="add such a \\[sort\\]"):
+        client.search({"query": {"match_all": {}}, "search_after": [3]})
+
+
+def test_date_sort_values_are_milliseconds_alone_outside_a_point_in_time(client):
+    hits = client.search({"query": {"match_all": {}}, "sort": [{"published_at": "desc"}], "size": 3})["hits"]["hits"]
+    assert all(len(hit["sort"]) == 1 for hit in hits)
+    after = client.search({"query": {"match_all": {}}, "sort": [{"published_at": "desc"}], "size": 3,
+                           "search_after": hits[-1]["sort"]})["hits"]["hits"]
+    assert all(h["sort"][0] is None or h["sort"][0] < hits[-1]["sort"][0] for h in after)
 
 
 def test_a_point_in_time_of_another_version_is_a_missing_context(api):
-    from pipeline.serving.api.es import pit_id
+    from pipeline.serving.api.es import token
 
     client = elasticsearch.Elasticsearch(api[0], request_timeout=60)
     with pytest.raises(elasticsearch.NotFoundError, match="search_context_missing_exception"):
-        client.search(pit={"id": pit_id("20000101T000000000000-000000")}, query={"match_all": {}}, sort=["_doc"])
+        client.search(pit={"id": token({"version": "20000101T000000000000-000000"})}, query={"match_all": {}},
+                      sort=["_doc"])

@@ -73,14 +73,22 @@ def test_a_malformed_judgment_names_its_line(tmp_path, line):
         read_qrels(path)
 
 
+def test_only_a_first_row_that_names_the_score_column_is_a_header(tmp_path):
+    path = tmp_path / "test.tsv"
+    path.write_text("q1\td1\tvery\nq2\td2\t1\n", encoding="utf-8")
+    with pytest.raises(InputError, match="test.tsv:1"):
+        read_qrels(path)
+
+
 def test_query_ids_of_any_json_type_read_as_strings_and_a_bad_line_is_named(tmp_path):
     path = tmp_path / "queries.jsonl"
     path.write_text('\ufeff{"_id": 7, "text": "seven"}\n\n{"_id": "q8", "text": "eight", "metadata": {}}\n',
                     encoding="utf-8")
     assert read_queries(path) == {"7": "seven", "q8": "eight"}
-    path.write_text('{"_id": 7, "text": "seven"}\n{"_id": 8}\n', encoding="utf-8")
-    with pytest.raises(InputError, match="queries.jsonl:2"):
-        read_queries(path)
+    for bad in ('{"_id": 8}', '{"_id": true, "text": "t"}', '{"_id": [8], "text": "t"}'):
+        path.write_text('{"_id": 7, "text": "seven"}\n' + bad + "\n", encoding="utf-8")
+        with pytest.raises(InputError, match="queries.jsonl:2"):
+            read_queries(path)
 
 
 def test_a_folder_without_queries_is_not_a_beir_folder(tmp_path):

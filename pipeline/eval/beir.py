@@ -22,24 +22,28 @@ def _lines(path: Path):
 
 
 def read_queries(path: Path) -> dict[str, str]:
-    """Query id → text from BEIR's queries.jsonl; ids of any JSON scalar type are read as strings."""
+    """Query id → text from BEIR's queries.jsonl; integer ids are read as strings."""
     queries = {}
     for number, line in _lines(path):
         try:
             record = json.loads(line)
         except ValueError as error:
             raise InputError(f"{path}:{number} is not a JSON object ({error})") from None
-        if not isinstance(record, dict) or record.get("_id") is None or not isinstance(record.get("text"), str):
-            raise InputError(f"{path}:{number} needs an \"_id\" and a string \"text\"")
+        query_id = record.get("_id") if isinstance(record, dict) else None
+        if not isinstance(query_id, str | int) or isinstance(query_id, bool) or not isinstance(record.get("text"), str):
+            raise InputError(f"{path}:{number} needs a string or integer \"_id\" and a string \"text\"")
         queries[str(record["_id"])] = record["text"]
     return queries
+
+
+_SCORE_HEADINGS = ("score", "relevance", "rel", "label", "grade")
 
 
 def read_qrels(path: Path) -> Qrels:
     """Judgments from BEIR's `query-id corpus-id score` rows (tab-separated, with or without the header) or TREC's
     `query-id iteration corpus-id score`, separated by tabs or spaces; scores may be written as floats."""
     qrels: Qrels = {}
-    for number, line in _lines(path):
+    for index, (number, line) in enumerate(_lines(path)):
         row = line.split("\t") if "\t" in line else line.split()
         if len(row) not in (3, 4):
             raise InputError(f"{path}:{number} has {len(row)} columns; judgments have 3 (BEIR) or 4 (TREC)")
@@ -47,7 +51,7 @@ def read_qrels(path: Path) -> Qrels:
         try:
             relevance = int(float(score))
         except (ValueError, OverflowError):
-            if number == 1:  # a header such as BEIR's query-id / corpus-id / score
+            if index == 0 and score.lower() in _SCORE_HEADINGS:  # BEIR's query-id / corpus-id / score
                 continue
             raise InputError(f"{path}:{number}: the relevance {score!r} is not a number") from None
         qrels.setdefault(query, {})[doc] = relevance

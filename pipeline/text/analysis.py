@@ -90,8 +90,10 @@ def replace_lone_surrogates(text: str) -> str:
 
 
 _UNSEEN = object()
-# Words whose terms an analyzer remembers; past this the memory starts again, so hostile text cannot grow it.
+# Words whose terms an analyzer remembers, and how long they may be: past the count the memory starts again, and
+# longer words (rare in text, and the way hostile input would fill it) are not kept, so it stays a few megabytes.
 _ALPHA_TERMS_KEPT = 1 << 18
+_MEMO_WORD_CHARS = 32
 # Kinds of character for offset-exact normalisation (see Analyzer._char_kind).
 _COMBINES, _EXPANDS = 1, 2
 
@@ -279,7 +281,7 @@ class Analyzer:
         split_identifiers = self.config.split_identifiers
         alpha_terms = self._alpha_terms
         unit = 0
-        # One loop with the lists' appends bound locally: this is the build's hottest code, a call per word.
+        # One loop appending to plain lists, with no call per word: this is the build's hottest code.
         for match in TOKEN_PATTERN.finditer(normalized):
             word = match.group()
             start = match.start()
@@ -294,9 +296,11 @@ class Analyzer:
                 continue
             term = alpha_terms.get(word, _UNSEEN)
             if term is _UNSEEN and word.isalpha():
-                if len(alpha_terms) >= _ALPHA_TERMS_KEPT:
-                    alpha_terms.clear()
-                term = alpha_terms[word] = None if word in stopwords else stem(word)
+                term = None if word in stopwords else stem(word)
+                if len(word) <= _MEMO_WORD_CHARS:
+                    if len(alpha_terms) >= _ALPHA_TERMS_KEPT:
+                        alpha_terms.clear()
+                    alpha_terms[word] = term
             if term is not _UNSEEN:
                 if term is not None:
                     terms.append(term)

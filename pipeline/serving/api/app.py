@@ -191,10 +191,12 @@ def create_app(settings: Settings | None = None, served: ServedIndex | None = No
         return native_error(_snake(type(error).__name__), str(error.detail), error.status_code)
 
     @app.get("/healthz", tags=["operations"], summary="The process is up")
+    @app.head("/healthz", include_in_schema=False)
     async def healthz() -> dict:  # async: a sync route would pay a thread hop to say "ok"
         return {"status": "ok"}
 
     @app.get("/readyz", tags=["operations"], summary="A version is open and warm")
+    @app.head("/readyz", include_in_schema=False)
     def readyz() -> JSONResponse:
         snap = served.current
         return JSONResponse({"status": "ready", "index": served.name, "version": snap.version,

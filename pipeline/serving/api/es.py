@@ -32,6 +32,7 @@ from .es_dsl import (
     compile_query,
     compile_search,
     integer_value,
+    json_object,
 )
 from .served import Snapshot
 
@@ -77,14 +78,20 @@ def _check_index(request: Request, index: str | None) -> Snapshot:
     return snapshot(request)
 
 
+def parse_json(raw: bytes | str, what: str):
+    """JSON from a client, or a 400 naming `what`: nesting deep enough to exhaust the parser's stack is refused
+    like any other malformed input."""
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError) as error:
+        raise EsError("x_content_parse_exception", f"{what} is not valid JSON: {str(error)[:200]}") from None
+
+
 async def _json_body(request: Request) -> dict:
     raw = await request.body()
     if not raw.strip():
         return {}
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise EsError("x_content_parse_exception", f"request body is not valid JSON: {error}") from None
+    body = parse_json(raw, "request body")
     if not isinstance(body, dict):
         raise EsError("x_content_parse_exception", "request body must be a JSON object")
     return body
@@ -171,7 +178,7 @@ def _position_after(metadata, ordered: np.ndarray, search: EsSearch) -> int:
     `by_date` or index order sort by) come after those given."""
     if search.sort_doc:
         return int(np.searchsorted(ordered, search.search_after[0], side="right"))
-    millis, doc = search.search_after
+    millis, doc = (*search.search_after, np.iinfo(np.int64).max)[:2]  # without an ordinal: after every tie
     sign = -1 if search.sort_date == "desc" else 1
     undated, key = ~metadata.has_date[ordered], sign * (metadata.published_us[ordered] // 1000)
     after_undated, after_key = millis is None, 0 if millis is None else sign * millis
@@ -255,8 +262,9 @@ def _hit(snap: Snapshot, name: str, doc_ord: int, score: float | None, term_ids:
             hit["highlight"] = marked
     if search.sort_date is not None:
         micros = reader.metadata.published_us[doc_ord]
-        # The ordinal breaks ties between equal dates, so that search_after can page through them.
-        hit["sort"] = [int(micros // 1000) if reader.metadata.has_date[doc_ord] else None, doc_ord]
+        hit["sort"] = [int(micros // 1000) if reader.metadata.has_date[doc_ord] else None]
+        if search.tiebreak:  # in a point in time the ordinal breaks ties, as Elasticsearch's _shard_doc does
+            hit["sort"].append(doc_ord)
     elif search.sort_doc:
         hit["sort"] = [doc_ord]
     if search.explain and explanation is not None:
@@ -310,11 +318,12 @@ def _aggregations(snap: Snapshot, matched: np.ndarray, search: EsSearch) -> dict
     return out
 
 
-def search_body(snap: Snapshot, name: str, body: dict, params: dict[str, str], scroll: bool = False) -> dict:
+def search_body(snap: Snapshot, name: str, body: dict, params: dict[str, str], scroll: bool = False,
+                in_pit: bool = False) -> dict:
     started = time.perf_counter()
     try:
         try:
-            search = compile_search(snap.searcher.reader, body, params, scroll)
+            search = compile_search(snap.searcher.reader, body, params, scroll, in_pit)
         except (TypeError, ValueError) as error:  # a value of the wrong kind somewhere the parser did not check
             raise EsError("parsing_exception", f"malformed search request: {error}") from None
         result = execute(snap, name, search, started)
@@ -355,12 +364,22 @@ async def _search(request: Request, index: str | None) -> JSONResponse:
     name = request.app.state.served.name
     params = dict(request.query_params)
     if "pit" in body:
-        pit = _object_of(body.pop("pit"), "pit")
-        if pit_version(pit.get("id")) != snap.version:
-            raise missing_context("point in time", pit_version(pit.get("id")), snap.version)
-        result = await run(request, lambda: search_body(snap, name, body, params))
+        if index is not None:
+            raise EsError("action_request_validation_exception",
+                          "Validation Failed: 1: [indices] cannot be used with point in time;")
+        if "scroll" in params:
+            raise EsError("action_request_validation_exception",
+                          "Validation Failed: 1: using [point in time] is not allowed in a scroll context;")
+        pit = json_object(body.pop("pit"), "pit")
+        version = read_token(pit.get("id"), "point in time id").get("version")
+        if version != snap.version:
+            raise missing_context("point in time", version, snap.version)
+        result = await run(request, lambda: search_body(snap, name, body, params, in_pit=True))
         return reply({"pit_id": pit["id"], **result}, snap, headers=PRODUCT_HEADER)
     if "scroll" in params:
+        if "search_after" in body:
+            raise EsError("action_request_validation_exception",
+                          "Validation Failed: 1: [search_after] cannot be used in a scroll context;")
         params.pop("scroll")
         offset = integer_value(params.pop("from", body.pop("from", 0)), "from")
         return reply(await run(request, lambda: scroll_page(snap, name, body, params, offset)), snap,
@@ -374,22 +393,36 @@ async def _search(request: Request, index: str | None) -> JSONResponse:
 # Once another version is served the scroll's context is gone, as an expired one is in Elasticsearch.
 
 
+def token(state: dict) -> str:
+    """A scroll or point-in-time id: the state it stands for, as URL-safe base64 JSON."""
+    text = json.dumps(state, separators=(",", ":"), ensure_ascii=False)
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def read_token(value, what: str) -> dict:
+    """The state of an id `token` wrote; a 400 naming `what` for anything else."""
+    try:
+        state = parse_json(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)), what)
+        if isinstance(state, dict):
+            return state
+    except (TypeError, ValueError, binascii.Error, EsError):
+        pass
+    raise EsError("illegal_argument_exception", f"Cannot parse {what}")
+
+
 def scroll_id(version: str, body: dict, params: dict[str, str], offset: int) -> str:
-    state = json.dumps({"version": version, "body": body, "params": params, "offset": offset},
-                       separators=(",", ":"), ensure_ascii=False)
-    return base64.urlsafe_b64encode(state.encode()).decode().rstrip("=")
+    # Aggregations answer the first page only, as in Elasticsearch: the pages after it do not compute them again.
+    body = {key: value for key, value in body.items() if key not in ("aggs", "aggregations")}
+    return token({"version": version, "body": body, "params": params, "offset": offset})
 
 
 def read_scroll_id(value) -> tuple[str, dict, dict[str, str], int]:
-    """(version, search body, URL parameters, offset) of a scroll id; a 400 for anything this API did not write."""
-    try:
-        state = json.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
-        version, body, params, offset = state["version"], state["body"], state["params"], state["offset"]
-        if isinstance(version, str) and isinstance(body, dict) and isinstance(params, dict) \
-                and all(isinstance(v, str) for v in params.values()) and type(offset) is int and offset >= 0:
-            return version, body, params, offset
-    except (TypeError, ValueError, KeyError, binascii.Error):
-        pass
+    """(version, search body, URL parameters, offset) of a scroll id."""
+    state = read_token(value, "scroll id")
+    version, body, params, offset = (state.get(key) for key in ("version", "body", "params", "offset"))
+    if isinstance(version, str) and isinstance(body, dict) and isinstance(params, dict) \
+            and all(isinstance(v, str) for v in params.values()) and type(offset) is int and offset >= 0:
+        return version, body, params, offset
     raise EsError("illegal_argument_exception", "Cannot parse scroll id")
 
 
@@ -399,34 +432,16 @@ def missing_context(kind: str, version: str | None, served: str) -> EsError:
                    f"start a new {kind}", 404)
 
 
-def _object_of(value, where: str) -> dict:
-    if not isinstance(value, dict):
-        raise EsError("parsing_exception", f"[{where}] expects an object, got {type(value).__name__}")
-    return value
-
-
 # A point in time is a version: immutable, so it holds nothing to keep alive or free.
-def pit_id(version: str) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"version": version}).encode()).decode().rstrip("=")
-
-
-def pit_version(value) -> str | None:
-    try:
-        version = json.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))["version"]
-        return version if isinstance(version, str) else None
-    except (TypeError, ValueError, KeyError, binascii.Error):
-        raise EsError("illegal_argument_exception", "Cannot parse point in time id") from None
-
-
 @router.post("/{index}/_pit", summary="Open a point in time: the version served now")
 def open_point_in_time(request: Request, index: str) -> JSONResponse:
     snap = _check_index(request, index)
-    return reply({"id": pit_id(snap.version)}, snap, headers=PRODUCT_HEADER)
+    return reply({"id": token({"version": snap.version})}, snap, headers=PRODUCT_HEADER)
 
 
 @router.delete("/_pit", summary="Close a point in time (it holds nothing here)")
 async def close_point_in_time(request: Request) -> JSONResponse:
-    pit_version((await _json_body(request)).get("id"))
+    read_token((await _json_body(request)).get("id"), "point in time id")
     return JSONResponse({"succeeded": True, "num_freed": 1}, headers=PRODUCT_HEADER)
 
 
@@ -496,11 +511,7 @@ async def _msearch(request: Request, index: str | None) -> JSONResponse:
         raise EsError("illegal_argument_exception", "_msearch expects header and body lines in pairs")
     searches = []
     for header_line, body_line in zip(lines[::2], lines[1::2]):
-        try:
-            header, body = json.loads(header_line), json.loads(body_line)
-        except ValueError as error:
-            raise EsError("x_content_parse_exception", f"_msearch line is not valid JSON: {error}") from None
-        searches.append((header, body))
+        searches.append((parse_json(header_line, "an _msearch line"), parse_json(body_line, "an _msearch line")))
 
     def work() -> list[dict]:
         out = []
@@ -641,8 +652,20 @@ def cluster_health(request: Request, index: str | None = None) -> JSONResponse:
                   "active_shards_percent_as_number": 100.0}, snap, headers=PRODUCT_HEADER)
 
 
+def no_handler(request: Request) -> EsError:
+    return EsError("illegal_argument_exception",
+                   f"no handler found for uri [{request.url.path}] and method [{request.method}]")
+
+
+def _index_path(request: Request, index: str) -> None:
+    """Refuse a `/{index}` route for an API name (`_stats`, `_nodes` …): only indices are matched there."""
+    if index.startswith("_") and index not in ALL_INDICES:
+        raise no_handler(request)
+
+
 @router.get("/{index}", summary="The index: its mappings and settings")
 def get_index(request: Request, index: str) -> JSONResponse:
+    _index_path(request, index)
     snap = _check_index(request, index)
     name = request.app.state.served.name
     settings = {"index": {"number_of_shards": "1", "number_of_replicas": "0", "uuid": snap.version,
@@ -654,20 +677,23 @@ def get_index(request: Request, index: str) -> JSONResponse:
 @router.head("/{index}", include_in_schema=False)
 def index_exists(request: Request, index: str) -> Response:
     served = request.app.state.served
-    return Response(status_code=200 if index in (served.name, *ALL_INDICES) else 404, headers=PRODUCT_HEADER)
+    status = 200 if index in (served.name, *ALL_INDICES) else 400 if index.startswith("_") else 404
+    return Response(status_code=status, headers=PRODUCT_HEADER)
 
 
-def read_only(request: Request) -> JSONResponse:
+def read_only(request: Request) -> JSONResponse:  # never returns: every write is refused
+    _index_path(request, request.path_params.get("index", ""))
     raise EsError("cluster_block_exception",
                   f"index [{request.app.state.served.name}] blocked by: [FORBIDDEN/8/index write (api)]: sousuo serves "
                   "immutable index versions; add, change or delete documents with `sousuo update --corpus ... "
                   "--index ...`", 403)
 
 
-# Registered last, so that no read route of the same path and method is shadowed by them.
-for _path, _methods in (("/{index}", ["PUT", "DELETE"]), ("/{index}/_doc", ["POST"]),
+# Registered last, so that no read route of the same path and method is shadowed by them; `/{index}` last of all,
+# so that it does not take `/_bulk` for an index.
+for _path, _methods in (("/_bulk", ["PUT", "POST"]), ("/{index}/_doc", ["POST"]),
                         ("/{index}/_doc/{doc_id}", ["PUT", "POST", "DELETE"]),
                         ("/{index}/_create/{doc_id}", ["PUT", "POST"]), ("/{index}/_update/{doc_id}", ["POST"]),
-                        ("/_bulk", ["PUT", "POST"]), ("/{index}/_bulk", ["PUT", "POST"]),
-                        ("/{index}/_delete_by_query", ["POST"]), ("/{index}/_update_by_query", ["POST"])):
+                        ("/{index}/_bulk", ["PUT", "POST"]), ("/{index}/_delete_by_query", ["POST"]),
+                        ("/{index}/_update_by_query", ["POST"]), ("/{index}", ["PUT", "DELETE"])):
     router.add_api_route(_path, read_only, methods=_methods, include_in_schema=False)

@@ -112,6 +112,7 @@ class EsSearch:
     sort_date: str | None = None  # asc | desc when sorted by published_at
     sort_doc: bool = False  # index order (`"sort": "_doc"`), the order a scroll reads everything in
     search_after: list | None = None  # the `sort` values of the last hit of the previous page
+    tiebreak: bool = False  # in a point in time: date sort values end with the ordinal that breaks ties
     source: tuple[list[str], list[str]] | bool = True  # (includes, excludes) or on/off
     highlight: HighlightSpec | None = None
     track_total_hits: int | bool = DEFAULT_TRACK_TOTAL_HITS
@@ -123,7 +124,7 @@ class EsSearch:
         return self.sort_date is None and not self.sort_doc
 
 
-def _object(value, where: str) -> dict:
+def json_object(value, where: str) -> dict:
     if not isinstance(value, dict):
         raise parsing(f"[{where}] expects an object, got {type(value).__name__}")
     return value
@@ -136,7 +137,7 @@ def _known(body: dict, allowed: set[str] | tuple[str, ...], where: str) -> None:
 
 
 def _single(body, where: str) -> tuple[str, object]:
-    body = _object(body, where)
+    body = json_object(body, where)
     if len(body) != 1:
         raise parsing(f"[{where}] expects exactly one field, got {sorted(body) or 'none'}")
     return next(iter(body.items()))
@@ -234,7 +235,7 @@ class QueryCompiler:
         return method(body)
 
     def _match_all(self, body) -> Compiled:
-        _known(_object(body, "match_all"), ("boost",), "match_all")
+        _known(json_object(body, "match_all"), ("boost",), "match_all")
         return Compiled()
 
     def _match(self, body) -> Compiled:
@@ -271,7 +272,7 @@ class QueryCompiler:
         return Compiled(Phrase(self.text[start:end], start, end))
 
     def _multi_match(self, body) -> Compiled:
-        spec = _object(body, "multi_match")
+        spec = json_object(body, "multi_match")
         _known(spec, ("query", "fields", "type", "operator", "minimum_should_match", "boost"), "multi_match")
         kind = spec.get("type", "best_fields")
         if kind not in ("best_fields", "most_fields", "phrase"):
@@ -289,7 +290,7 @@ class QueryCompiler:
         return Compiled(self._words_clause(spec, "multi_match"))
 
     def _query_string(self, body) -> Compiled:
-        spec = _object(body, "query_string")
+        spec = json_object(body, "query_string")
         _known(spec, ("query", "default_field", "fields", "default_operator", "boost"), "query_string")
         if str(spec.get("default_operator", "or")).lower() != "or":
             raise parsing("[query_string] default_operator OR only; write AND or + in the query")
@@ -305,7 +306,7 @@ class QueryCompiler:
         return Compiled(_shift(tree, start, len(text)))
 
     def _bool(self, body) -> Compiled:
-        spec = _object(body, "bool")
+        spec = json_object(body, "bool")
         _known(spec, ("must", "should", "must_not", "filter", "minimum_should_match", "boost"), "bool")
         ones = np.ones(self.reader.n_docs, dtype=bool)
         mask = ones.copy()
@@ -357,7 +358,7 @@ class QueryCompiler:
         return Compiled(mask=self._keyword_mask(name, [value], "term"))
 
     def _terms(self, body) -> Compiled:
-        spec = dict(_object(body, "terms"))
+        spec = dict(json_object(body, "terms"))
         spec.pop("boost", None)
         name, values = _single(spec, "terms")
         if not isinstance(values, list):
@@ -376,7 +377,7 @@ class QueryCompiler:
         name, spec = _single(body, "range")
         if name != DATE_FIELD:
             raise parsing(f"[range] works on {DATE_FIELD}, not [{name}]")
-        spec = _object(spec, "range")
+        spec = json_object(spec, "range")
         _known(spec, ("gte", "gt", "lte", "lt", "boost"), "range")
         tick = timedelta(microseconds=1)  # the index stores microseconds: gt t is gte t + 1 µs
         since = until = None
@@ -389,7 +390,7 @@ class QueryCompiler:
         return Compiled(mask=self.reader.metadata.mask(Filters(since=since, until=until)))
 
     def _exists(self, body) -> Compiled:
-        spec = _object(body, "exists")
+        spec = json_object(body, "exists")
         _known(spec, ("field", "boost"), "exists")
         name = spec.get("field")
         if name not in (*KEYWORD_FIELDS, DATE_FIELD):
@@ -424,7 +425,7 @@ def _filter_mask(reader: IndexReader, clauses) -> np.ndarray | None:
 
 
 def compile_knn(reader: IndexReader, body, size: int) -> KnnSpec:
-    spec = _object(body, "knn")
+    spec = json_object(body, "knn")
     _known(spec, ("field", "query_vector", "query_vector_builder", "k", "num_candidates", "filter", "boost"), "knn")
     k = integer_value(spec.get("k", size), "knn.k", 1)
     if "num_candidates" in spec and integer_value(spec["num_candidates"], "knn.num_candidates", 1) < k:
@@ -444,9 +445,9 @@ def compile_knn(reader: IndexReader, body, size: int) -> KnnSpec:
         vector = np.asarray(values, dtype=np.float32)
         vector = vector / max(float(np.linalg.norm(vector)), 1e-12)
     elif "query_vector_builder" in spec:
-        builder = _object(spec["query_vector_builder"], "query_vector_builder")
+        builder = json_object(spec["query_vector_builder"], "query_vector_builder")
         _known(builder, ("text_embedding",), "query_vector_builder")
-        embedding = _object(builder.get("text_embedding"), "text_embedding")
+        embedding = json_object(builder.get("text_embedding"), "text_embedding")
         _known(embedding, ("model_text", "model_id"), "text_embedding")
         if "model_id" in embedding and embedding["model_id"] != reader.dense.manifest.model_id:
             raise EsError("illegal_argument_exception", f"this index's vectors come from model "
@@ -459,7 +460,7 @@ def compile_knn(reader: IndexReader, body, size: int) -> KnnSpec:
 
 def compile_retriever(reader: IndexReader, body, size: int) -> tuple[QuerySpec | None, KnnSpec | None, RrfSpec | None]:
     kind, spec = _single(body, "retriever")
-    spec = _object(spec, kind)
+    spec = json_object(spec, kind)
     if kind == "standard":
         _known(spec, ("query", "filter"), "standard")
         return _standard(reader, spec), None, None
@@ -472,7 +473,7 @@ def compile_retriever(reader: IndexReader, body, size: int) -> tuple[QuerySpec |
     for child in _list(spec.get("retrievers", [])):
         child_kind, child_spec = _single(child, "retrievers")
         if child_kind == "standard" and standard is None:
-            _known(_object(child_spec, "standard"), ("query", "filter"), "standard")
+            _known(json_object(child_spec, "standard"), ("query", "filter"), "standard")
             standard = _standard(reader, child_spec)
         elif child_kind == "knn" and knn is None:
             knn = compile_knn(reader, child_spec, size)
@@ -499,7 +500,7 @@ def _source(value) -> tuple[list[str], list[str]] | bool:
         return [value], []
     if isinstance(value, list):
         return [str(v) for v in value], []
-    spec = _object(value, "_source")
+    spec = json_object(value, "_source")
     _known(spec, ("includes", "include", "excludes", "exclude"), "_source")
     return ([str(v) for v in _list(spec.get("includes", spec.get("include", [])))],
             [str(v) for v in _list(spec.get("excludes", spec.get("exclude", [])))])
@@ -532,28 +533,29 @@ def _sort(value) -> tuple[str | None, bool]:
 
 
 def _search_after(value, search: EsSearch) -> list:
-    """The previous page's last `sort` values: [ordinal] in index order, [date in ms or null, ordinal] by date."""
+    """The previous page's last `sort` values: [ordinal] in index order; by date [ms or null], with the ordinal
+    after it in a point in time."""
     if search.scored:
         raise EsError("illegal_argument_exception",
                       "[search_after] pages in _doc or published_at order here; add such a [sort]")
-    expected = 1 if search.sort_doc else 2
     values = _list(value)
-    if len(values) != expected or any(isinstance(v, bool) or not isinstance(v, int | None) for v in values) \
-            or values[-1] is None:
+    lengths = (1,) if search.sort_doc else (1, 2)
+    if len(values) not in lengths or any(isinstance(v, bool) or not isinstance(v, int | None) for v in values) \
+            or (search.sort_doc or len(values) == 2) and values[-1] is None:
         raise EsError("illegal_argument_exception",
-                      f"[search_after] takes the {expected} integer sort value(s) of a hit of this sort, got {value!r}")
+                      f"[search_after] takes the integer sort values of a hit of this sort, got {value!r}")
     return values
 
 
 def _highlight(value) -> HighlightSpec:
-    spec = _object(value, "highlight")
+    spec = json_object(value, "highlight")
     options = ("fragment_size", "number_of_fragments", "pre_tags", "post_tags")
     _known(spec, ("fields", "type", "require_field_match", *options), "highlight")
     fields: dict[str, dict] = {}
     raw = spec.get("fields", {})
     for entry in raw if isinstance(raw, list) else [raw]:
-        for name, field_spec in _object(entry, "highlight.fields").items():
-            field_spec = _object(field_spec or {}, f"highlight.fields.{name}")
+        for name, field_spec in json_object(entry, "highlight.fields").items():
+            field_spec = json_object(field_spec or {}, f"highlight.fields.{name}")
             _known(field_spec, ("type", *options), f"highlight.fields.{name}")
             for target in (HIGHLIGHT_FIELDS if name in (*ANY_FIELD, "text") else (name,)):
                 if target not in HIGHLIGHT_FIELDS:
@@ -566,10 +568,10 @@ def _highlight(value) -> HighlightSpec:
 
 def _aggs(value) -> dict[str, AggSpec]:
     out = {}
-    for name, spec in _object(value, "aggs").items():
-        spec = _object(spec, name)
+    for name, spec in json_object(value, "aggs").items():
+        spec = json_object(spec, name)
         kind, body = _single(spec, f"aggs.{name}")
-        body = _object(body, kind)
+        body = json_object(body, kind)
         if kind == "terms":
             _known(body, ("field", "size"), "terms")
             if body.get("field") not in FACET_FIELDS:
@@ -590,10 +592,10 @@ def _aggs(value) -> dict[str, AggSpec]:
 
 
 def compile_search(reader: IndexReader, body: dict, params: dict[str, str] | None = None,
-                   scroll: bool = False) -> EsSearch:
+                   scroll: bool = False, in_pit: bool = False) -> EsSearch:
     """A `_search` body (and URL parameters from, size, q) against one index version. A `scroll` may page past
-    max_result_window in index or date order, which sort every match; in score order it stops there."""
-    body = _object(body or {}, "search")
+    max_result_window in index or date order, which sort every match; in score order it ends there."""
+    body = json_object(body or {}, "search")
     params = params or {}
     for key in body:
         if key not in REQUEST_KEYS:
@@ -613,25 +615,31 @@ def compile_search(reader: IndexReader, body: dict, params: dict[str, str] | Non
         if "knn" in body:
             search.knn = compile_knn(reader, body["knn"], search.size)
     if "rescore" in body:
-        rescore = _object(_list(body["rescore"])[0], "rescore")
+        rescore = json_object(_list(body["rescore"])[0], "rescore")
         _known(rescore, ("window_size", "learning_to_rank"), "rescore")
-        ltr = _object(rescore.get("learning_to_rank"), "learning_to_rank")
+        ltr = json_object(rescore.get("learning_to_rank"), "learning_to_rank")
         _known(ltr, ("model_id", "params"), "learning_to_rank")
         if search.query is None or search.rrf is not None:
             raise parsing("[rescore] re-ranks the results of a [query]")
         search.ltr_model = str(ltr.get("model_id") or "")
     if "sort" in body:
         search.sort_date, search.sort_doc = _sort(body["sort"])
-    sorts_every_match = search.sort_doc or search.sort_date is not None
+    search.tiebreak = in_pit
     if "search_after" in body:
         search.search_after = _search_after(body["search_after"], search)
         if search.from_:
             raise EsError("illegal_argument_exception", "[from] parameter must be set to 0 when [search_after] is used")
-    if search.from_ + search.size > MAX_K and not (scroll and sorts_every_match):
+    if search.size > MAX_K:
+        raise EsError("illegal_argument_exception",
+                      f"Batch size is too large, size must be less than or equal to: [{MAX_K}] but was "
+                      f"[{search.size}]. This limit is the index's max_result_window.")
+    if scroll and search.scored:  # a scroll in score order ends at the window
+        search.size = max(0, min(search.size, MAX_K - search.from_))
+    elif search.from_ + search.size > MAX_K and not scroll:
         raise EsError("illegal_argument_exception",
                       f"Result window is too large, from + size must be less than or equal to: [{MAX_K}] but was "
-                      f"[{search.from_ + search.size}]. This limit is the index's max_result_window"
-                      + ("; a scroll reads past it sorted by _doc." if scroll else "."))
+                      f"[{search.from_ + search.size}]. This limit is the index's max_result_window; a scroll "
+                      "sorted by _doc or published_at reads past it.")
     if "_source" in body:
         search.source = _source(body["_source"])
     if "highlight" in body:
