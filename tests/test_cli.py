@@ -152,3 +152,12 @@ def test_the_command_line_does_not_import_the_engine_to_parse_arguments():
     probe = "import sys, flows.cli; print(any(m.startswith('pipeline.searcher') for m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT,
                           check=True).stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("command", ["build", "update", "serve"])
+def test_a_repeated_corpus_option_adds_to_the_corpus_not_replaces_it(command, tmp_path):
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    first.write_text(""), second.write_text("")
+    args = build_parser().parse_args([command, "--corpus", str(first), "--corpus", str(second), "--index", "i"])
+    assert args.corpus == [first, second]
+
