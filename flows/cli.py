@@ -32,6 +32,14 @@ def _non_negative(value: str) -> int:
     return number
 
 
+def _existing(value: str) -> Path:
+    """A corpus path, refused here when missing: the flow would fail on it only after starting Prefect."""
+    path = Path(value)
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"{value} does not exist")
+    return path
+
+
 def _date(value: str) -> datetime:
     try:
         return datetime.fromisoformat(value)
@@ -490,7 +498,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="subcommand", required=True)
 
     build = sub.add_parser("build", help="run the Prefect build flow: ingest, index, embed, publish a new version")
-    build.add_argument("--corpus", nargs="+", action="extend", required=True, type=Path,
+    build.add_argument("--corpus", nargs="+", action="extend", required=True, type=_existing,
                        help="JSONL, CSV or Parquet files, BEIR folders, or folders of Markdown/text/HTML")
     build.add_argument("--index", required=True, type=Path, help="index folder (versions live inside)")
     build.add_argument("--no-dense", action="store_true", help="skip embeddings and the ANN index")
@@ -604,7 +612,7 @@ def build_parser() -> argparse.ArgumentParser:
     click_models.set_defaults(func=cmd_click_models)
 
     update = sub.add_parser("update", help="run the incremental update flow: only new, changed, deleted documents")
-    update.add_argument("--corpus", nargs="+", action="extend", required=True, type=Path)
+    update.add_argument("--corpus", nargs="+", action="extend", required=True, type=_existing)
     update.add_argument("--index", required=True, type=Path)
     update.add_argument("--reconfigure", action="store_true",
                         help="apply the current settings instead of the index's own (a full build if they change "
@@ -617,7 +625,7 @@ def build_parser() -> argparse.ArgumentParser:
     server.set_defaults(func=cmd_prefect_server)
 
     serve = sub.add_parser("serve", help="serve the flows on their schedules (update, nightly rebuild, retrain)")
-    serve.add_argument("--corpus", nargs="+", action="extend", required=True, type=Path)
+    serve.add_argument("--corpus", nargs="+", action="extend", required=True, type=_existing)
     serve.add_argument("--index", required=True, type=Path)
     serve.add_argument("--interval", type=int, help="run the update every N seconds instead of its cron")
     serve.set_defaults(func=cmd_serve)

@@ -161,3 +161,10 @@ def test_a_repeated_corpus_option_adds_to_the_corpus_not_replaces_it(command, tm
     args = build_parser().parse_args([command, "--corpus", str(first), "--corpus", str(second), "--index", "i"])
     assert args.corpus == [first, second]
 
+
+@pytest.mark.parametrize("command", ["build", "update", "serve"])
+def test_a_corpus_path_that_does_not_exist_is_a_one_line_error_before_any_flow_runs(command, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args([command, "--corpus", str(tmp_path / "missing.jsonl"), "--index", "i"])
+    error = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and "missing.jsonl does not exist" in error and "Traceback" not in error
