@@ -47,6 +47,11 @@ def _date(value: str) -> datetime:
         raise argparse.ArgumentTypeError(f"not an ISO date: {value!r}") from error
 
 
+def _invalid_configuration(error: ValidationError) -> InputError:
+    problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+    return InputError(f"invalid configuration ({problems})")
+
+
 def cmd_build(args, settings: Settings) -> int:
     import os
 
@@ -357,7 +362,10 @@ def cmd_api(args, settings: Settings) -> int:
     for key, value in options.items():
         if value is not None:
             os.environ[f"SOUSUO_API__{key}"] = str(value)
-    api = Settings().api
+    try:
+        api = Settings().api
+    except ValidationError as error:  # --port or --workers out of range
+        raise _invalid_configuration(error) from None
     if api.workers > 1:  # metrics from every worker, summed at /metrics
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="sousuo-metrics-"))
     print(f"sousuo api: serving {api.index} as index {api.name or api.index.name!r} on http://{api.host}:{api.port} "
@@ -727,8 +735,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings()
     except ValidationError as error:  # sousuo.toml or a SOUSUO_* variable holds a bad value
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
-        print(f"sousuo: invalid configuration ({problems})", file=sys.stderr)
+        print(f"sousuo: {_invalid_configuration(error)}", file=sys.stderr)
         return InputError.exit_code
     try:
         if args.subcommand in FLOW_COMMANDS and settings.flows.prefect_server == "shared" \

@@ -168,3 +168,11 @@ def test_a_corpus_path_that_does_not_exist_is_a_one_line_error_before_any_flow_r
         build_parser().parse_args([command, "--corpus", str(tmp_path / "missing.jsonl"), "--index", "i"])
     error = capsys.readouterr().err.strip()
     assert exit_info.value.code == 2 and "missing.jsonl does not exist" in error and "Traceback" not in error
+
+
+@pytest.mark.parametrize(("option", "value", "field"), [("--port", "99999", "api.port"), ("--port", "-1", "api.port"),
+                                                       ("--workers", "0", "api.workers")])
+def test_an_api_port_or_worker_count_out_of_range_is_a_one_line_error(sample_index, option, value, field):
+    result = sousuo("api", "--index", sample_index, option, value, check=False)
+    assert result.returncode == 2 and f"invalid configuration ({field}:" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
