@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import html
 import json
+import logging
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -722,6 +723,16 @@ PREFECT_DEFAULTS = {
 FLOW_COMMANDS = {"build", "update", "train", "serve", "tune-encoder"}
 
 
+class _UserErrorsWithoutTraceback(logging.Filter):
+    """Prefect logs the exception that ends a flow or task run with its traceback; a SousuoError is the user's to
+    fix and main prints it as one line, so its log record keeps the message and drops the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], SousuoError):
+            record.exc_info = record.exc_text = None
+        return True
+
+
 def main(argv: list[str] | None = None) -> int:
     import os
 
@@ -732,6 +743,8 @@ def main(argv: list[str] | None = None) -> int:
         from flows.prefect_server import reap_orphaned_servers
 
         reap_orphaned_servers()
+        for name in ("prefect.flow_runs", "prefect.task_runs"):
+            logging.getLogger(name).addFilter(_UserErrorsWithoutTraceback())
     try:
         settings = Settings()
     except ValidationError as error:  # sousuo.toml or a SOUSUO_* variable holds a bad value

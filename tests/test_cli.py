@@ -176,3 +176,11 @@ def test_an_api_port_or_worker_count_out_of_range_is_a_one_line_error(sample_ind
     result = sousuo("api", "--index", sample_index, option, value, check=False)
     assert result.returncode == 2 and f"invalid configuration ({field}:" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_user_error_inside_a_flow_is_logged_without_a_traceback(tmp_path):
+    note = tmp_path / "note.md"
+    note.write_text("# a single Markdown file, which is not an input: its folder is")
+    result = sousuo("build", "--corpus", note, "--index", tmp_path / "index", check=False)
+    assert result.returncode == 2 and "sousuo build: no reader for" in result.stderr
+    assert "Traceback" not in result.stderr
