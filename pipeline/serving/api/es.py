@@ -81,6 +81,8 @@ async def _json_body(request: Request) -> dict:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as error:
         raise EsError("x_content_parse_exception", f"request body is not valid JSON: {error}") from None
+    except RecursionError:
+        raise EsError("x_content_parse_exception", "request body is nested too deeply to read") from None
     if not isinstance(body, dict):
         raise EsError("x_content_parse_exception", "request body must be a JSON object")
     return body
@@ -360,6 +362,8 @@ async def _msearch(request: Request, index: str | None) -> JSONResponse:
             header, body = json.loads(header_line), json.loads(body_line)
         except ValueError as error:
             raise EsError("x_content_parse_exception", f"_msearch line is not valid JSON: {error}") from None
+        except RecursionError:
+            raise EsError("x_content_parse_exception", "_msearch line is nested too deeply to read") from None
         searches.append((header, body))
 
     def work() -> list[dict]:
