@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import html
 import json
+import logging
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -32,11 +33,24 @@ def _non_negative(value: str) -> int:
     return number
 
 
+def _existing(value: str) -> Path:
+    """A corpus path, refused here when missing: the flow would fail on it only after starting Prefect."""
+    path = Path(value)
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"{value} does not exist")
+    return path
+
+
 def _date(value: str) -> datetime:
     try:
         return datetime.fromisoformat(value)
     except ValueError as error:
         raise argparse.ArgumentTypeError(f"not an ISO date: {value!r}") from error
+
+
+def _invalid_configuration(error: ValidationError) -> InputError:
+    problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+    return InputError(f"invalid configuration ({problems})")
 
 
 def cmd_build(args, settings: Settings) -> int:
@@ -349,7 +363,10 @@ def cmd_api(args, settings: Settings) -> int:
     for key, value in options.items():
         if value is not None:
             os.environ[f"SOUSUO_API__{key}"] = str(value)
-    api = Settings().api
+    try:
+        api = Settings().api
+    except ValidationError as error:  # --port or --workers out of range
+        raise _invalid_configuration(error) from None
     if api.workers > 1:  # metrics from every worker, summed at /metrics
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="sousuo-metrics-"))
     print(f"sousuo api: serving {api.index} as index {api.name or api.index.name!r} on http://{api.host}:{api.port} "
@@ -490,7 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="subcommand", required=True)
 
     build = sub.add_parser("build", help="run the Prefect build flow: ingest, index, embed, publish a new version")
-    build.add_argument("--corpus", nargs="+", required=True, type=Path,
+    build.add_argument("--corpus", nargs="+", action="extend", required=True, type=_existing,
                        help="JSONL, CSV or Parquet files, BEIR folders, or folders of Markdown/text/HTML")
     build.add_argument("--index", required=True, type=Path, help="index folder (versions live inside)")
     build.add_argument("--no-dense", action="store_true", help="skip embeddings and the ANN index")
@@ -604,7 +621,7 @@ def build_parser() -> argparse.ArgumentParser:
     click_models.set_defaults(func=cmd_click_models)
 
     update = sub.add_parser("update", help="run the incremental update flow: only new, changed, deleted documents")
-    update.add_argument("--corpus", nargs="+", required=True, type=Path)
+    update.add_argument("--corpus", nargs="+", action="extend", required=True, type=_existing)
     update.add_argument("--index", required=True, type=Path)
     update.add_argument("--reconfigure", action="store_true",
                         help="apply the current settings instead of the index's own (a full build if they change "
@@ -617,7 +634,7 @@ def build_parser() -> argparse.ArgumentParser:
     server.set_defaults(func=cmd_prefect_server)
 
     serve = sub.add_parser("serve", help="serve the flows on their schedules (update, nightly rebuild, retrain)")
-    serve.add_argument("--corpus", nargs="+", required=True, type=Path)
+    serve.add_argument("--corpus", nargs="+", action="extend", required=True, type=_existing)
     serve.add_argument("--index", required=True, type=Path)
     serve.add_argument("--interval", type=int, help="run the update every N seconds instead of its cron")
     serve.set_defaults(func=cmd_serve)
@@ -706,6 +723,16 @@ PREFECT_DEFAULTS = {
 FLOW_COMMANDS = {"build", "update", "train", "serve", "tune-encoder"}
 
 
+class _UserErrorsWithoutTraceback(logging.Filter):
+    """Prefect logs the exception that ends a flow or task run with its traceback; a SousuoError is the user's to
+    fix and main prints it as one line, so its log record keeps the message and drops the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], SousuoError):
+            record.exc_info = record.exc_text = None
+        return True
+
+
 def main(argv: list[str] | None = None) -> int:
     import os
 
@@ -716,11 +743,12 @@ def main(argv: list[str] | None = None) -> int:
         from flows.prefect_server import reap_orphaned_servers
 
         reap_orphaned_servers()
+        for name in ("prefect.flow_runs", "prefect.task_runs"):
+            logging.getLogger(name).addFilter(_UserErrorsWithoutTraceback())
     try:
         settings = Settings()
     except ValidationError as error:  # sousuo.toml or a SOUSUO_* variable holds a bad value
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
-        print(f"sousuo: invalid configuration ({problems})", file=sys.stderr)
+        print(f"sousuo: {_invalid_configuration(error)}", file=sys.stderr)
         return InputError.exit_code
     try:
         if args.subcommand in FLOW_COMMANDS and settings.flows.prefect_server == "shared" \

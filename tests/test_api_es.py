@@ -464,3 +464,22 @@ def test_a_point_in_time_of_another_version_is_a_missing_context(api):
     with pytest.raises(elasticsearch.NotFoundError, match="search_context_missing_exception"):
         client.search(pit={"id": token({"version": "20000101T000000000000-000000"})}, query={"match_all": {}},
                       sort=["_doc"])
+
+
+def raw_search(api, body: bytes, route: str = f"/{INDEX_NAME}/_search", kind="application/json") -> httpx.Response:
+    return httpx.post(f"{api[0]}{route}", content=body, timeout=60, headers={"content-type": kind})
+
+
+def nested_bool(depth: int) -> bytes:
+    """A query of `depth` bools, each holding the next in its must list (written out: json.dumps would recurse)."""
+    return b'{"query":' + b'{"bool":{"must":[' * depth + b'{"match":{"text":"index"}}' + b']}}' * depth + b'}'
+
+
+@pytest.mark.parametrize(("route", "body"), [
+    (f"/{INDEX_NAME}/_search", nested_bool(2000)),
+    (f"/{INDEX_NAME}/_count", nested_bool(2000)),
+    ("/_msearch", b"{}\n" + b"[" * 100_000 + b"]" * 100_000 + b"\n"),
+])
+def test_json_nested_past_the_decoders_depth_is_a_400_not_a_500(api, route, body):
+    response = raw_search(api, body, route, "application/x-ndjson" if "msearch" in route else "application/json")
+    assert response.status_code == 400 and response.json()["error"]["type"] == "x_content_parse_exception"

@@ -152,3 +152,35 @@ def test_the_command_line_does_not_import_the_engine_to_parse_arguments():
     probe = "import sys, flows.cli; print(any(m.startswith('pipeline.searcher') for m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT,
                           check=True).stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("command", ["build", "update", "serve"])
+def test_a_repeated_corpus_option_adds_to_the_corpus_not_replaces_it(command, tmp_path):
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    first.write_text(""), second.write_text("")
+    args = build_parser().parse_args([command, "--corpus", str(first), "--corpus", str(second), "--index", "i"])
+    assert args.corpus == [first, second]
+
+
+@pytest.mark.parametrize("command", ["build", "update", "serve"])
+def test_a_corpus_path_that_does_not_exist_is_a_one_line_error_before_any_flow_runs(command, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args([command, "--corpus", str(tmp_path / "missing.jsonl"), "--index", "i"])
+    error = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and "missing.jsonl does not exist" in error and "Traceback" not in error
+
+
+@pytest.mark.parametrize(("option", "value", "field"), [("--port", "99999", "api.port"), ("--port", "-1", "api.port"),
+                                                       ("--workers", "0", "api.workers")])
+def test_an_api_port_or_worker_count_out_of_range_is_a_one_line_error(sample_index, option, value, field):
+    result = sousuo("api", "--index", sample_index, option, value, check=False)
+    assert result.returncode == 2 and f"invalid configuration ({field}:" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_user_error_inside_a_flow_is_logged_without_a_traceback(tmp_path):
+    note = tmp_path / "note.md"
+    note.write_text("# a single Markdown file, which is not an input: its folder is")
+    result = sousuo("build", "--corpus", note, "--index", tmp_path / "index", check=False)
+    assert result.returncode == 2 and "sousuo build: no reader for" in result.stderr
+    assert "Traceback" not in result.stderr

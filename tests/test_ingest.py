@@ -239,3 +239,12 @@ def test_a_date_that_does_not_parse_is_quarantined_not_silently_dropped(tmp_path
     path = write_jsonl(tmp_path / "docs.jsonl", [{"id": "a", "text": "t", "published_at": "last tuesday"},
                                                  {"id": "b", "text": "t", "date": 20240501}])
     assert quarantined(ingest([path])) == {("a", "published_at", "invalid_value"), ("b", "date", "wrong_type")}
+
+
+@pytest.mark.parametrize("value", ["9999-12-31T23:59:59-05:00", "0001-01-01T00:00:00+05:00"])
+def test_a_date_that_falls_outside_the_calendar_in_utc_is_quarantined_not_stored_unreadable(tmp_path, value):
+    path = write_jsonl(tmp_path / "docs.jsonl", [{"id": "a", "text": "t", "published_at": value},
+                                                 {"id": "b", "text": "t"}])
+    result = ingest([path])
+    assert quarantined(result) == {("a", "published_at", "invalid_value")}
+    assert [row["doc_id"] for row in result.documents.to_pylist()] == ["b"]

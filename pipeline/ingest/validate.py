@@ -88,16 +88,25 @@ def _date(value: Any, field: str, doc_id: str) -> datetime | None:
     if value is None or value == "":
         return None
     if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if isinstance(value, date):
+        parsed = value
+    elif isinstance(value, date):
         return datetime(value.year, value.month, value.day, tzinfo=UTC)
-    text = _text(value, field, doc_id)
+    else:
+        text = _text(value, field, doc_id)
+        try:
+            parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise Invalid(Rejection(INVALID_VALUE, f"{field} is not an ISO 8601 date: {text[:40]!r}", field,
+                                    doc_id)) from None
+    if not parsed.tzinfo:
+        return parsed.replace(tzinfo=UTC)
+    # Stored as UTC: an offset that moves the instant before year 1 or past year 9999 would be written, and then
+    # fail every read of the row (9999-12-31T23:00-05:00 is in year 10000 in UTC).
     try:
-        parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise Invalid(Rejection(INVALID_VALUE, f"{field} is not an ISO 8601 date: {text[:40]!r}", field,
-                                doc_id)) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise Invalid(Rejection(INVALID_VALUE, f"{field} is outside years 1 to 9999 in UTC: {parsed.isoformat()}",
+                                field, doc_id)) from None
 
 
 def validate(fields: dict[str, Any], source: str, config: IngestConfig) -> dict[str, Any] | Rejection:
