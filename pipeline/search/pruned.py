@@ -23,6 +23,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import chain
 
 import numba
 import numpy as np
@@ -34,7 +35,9 @@ from .bm25 import lucene_idf
 # of a query's impacts in a different order, so that rounding never drops a document that belongs in the top k.
 BOUND_SLACK = 1e-9
 
-# Queries with fewer postings than this are summed whole: pruning them costs more than it saves.
+# Queries with fewer postings than this are summed whole: pruning them costs more than it saves. Measured on one
+# thread: SciFact's queries (about 4,000 postings each) sum whole twice as fast as MaxScore; on SciFact copied
+# 20× (about 60,000 each; `make bench-bm25`, scale table) MaxScore is about 1.25× faster than summing whole.
 PRUNE_MIN_POSTINGS = 1 << 15
 
 # A list is walked, not probed per survivor, when it holds fewer than this many postings per survivor.
@@ -75,10 +78,9 @@ def top_k_many(postings: FieldPostings, impacts: Impacts, queries: Sequence[Sequ
     """Per query of term ids (repeats count once per repeat): (doc ordinals, scores) of the k best documents by
     `boost` (> 0) × BM25, best first, ties by lower ordinal; `allowed` restricts the candidates (filters).
     Queries whose lists hold more than `prune_above` postings in all are pruned."""
-    lengths = np.fromiter((len(q) for q in queries), dtype=np.int64, count=len(queries))
     indptr = np.zeros(len(queries) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=indptr[1:])
-    terms = np.fromiter((t for q in queries for t in q), dtype=np.int64, count=int(indptr[-1]))
+    np.cumsum(np.fromiter(map(len, queries), dtype=np.int64, count=len(queries)), out=indptr[1:])
+    terms = np.fromiter(chain.from_iterable(queries), dtype=np.int64, count=int(indptr[-1]))
     docs, scores, sizes = _search(postings.term_indptr, postings.docs, impacts.scores, impacts.upper,
                                   _accumulator(postings.n_docs), indptr, terms, float(boost), max(int(k), 0),
                                   _NO_MASK if allowed is None else allowed, allowed is not None, int(prune_above))
@@ -191,6 +193,11 @@ def _kth_best(acc, candidates, n, k, allowed, use_allowed, heap_scores, heap_doc
 @numba.njit(cache=True, nogil=True)
 def _accumulate(term_indptr, docs, impacts, t, acc, touched, n_touched):
     """Add term t's impacts into the accumulator; returns the count of documents touched."""
+    if n_touched == 0:  # nothing touched yet: every document is new (0.0 + impact is the impact)
+        for p in range(term_indptr[t], term_indptr[t + 1]):
+            touched[p - term_indptr[t]] = docs[p]
+            acc[docs[p]] = impacts[p]
+        return term_indptr[t + 1] - term_indptr[t]
     for p in range(term_indptr[t], term_indptr[t + 1]):
         d = docs[p]
         touched[n_touched] = d  # kept only where the document was untouched: impacts are positive
@@ -223,16 +230,27 @@ def _query(term_indptr, docs, impacts, upper_of, lists, m, prune, boost, k, allo
            survivors, heap_scores, heap_docs):
     """The top k of one query's lists (term ids with postings, in query order) into the heap; returns its size.
     Leaves the accumulator cleared."""
+    if not prune:  # summed in query order, the sums are the exact scores
+        n_touched = 0
+        for c in range(m):
+            n_touched = _accumulate(term_indptr, docs, impacts, lists[c], acc, touched, n_touched)
+        size = 0
+        for j in range(n_touched):
+            d = touched[j]
+            score = 0.0 + boost * acc[d]
+            acc[d] = 0.0
+            if (not use_allowed or allowed[d]) and (size < k or score >= heap_scores[0]):
+                size = _offer(heap_scores, heap_docs, size, k, score, d)
+        return size
     upper = np.empty(m)
     for c in range(m):
         upper[c] = upper_of[lists[c]]
-    # Summed whole, in query order, the sums are the exact scores; pruned, in the order of the bounds.
-    order = np.argsort(-upper) if prune else np.arange(m)
+    order = np.argsort(-upper)
     left = np.zeros(m + 1)  # left[i]: the bounds of the lists from the i-th in `order` on
     for i in range(m - 1, -1, -1):
         left[i] = left[i + 1] + upper[order[i]]
     threshold = -np.inf
-    seeded = not prune
+    seeded = False
     done = 0.0
     n_touched = 0
     i = 0
@@ -247,15 +265,6 @@ def _query(term_indptr, docs, impacts, upper_of, lists, m, prune, boost, k, allo
         n_touched = _accumulate(term_indptr, docs, impacts, lists[order[i]], acc, touched, n_touched)
         done += upper[order[i]]
         i += 1
-    if not prune:
-        size = 0
-        for j in range(n_touched):
-            d = touched[j]
-            score = 0.0 + boost * acc[d]
-            acc[d] = 0.0
-            if (not use_allowed or allowed[d]) and (size < k or score >= heap_scores[0]):
-                size = _offer(heap_scores, heap_docs, size, k, score, d)
-        return size
     n = 0
     for j in range(n_touched):
         d = touched[j]
