@@ -167,7 +167,7 @@ def main() -> None:
         f"the recall branches run on a pool of "
         f"{settings.fusion.threads} threads over 2 cores. `ltr` = hybrid recall + fusion + LightGBM over "
         f"{settings.ranker.candidates} candidates. The large corpus's ANN index is {large_kind}. `bm25` takes its "
-        "top-k by MaxScore (`search/pruned.py`); `bm25 (exhaustive)` scores every posting, as with "
+        "top-k by the compiled, pruned kernel (`search/pruned.py`); `bm25 (exhaustive)` scores every posting, as with "
         "`bm25.pruning = false`, and returns the same results. "
         "Goal: hybrid + LTR p99 < 50 ms at 100k documents.\n\n" + table,
     )

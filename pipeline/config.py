@@ -51,8 +51,8 @@ class BM25Config(BaseModel):
     # Boost per field. `text` is the catch-all field (title then body, like Pyserini's `contents`),
     # which ranks better than summing separate title and body scores on SciFact.
     field_boosts: dict[str, float] = {"text": 1.0}
-    # Top-k of one field by MaxScore (search/pruned.py), which skips documents that cannot make the top k and
-    # returns exactly the exhaustive top k; false scores every posting (the reference it is tested against).
+    # Top-k of one field from per-posting impacts in a compiled kernel with MaxScore pruning (search/pruned.py),
+    # which returns exactly the exhaustive top k; false scores every posting with numpy (the reference).
     pruning: bool = True
 
 

@@ -1,5 +1,5 @@
-"""MaxScore top-k equals the exhaustive top-k — documents, scores to the bit, tie order, counts — with filters,
-phrases and boolean clauses."""
+"""Pruned top-k equals the exhaustive top-k — documents, scores to the bit, tie order, counts — one query at a
+time and batched, summed whole or pruned, with filters, phrases and boolean clauses."""
 
 import numpy as np
 import pytest
@@ -10,7 +10,7 @@ from pipeline.experiment.runs import cached_index, settings_for
 from pipeline.index.postings import FieldPostings
 from pipeline.search.bm25 import bm25_scores
 from pipeline.search.filters import Filters
-from pipeline.search.pruned import ImpactBounds, pruned_top_k
+from pipeline.search.pruned import Impacts, pruned_top_k, top_k_many
 from pipeline.search.topk import top_k
 from pipeline.searcher import Searcher
 
@@ -37,33 +37,45 @@ def random_postings(rng, n_docs, n_terms, tokens_per_doc, run=1):
                                      positions.astype(np.int32), n_docs, n_terms)
 
 
+@pytest.mark.parametrize("prune_above", [0, 1 << 62])
 @pytest.mark.parametrize("seed", range(6))
-def test_random_corpora_and_queries_give_the_exhaustive_top_k(seed):
+def test_random_corpora_and_queries_give_the_exhaustive_top_k(seed, prune_above):
     rng = np.random.default_rng(seed)
     postings = random_postings(rng, 3_000, 400, 60, run=1 + seed % 3 * 4)
-    bounds = ImpactBounds.of(postings, K1, B)
+    impacts = Impacts.of(postings, K1, B)
     for _ in range(40):
         query = rng.integers(0, 400, rng.integers(1, 9)).tolist()  # repeats included
         k = int(rng.choice([1, 3, 10, 100, 5_000]))
         boost = float(rng.choice([1.0, 0.5, 2.5]))
         allowed = rng.random(3_000) < 0.3 if rng.random() < 0.3 else None
-        docs, scores = pruned_top_k(postings, bounds, query, k, boost, allowed)
+        docs, scores = pruned_top_k(postings, impacts, query, k, boost, allowed, prune_above)
         expected_docs, expected_scores = exhaustive(postings, query, k, boost, allowed)
         assert docs.tolist() == expected_docs.tolist(), (seed, query, k)
         assert scores.tolist() == expected_scores.tolist()
+
+
+@pytest.mark.parametrize("prune_above", [0, 1 << 62])
+def test_a_batch_of_queries_gives_each_query_its_exhaustive_top_k(prune_above):
+    rng = np.random.default_rng(7)
+    postings = random_postings(rng, 3_000, 400, 60, run=4)
+    queries = [rng.integers(0, 400, rng.integers(0, 12)).tolist() for _ in range(200)]  # empty ones included
+    got = top_k_many(postings, Impacts.of(postings, K1, B), queries, 10, prune_above=prune_above)
+    for query, (docs, scores) in zip(queries, got):
+        expected_docs, expected_scores = exhaustive(postings, query, 10)
+        assert docs.tolist() == expected_docs.tolist() and scores.tolist() == expected_scores.tolist(), query
 
 
 def test_identical_documents_tie_and_rank_by_ordinal():
     postings = FieldPostings.from_tokens(np.repeat(np.arange(50, dtype=np.int32), 2),
                                          np.tile(np.array([0, 1], dtype=np.int32), 50),
                                          np.tile(np.array([0, 1], dtype=np.int32), 50), 50, 2)
-    docs, scores = pruned_top_k(postings, ImpactBounds.of(postings, K1, B), [0, 1], 7)
+    docs, scores = pruned_top_k(postings, Impacts.of(postings, K1, B), [0, 1], 7)
     assert docs.tolist() == list(range(7)) and len(set(scores.tolist())) == 1
 
 
 def test_terms_without_postings_and_an_empty_query_return_nothing():
     postings = random_postings(np.random.default_rng(0), 100, 50, 10)
-    bounds = ImpactBounds.of(postings, K1, B)
+    bounds = Impacts.of(postings, K1, B)
     unused = int(np.flatnonzero(np.diff(postings.term_indptr) == 0)[0])
     assert pruned_top_k(postings, bounds, [unused], 10)[0].tolist() == []
     assert pruned_top_k(postings, bounds, [], 10)[0].tolist() == []
@@ -76,7 +88,31 @@ def scifact(settings, shared_datasets):
     return dataset, cached_index(dataset, lexical), lexical
 
 
-def test_every_scifact_query_gets_the_exhaustive_top_10_and_top_100(scifact):
+def test_every_scifact_query_gets_the_exhaustive_top_10_and_top_100_pruned_or_not(scifact):
+    dataset, index, settings = scifact
+    searcher = Searcher.open(index, settings)
+    texts = list(dataset.queries.values())
+    plans = [searcher.plan(text, syntax=False) for text in texts]
+    postings, impacts = searcher.reader.postings("text"), searcher.reader.impacts("text")
+    for k in (10, 100):
+        expected = [exhaustive(postings, plan.scored_ids, k) for plan in plans]
+        for prune_above in (0, 1 << 62):
+            got = top_k_many(postings, impacts, [plan.scored_ids for plan in plans], k, prune_above=prune_above)
+            for text, (docs, scores), (expected_docs, expected_scores) in zip(texts, got, expected):
+                assert docs.tolist() == expected_docs.tolist(), text
+                assert scores.tolist() == expected_scores.tolist()
+
+
+def test_a_batch_ranks_as_the_searcher_ranks_each_query(scifact):
+    dataset, index, settings = scifact
+    searcher = Searcher.open(index, settings)
+    texts = list(dataset.queries.values())[:200]
+    for text, (docs, scores) in zip(texts, searcher.rank_bm25_many(texts, 20)):
+        top = searcher.rank(text, 20, syntax=False)
+        assert docs.tolist() == top.doc_ords.tolist() and scores.tolist() == top.scores.tolist(), text
+
+
+def test_every_scifact_query_ranks_through_the_searcher_as_exhaustively(scifact):
     dataset, index, settings = scifact
     pruned = Searcher.open(index, settings)
     reference = Searcher.open(index, settings.model_copy(update={"bm25": settings.bm25.model_copy(

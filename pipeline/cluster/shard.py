@@ -65,7 +65,7 @@ class Shard:
 
     def __init__(self, layout: Layout, shard: int, settings: Settings | None = None):
         settings = settings or Settings()
-        # MaxScore bounds come from the shard's own statistics: score exhaustively with the collection's.
+        # Pruned top-k's impacts come from the shard's own statistics: score exhaustively with the collection's.
         settings = settings.model_copy(update={"bm25": settings.bm25.model_copy(update={"pruning": False})})
         version = IndexVersion.open(layout.shard_dir(shard), settings.analyzer)
         self.reader = ShardReader(version, settings, layout)

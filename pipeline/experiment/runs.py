@@ -112,11 +112,9 @@ def tuned_encoder_for(dataset: BeirDataset, split: str, settings: Settings, show
 
 
 def bm25_run(searcher: Searcher, queries: dict[str, str], depth: int, show_progress: bool = False, **_) -> Run:
-    run: Run = {}
-    for qid, text in tqdm(queries.items(), desc="bm25", unit="q", disable=not show_progress):
-        top = searcher.rank(text, k=depth, syntax=False)
-        run[qid] = run_of(searcher.doc_ids, top.doc_ords, top.scores)
-    return run
+    qids = list(queries)
+    tops = searcher.rank_bm25_many([queries[qid] for qid in qids], depth)
+    return {qid: run_of(searcher.doc_ids, docs, scores) for qid, (docs, scores) in zip(qids, tops)}
 
 
 def dense_run(searcher: Searcher, queries: dict[str, str], depth: int, show_progress: bool = False, **_) -> Run:
@@ -374,10 +372,11 @@ def evaluate_searcher(searcher: Searcher, dataset: BeirDataset, split: str, mode
     for mode in modes:
         if (mode == "dense" and not searcher.reader.has_dense) or (mode == "ltr" and not searcher.has_ranker):
             continue
-        run = {}
-        for qid, text in queries.items():
-            top = searcher.rank(text, k=100, syntax=False, mode=mode)
-            run[qid] = run_of(searcher.doc_ids, top.doc_ords, top.scores)
+        if mode == "bm25":
+            run = bm25_run(searcher, queries, 100)
+        else:
+            tops = {qid: searcher.rank(text, k=100, syntax=False, mode=mode) for qid, text in queries.items()}
+            run = {qid: run_of(searcher.doc_ids, top.doc_ords, top.scores) for qid, top in tops.items()}
         means, _ = score_run(run, qrels)
         rows.append({"mode": mode, "queries": len(queries), **{k: round(v, 4) for k, v in means.items()}})
     return rows

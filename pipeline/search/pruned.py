@@ -1,86 +1,118 @@
-"""Top-k BM25 without scoring every posting: MaxScore over per-term score bounds, compiled with numba.
+"""Top-k BM25 of many queries in one compiled call (numba): per-posting impacts, summed term at a time into an
+accumulator, with MaxScore pruning over per-term score bounds for queries with many postings.
 
-Exact by construction. A visited document's score is summed in the order `bm25.bm25_scores` sums it (query terms
-in order, from 0.0), with the same arithmetic, so its value is the exhaustive score to the last bit; documents
-are only skipped when even their upper bound cannot beat the k-th best so far, and a skipped document always has
-a higher ordinal than every document kept, so it would lose a tie too. The pruned top-k therefore equals
-`topk.top_k` over the exhaustive scores, ties included (tests/test_pruned.py checks every benchmark query).
+A query with fewer than PRUNE_MIN_POSTINGS postings is summed whole, its lists in query order, and a heap of k
+reads back the documents it touched: no per-query array as long as the corpus (the accumulator is reused and
+zeroed where touched). Otherwise MaxScore, term at a time (Turtle & Flood 1995): the lists are summed in the order
+of their score bounds, highest first; once a lower bound of the k-th best (the best partial sums completed by
+probing the other lists) is above the sum of the bounds of the lists left, no document those lists have not
+reached yet can make the top k, so the remaining (long, low-scoring) lists are only walked or probed, by
+galloping search, for the candidates that can still make it, and candidates drop out as the k-th best rises.
 
-MaxScore (Turtle & Flood 1995, as in PISA and Lucene): the query's posting lists, sorted by their score bound,
-split into essential lists, whose union is walked document by document, and non-essential ones, whose bounds
-add up to no more than the current threshold, which are only probed (by galloping search) for documents that
-the essential lists found and that can still make the top k. Block-max bounds (per BLOCK postings) let the walk
-jump over runs of documents whose blocks cannot beat the threshold.
+Exact by construction. A posting's impact is the value `bm25.bm25_scores` adds for it, computed the same way, and
+a query summed whole adds them in the order `bm25_scores` does (query terms in order, from 0.0), so its scores are
+the exhaustive ones to the last bit. A pruned query's approximate top k and every document within rounding of
+its k-th score are summed again in that order. A document is dropped only when even its upper bound is below the
+k-th best (bounds inflated by BOUND_SLACK), so it could not even tie. The top k therefore equals `topk.top_k` over
+the exhaustive scores, ties included (tests/test_pruned.py checks every benchmark query, one at a time and
+batched, pruned and not).
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import chain
 
 import numba
 import numpy as np
 
 from ..index.postings import FieldPostings
+from .bm25 import lucene_idf
 
-# Bounds are inflated by this relative margin so that rounding in a differently ordered partial sum never
-# prunes a document whose exact score would have made the top k.
+# Bounds are inflated (and the k-th best deflated) by this relative margin, far above the rounding of any sum
+# of a query's impacts in a different order, so that rounding never drops a document that belongs in the top k.
 BOUND_SLACK = 1e-9
 
+# Queries with fewer postings than this are summed whole: pruning them costs more than it saves. Measured on one
+# thread: SciFact's queries (about 4,000 postings each) sum whole twice as fast as MaxScore; on SciFact copied
+# 20× (about 60,000 each; `make bench-bm25`, scale table) MaxScore is about 1.25× faster than summing whole.
+PRUNE_MIN_POSTINGS = 1 << 15
 
-# Postings per block for block-max bounds: small enough to skip finely, large enough that the bounds stay small.
-BLOCK = 64
+# A list is walked, not probed per survivor, when it holds fewer than this many postings per survivor.
+GALLOP_RATIO = 8
+
+# Impacts are computed this many postings at a time, to bound the temporaries of large indexes.
+_CHUNK = 1 << 22
 
 
 @dataclass(frozen=True)
-class ImpactBounds:
-    """Per field: each document's BM25 length norm, and the largest tf / (tf + norm) of each term's postings,
-    over the whole list and over each block of BLOCK postings."""
+class Impacts:
+    """Per field: each posting's BM25 score and each term's largest (inflated by BOUND_SLACK)."""
 
-    norm: np.ndarray  # float64 [n_docs]: k1 · (1 − b + b · dl / avgdl)
-    max_ratio: np.ndarray  # float64 [n_terms]
-    block_start: np.ndarray  # int64 [n_terms + 1]: term t's blocks are block_max[block_start[t]:block_start[t + 1]]
-    block_max: np.ndarray  # float64 [blocks]
+    scores: np.ndarray  # float64 [n_postings]: idf · tf / (tf + k1 · (1 − b + b · dl / avgdl))
+    upper: np.ndarray  # float64 [n_terms]
 
     @classmethod
-    def of(cls, postings: FieldPostings, k1: float, b: float) -> ImpactBounds:
-        avgdl = postings.avgdl or 1.0
-        norm = k1 * (1.0 - b + b * postings.doc_lengths / avgdl)
+    def of(cls, postings: FieldPostings, k1: float, b: float) -> Impacts:
         df = np.diff(postings.term_indptr)
-        blocks = -(-df // BLOCK)
-        block_start = np.r_[0, np.cumsum(blocks)].astype(np.int64)
-        max_ratio, block_max = np.zeros(postings.n_terms), np.zeros(int(block_start[-1]))
-        if len(postings.docs):
-            tfs = np.asarray(postings.tfs, dtype=np.float64)
-            ratio = tfs / (tfs + norm[np.asarray(postings.docs)])
-            nonempty = np.flatnonzero(df > 0)
-            max_ratio[nonempty] = np.maximum.reduceat(ratio, postings.term_indptr[nonempty])
-            within = np.arange(len(block_max)) - np.repeat(block_start[:-1], blocks)
-            first = np.repeat(postings.term_indptr[:-1], blocks) + within * BLOCK
-            block_max = np.maximum.reduceat(ratio, first)
-        return cls(norm, max_ratio, block_start, block_max)
+        term_weight = lucene_idf(df, postings.n_docs)
+        scores = np.empty(len(postings.docs))
+        for lo in range(0, len(scores), _CHUNK):  # as bm25_scores computes each posting's contribution
+            hi = min(lo + _CHUNK, len(scores))
+            terms = np.searchsorted(postings.term_indptr, np.arange(lo, hi), side="right") - 1
+            tfs = np.asarray(postings.tfs[lo:hi], dtype=np.float64)
+            norm = k1 * (1.0 - b + b * postings.doc_lengths[postings.docs[lo:hi]] / postings.avgdl)
+            scores[lo:hi] = term_weight[terms] * tfs / (tfs + norm)
+        upper = np.zeros(postings.n_terms)
+        nonempty = np.flatnonzero(df > 0)
+        if len(nonempty):
+            upper[nonempty] = np.maximum.reduceat(scores, postings.term_indptr[nonempty])
+        return cls(scores, upper * (1.0 + BOUND_SLACK))
 
 
-def pruned_top_k(postings: FieldPostings, bounds: ImpactBounds, term_ids: list[int], k: int,
-                 boost: float = 1.0, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(doc ordinals, scores) of the k best documents by `boost` × BM25 of `term_ids` (repeats count once per
-    repeat), best first, ties by lower ordinal; `allowed` restricts the candidates (filters, matching)."""
-    terms = np.asarray(term_ids, dtype=np.int64)
-    if k <= 0 or len(terms) == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0)
-    mask = _NO_MASK if allowed is None else allowed
-    return _maxscore(postings.term_indptr, postings.docs, postings.tfs, bounds.norm, bounds.max_ratio,
-                     bounds.block_start, bounds.block_max, terms, float(boost), int(k), mask, allowed is not None)
+def top_k_many(postings: FieldPostings, impacts: Impacts, queries: Sequence[Sequence[int]], k: int,
+               boost: float = 1.0, allowed: np.ndarray | None = None, prune_above: int = PRUNE_MIN_POSTINGS
+               ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per query of term ids (repeats count once per repeat): (doc ordinals, scores) of the k best documents by
+    `boost` (> 0) × BM25, best first, ties by lower ordinal; `allowed` restricts the candidates (filters).
+    Queries whose lists hold more than `prune_above` postings in all are pruned."""
+    indptr = np.zeros(len(queries) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, queries), dtype=np.int64, count=len(queries)), out=indptr[1:])
+    terms = np.fromiter(chain.from_iterable(queries), dtype=np.int64, count=int(indptr[-1]))
+    docs, scores, sizes = _search(postings.term_indptr, postings.docs, impacts.scores, impacts.upper,
+                                  _accumulator(postings.n_docs), indptr, terms, float(boost), max(int(k), 0),
+                                  _NO_MASK if allowed is None else allowed, allowed is not None, int(prune_above))
+    return [(docs[q, :sizes[q]], scores[q, :sizes[q]]) for q in range(len(queries))]
+
+
+def pruned_top_k(postings: FieldPostings, impacts: Impacts, term_ids: Sequence[int], k: int, boost: float = 1.0,
+                 allowed: np.ndarray | None = None, prune_above: int = PRUNE_MIN_POSTINGS
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """`top_k_many` of one query."""
+    return top_k_many(postings, impacts, [term_ids], k, boost, allowed, prune_above)[0]
 
 
 _NO_MASK = np.ones(1, dtype=np.bool_)
+_workspaces = threading.local()
 
 
-def warm_up(postings: FieldPostings, bounds: ImpactBounds) -> None:
+def _accumulator(n_docs: int) -> np.ndarray:
+    """This thread's accumulator over n_docs documents, kept between calls, which the kernel leaves zeroed: a
+    query costs its postings, not a fresh array as long as the corpus."""
+    acc = getattr(_workspaces, "acc", None)
+    if acc is None or len(acc) != n_docs:
+        acc = _workspaces.acc = np.zeros(n_docs)
+    return acc
+
+
+def warm_up(postings: FieldPostings, impacts: Impacts) -> None:
     """Compile the kernel (or load it from numba's cache) for these arrays' types — memory-mapped arrays are
     read-only, a type of their own — so that no first query waits seconds for it."""
     nonempty = np.flatnonzero(np.diff(postings.term_indptr) > 0)
     if len(nonempty):
-        pruned_top_k(postings, bounds, [int(nonempty[0])], 1)
+        pruned_top_k(postings, impacts, [int(nonempty[0])], 1)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -125,139 +157,216 @@ def _sift_down(heap_scores, heap_docs, size, i):
 
 
 @numba.njit(cache=True, nogil=True)
-def _push(heap_scores, heap_docs, size, score, doc):
-    """Add to a min-heap (the worst entry on top); returns the new size."""
-    i = size
-    heap_scores[i], heap_docs[i] = score, doc
-    while i > 0:
-        parent = (i - 1) // 2
-        if not _worse(heap_scores[i], heap_docs[i], heap_scores[parent], heap_docs[parent]):
-            break
-        heap_scores[i], heap_scores[parent] = heap_scores[parent], heap_scores[i]
-        heap_docs[i], heap_docs[parent] = heap_docs[parent], heap_docs[i]
-        i = parent
-    return size + 1
+def _offer(heap_scores, heap_docs, size, k, score, doc):
+    """Keep (score, doc) if it is among the k best so far, in a min-heap (the worst on top); returns the size."""
+    if size < k:
+        i = size
+        heap_scores[i], heap_docs[i] = score, doc
+        while i > 0:
+            parent = (i - 1) // 2
+            if not _worse(heap_scores[i], heap_docs[i], heap_scores[parent], heap_docs[parent]):
+                break
+            heap_scores[i], heap_scores[parent] = heap_scores[parent], heap_scores[i]
+            heap_docs[i], heap_docs[parent] = heap_docs[parent], heap_docs[i]
+            i = parent
+        return size + 1
+    if _worse(heap_scores[0], heap_docs[0], score, doc):
+        heap_scores[0], heap_docs[0] = score, doc
+        _sift_down(heap_scores, heap_docs, size, 0)
+    return size
 
 
 @numba.njit(cache=True, nogil=True)
-def _maxscore(term_indptr, docs, tfs, norm, max_ratio, block_start, block_max, terms, boost, k, allowed,
-              use_allowed):
-    n_docs = len(norm)
-    n_terms = len(term_indptr) - 1
-    m = 0
-    for t in terms:  # terms with postings, in query order (the exhaustive summation order)
-        if t < n_terms and term_indptr[t + 1] > term_indptr[t]:
-            m += 1
-    starts = np.empty(m, dtype=np.int64)
-    stops = np.empty(m, dtype=np.int64)
-    weights = np.empty(m)
+def _kth_best(acc, candidates, n, k, allowed, use_allowed, heap_scores, heap_docs):
+    """The k-th best accumulated score among the allowed candidates[:n], deflated by BOUND_SLACK; -inf when
+    fewer than k."""
+    size = 0
+    for i in range(n):
+        d = candidates[i]
+        if use_allowed and not allowed[d]:
+            continue
+        if size < k or acc[d] > heap_scores[0]:
+            size = _offer(heap_scores, heap_docs, size, k, acc[d], d)
+    return heap_scores[0] * (1.0 - BOUND_SLACK) if size == k else -np.inf
+
+
+@numba.njit(cache=True, nogil=True)
+def _accumulate(term_indptr, docs, impacts, t, acc, touched, n_touched):
+    """Add term t's impacts into the accumulator; returns the count of documents touched."""
+    if n_touched == 0:  # nothing touched yet: every document is new (0.0 + impact is the impact)
+        for p in range(term_indptr[t], term_indptr[t + 1]):
+            touched[p - term_indptr[t]] = docs[p]
+            acc[docs[p]] = impacts[p]
+        return term_indptr[t + 1] - term_indptr[t]
+    for p in range(term_indptr[t], term_indptr[t + 1]):
+        d = docs[p]
+        touched[n_touched] = d  # kept only where the document was untouched: impacts are positive
+        n_touched += acc[d] == 0.0
+        acc[d] += impacts[p]
+    return n_touched
+
+
+@numba.njit(cache=True, nogil=True)
+def _seed_threshold(term_indptr, docs, impacts, lists, order, i, m, k, allowed, use_allowed, acc, touched,
+                    n_touched, heap_scores, heap_docs):
+    """A lower bound of the k-th best final score, deflated by BOUND_SLACK: the k best partial sums so far,
+    completed by probing the lists from the i-th in `order` on; -inf when fewer than k documents are allowed."""
+    if _kth_best(acc, touched, n_touched, k, allowed, use_allowed, heap_scores, heap_docs) == -np.inf:
+        return -np.inf
+    lowest = np.inf
+    for d in heap_docs[:k].copy():
+        total = acc[d]
+        for c in range(i, m):
+            t = lists[order[c]]
+            p = _seek(docs, term_indptr[t], term_indptr[t + 1], d)
+            if p < term_indptr[t + 1] and docs[p] == d:
+                total += impacts[p]
+        lowest = min(lowest, total)
+    return lowest * (1.0 - BOUND_SLACK)
+
+
+@numba.njit(cache=True, nogil=True)
+def _query(term_indptr, docs, impacts, upper_of, lists, m, prune, boost, k, allowed, use_allowed, acc, touched,
+           survivors, heap_scores, heap_docs):
+    """The top k of one query's lists (term ids with postings, in query order) into the heap; returns its size.
+    Leaves the accumulator cleared."""
+    if not prune:  # summed in query order, the sums are the exact scores
+        n_touched = 0
+        for c in range(m):
+            n_touched = _accumulate(term_indptr, docs, impacts, lists[c], acc, touched, n_touched)
+        size = 0
+        for j in range(n_touched):
+            d = touched[j]
+            score = 0.0 + boost * acc[d]
+            acc[d] = 0.0
+            if (not use_allowed or allowed[d]) and (size < k or score >= heap_scores[0]):
+                size = _offer(heap_scores, heap_docs, size, k, score, d)
+        return size
     upper = np.empty(m)
-    first_block = np.empty(m, dtype=np.int64)
-    c = 0
-    for t in terms:
-        if t < n_terms and term_indptr[t + 1] > term_indptr[t]:
-            starts[c], stops[c] = term_indptr[t], term_indptr[t + 1]
-            df = float(stops[c] - starts[c])
-            weights[c] = np.log1p((n_docs - df + 0.5) / (df + 0.5))  # as bm25.lucene_idf
-            upper[c] = weights[c] * max_ratio[t] * (1.0 + BOUND_SLACK)
-            first_block[c] = block_start[t]
-            c += 1
-    by_bound = np.argsort(upper)  # ascending: the non-essential lists are a prefix of this order
-    below = np.zeros(m + 1)  # below[i]: the sum of the i smallest bounds
-    for i in range(m):
-        below[i + 1] = below[i] + upper[by_bound[i]]
-    position = starts.copy()
-    contribution = np.zeros(m)
-    seen_at = np.full(m, -1, dtype=np.int64)  # seen_at[c] == doc: list c holds the document being scored
+    for c in range(m):
+        upper[c] = upper_of[lists[c]]
+    order = np.argsort(-upper)
+    left = np.zeros(m + 1)  # left[i]: the bounds of the lists from the i-th in `order` on
+    for i in range(m - 1, -1, -1):
+        left[i] = left[i + 1] + upper[order[i]]
+    threshold = -np.inf
+    seeded = False
+    done = 0.0
+    n_touched = 0
+    i = 0
+    while i < m:
+        if done > left[i]:  # the k-th best can beat the lists left only once the lists summed can
+            if not seeded:
+                seeded = True
+                threshold = _seed_threshold(term_indptr, docs, impacts, lists, order, i, m, k, allowed,
+                                            use_allowed, acc, touched, n_touched, heap_scores, heap_docs)
+            if threshold > left[i]:
+                break
+        n_touched = _accumulate(term_indptr, docs, impacts, lists[order[i]], acc, touched, n_touched)
+        done += upper[order[i]]
+        i += 1
+    n = 0
+    for j in range(n_touched):
+        d = touched[j]
+        if (not use_allowed or allowed[d]) and (i == m or acc[d] * (1.0 + BOUND_SLACK) + left[i] >= threshold):
+            survivors[n] = d
+            n += 1
+        else:
+            acc[d] = 0.0  # cannot make the top k: the walks below skip it
+    survivors[:n].sort()  # the probes below seek through each list in ordinal order
+    while i < m:  # only the survivors can make the top k: probe the lists left for them
+        t = lists[order[i]]
+        p, stop = term_indptr[t], term_indptr[t + 1]
+        if stop - p < GALLOP_RATIO * n:  # walking the list is cheaper than seeking each survivor in it
+            for walked in range(p, stop):
+                d = docs[walked]
+                if acc[d] != 0.0:
+                    acc[d] += impacts[walked]
+        else:
+            for j in range(n):
+                d = survivors[j]
+                p = _seek(docs, p, stop, d)
+                if p == stop:
+                    break
+                if docs[p] == d:
+                    acc[d] += impacts[p]
+        i += 1
+        threshold = max(threshold, _kth_best(acc, survivors, n, k, allowed, use_allowed, heap_scores, heap_docs))
+        kept = 0
+        for j in range(n):
+            d = survivors[j]
+            if acc[d] * (1.0 + BOUND_SLACK) + left[i] >= threshold:
+                survivors[kept] = d
+                kept += 1
+            else:
+                acc[d] = 0.0
+        n = kept
+    # `survivors[:n]` (in ordinal order) holds every document that can make the top k, summed in bound order.
+    # The approximate k-th best and all within rounding of it are summed again in query order: the exact scores.
+    threshold = _kth_best(acc, survivors, n, k, allowed, use_allowed, heap_scores, heap_docs)
+    finals = 0
+    for j in range(n):
+        d = survivors[j]
+        if acc[d] >= threshold:
+            survivors[finals] = d
+            finals += 1
+    for j in range(n_touched):
+        acc[touched[j]] = 0.0
+    chosen = survivors[:finals]
+    exact = acc  # zeroed again below: the accumulator doubles as the store of the exact sums
+    for c in range(m):  # the exhaustive summation order: query terms in order
+        t = lists[c]
+        p, stop = term_indptr[t], term_indptr[t + 1]
+        for d in chosen:
+            p = _seek(docs, p, stop, d)
+            if p == stop:
+                break
+            if docs[p] == d:
+                exact[d] += impacts[p]
+    size = 0
+    for d in chosen:
+        size = _offer(heap_scores, heap_docs, size, k, 0.0 + boost * exact[d], d)
+        exact[d] = 0.0
+    return size
+
+
+@numba.njit(cache=True, nogil=True)
+def _search(term_indptr, docs, impacts, upper, acc, query_indptr, query_terms, boost, k, allowed, use_allowed,
+            prune_above):
+    n_queries = len(query_indptr) - 1
+    n_terms = len(term_indptr) - 1
+    out_docs = np.full((n_queries, k), -1, dtype=np.int64)
+    out_scores = np.zeros((n_queries, k))
+    sizes = np.zeros(n_queries, dtype=np.int64)
+    longest, most = 0, 0
+    for q in range(n_queries):
+        longest = max(longest, query_indptr[q + 1] - query_indptr[q])
+        total = 0
+        for j in range(query_indptr[q], query_indptr[q + 1]):
+            t = query_terms[j]
+            if 0 <= t < n_terms:
+                total += term_indptr[t + 1] - term_indptr[t]
+        most = max(most, total)
+    lists = np.empty(longest, dtype=np.int64)
+    touched = np.empty(min(most, len(acc)), dtype=np.int64)
+    survivors = np.empty(min(most, len(acc)), dtype=np.int64)
     heap_scores = np.empty(k)
     heap_docs = np.empty(k, dtype=np.int64)
-    size = 0
-    threshold = -np.inf
-    first_essential = 0
-    sentinel = len(norm)
-    checked_through = -1
-    while True:
-        doc = sentinel
-        for i in range(first_essential, m):
-            c = by_bound[i]
-            if position[c] < stops[c] and docs[position[c]] < doc:
-                doc = docs[position[c]]
-        if doc == sentinel:
-            break
-        if size == k and doc > checked_through:
-            # Block-max: every document up to `through` sits, in each essential list, in the block that list is
-            # in now; if those blocks' bounds cannot beat the threshold, skip them all at once.
-            reachable = below[first_essential]
-            through = sentinel
-            for i in range(first_essential, m):
-                c = by_bound[i]
-                if position[c] < stops[c]:
-                    within = (position[c] - starts[c]) // BLOCK
-                    reachable += weights[c] * block_max[first_block[c] + within] * (1.0 + BOUND_SLACK)
-                    last = docs[min(starts[c] + (within + 1) * BLOCK, stops[c]) - 1]
-                    if last < through:
-                        through = last
-            if boost * reachable <= threshold:
-                for i in range(first_essential, m):
-                    c = by_bound[i]
-                    position[c] = _seek(docs, position[c], stops[c], through + 1)
-                continue
-            checked_through = through  # these blocks can hold a winner: score their documents one by one
-        partial = 0.0
-        for i in range(first_essential, m):
-            c = by_bound[i]
-            if position[c] < stops[c] and docs[position[c]] == doc:
-                tf = float(tfs[position[c]])
-                contribution[c] = weights[c] * tf / (tf + norm[doc])
-                seen_at[c] = doc
-                partial += contribution[c]
-                position[c] += 1
-        if use_allowed and not allowed[doc]:
+    for q in range(n_queries):
+        m, total = 0, 0
+        for j in range(query_indptr[q], query_indptr[q + 1]):
+            t = query_terms[j]
+            if 0 <= t < n_terms and term_indptr[t + 1] > term_indptr[t]:  # terms with postings, in query order
+                lists[m] = t
+                m += 1
+                total += term_indptr[t + 1] - term_indptr[t]
+        if m == 0 or k == 0:
             continue
-        reachable = partial * (1.0 + BOUND_SLACK) + below[first_essential]
-        skipped = False
-        for i in range(first_essential - 1, -1, -1):
-            if size == k and boost * reachable <= threshold:
-                skipped = True
-                break
-            c = by_bound[i]
-            lo = _seek(docs, position[c], stops[c], doc)
-            position[c] = lo
-            reachable -= upper[c]
-            if lo < stops[c] and docs[lo] == doc:
-                tf = float(tfs[lo])
-                contribution[c] = weights[c] * tf / (tf + norm[doc])
-                seen_at[c] = doc
-                reachable += contribution[c] * (1.0 + BOUND_SLACK)
-        if skipped:
-            continue
-        exact = 0.0
-        for c in range(m):  # the exhaustive summation order: query terms in order
-            if seen_at[c] == doc:
-                exact += contribution[c]
-        score = 0.0 + boost * exact
-        if size < k:
-            size = _push(heap_scores, heap_docs, size, score, doc)
-        elif score > heap_scores[0]:  # equal scores keep the earlier, lower ordinal
-            heap_scores[0], heap_docs[0] = score, doc
-            _sift_down(heap_scores, heap_docs, size, 0)
-        if size == k:
-            threshold = heap_scores[0]
-            while first_essential < m and boost * below[first_essential + 1] <= threshold:
-                first_essential += 1
-    order = np.empty(size, dtype=np.int64)
-    for i in range(size):
-        order[i] = i
-    # Best first, ties by ordinal: at most k entries, so a simple insertion sort.
-    for i in range(1, size):
-        j = i
-        while j > 0 and _worse(heap_scores[order[j - 1]], heap_docs[order[j - 1]], heap_scores[order[j]],
-                               heap_docs[order[j]]):
-            order[j - 1], order[j] = order[j], order[j - 1]
-            j -= 1
-    out_docs = np.empty(size, dtype=np.int64)
-    out_scores = np.empty(size)
-    for i in range(size):
-        out_docs[i] = heap_docs[order[i]]
-        out_scores[i] = heap_scores[order[i]]
-    return out_docs, out_scores
+        size = _query(term_indptr, docs, impacts, upper, lists, m, total > prune_above, boost, k, allowed,
+                      use_allowed, acc, touched, survivors, heap_scores, heap_docs)
+        sizes[q] = size
+        for i in range(size - 1, -1, -1):  # pop the worst first: the row fills from its end
+            out_docs[q, i], out_scores[q, i] = heap_docs[0], heap_scores[0]
+            heap_docs[0], heap_scores[0] = heap_docs[i], heap_scores[i]
+            _sift_down(heap_scores, heap_docs, i, 0)
+    return out_docs, out_scores, sizes

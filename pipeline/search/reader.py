@@ -19,7 +19,7 @@ from ..index.store import IndexVersion
 from ..text.analysis import Analyzer
 from .bm25 import CollectionStats
 from .filters import DocumentMetadata
-from .pruned import ImpactBounds
+from .pruned import Impacts
 
 
 class IndexReader:
@@ -37,7 +37,7 @@ class IndexReader:
         if unknown:
             raise InputError(f"unknown fields in bm25.field_boosts: {sorted(unknown)}")
         self.metadata = DocumentMetadata(version.documents)
-        self._impact_bounds: dict[str, ImpactBounds] = {}
+        self._impacts: dict[str, Impacts] = {}
         self._impact_lock = threading.Lock()
         self.doc_ids: list[str] = version.documents.column("doc_id").to_pylist()
 
@@ -62,14 +62,15 @@ class IndexReader:
         """The collection's BM25 statistics where this version is one shard of it; None: its own postings'."""
         return None
 
-    def impact_bounds(self, field: str) -> ImpactBounds:
-        """MaxScore's per-term score bounds of a field, made on first use by one pass over its postings."""
+    def impacts(self, field: str) -> Impacts:
+        """Each posting's BM25 score and each term's largest, for pruned top-k, made on first use by one pass
+        over the field's postings."""
         with self._impact_lock:  # one pass per field, even when the first queries arrive together
-            bounds = self._impact_bounds.get(field)
-            if bounds is None:
+            impacts = self._impacts.get(field)
+            if impacts is None:
                 bm25 = self.settings.bm25
-                bounds = self._impact_bounds[field] = ImpactBounds.of(self.postings(field), bm25.k1, bm25.b)
-        return bounds
+                impacts = self._impacts[field] = Impacts.of(self.postings(field), bm25.k1, bm25.b)
+        return impacts
 
     def forward(self, field: str) -> ForwardField:
         return self.version.forward.fields[field]

@@ -111,8 +111,8 @@ class ServedIndex:
         searcher = Searcher.open(self.root, self.settings, version)
         # Warm everything a first query would otherwise pay for: analyzer, dense index and encoder, ranker.
         searcher.rank("warm up", 1)
-        for field in searcher.reader.field_boosts:  # MaxScore's bounds and compiled kernel
-            warm_up(searcher.reader.postings(field), searcher.reader.impact_bounds(field))
+        for field in searcher.reader.field_boosts:  # pruned top-k's impacts and compiled kernel
+            warm_up(searcher.reader.postings(field), searcher.reader.impacts(field))
         if searcher.reader.has_dense:
             searcher.reader.encode_query("warm up")
         if ranker_id is not None:
