@@ -75,6 +75,10 @@ DAMAGES = [
      "manifest.json is not a valid manifest"),
     ("CURRENT naming a path outside versions/", lambda v: (v.parent.parent / CURRENT_POINTER).write_text("../../x\n"),
      "is not a version name"),
+    ("CURRENT that is not text", lambda v: (v.parent.parent / CURRENT_POINTER).write_bytes(b"\xff\xfe\x00"),
+     "CURRENT is not UTF-8 text"),
+    ("manifest nested too deeply to read", lambda v: (v / "manifest.json").write_text("[" * 100_000 + "]" * 100_000),
+     "manifest.json is not a valid manifest"),
 ]
 
 
