@@ -336,3 +336,9 @@ def nested_bool(depth: int) -> bytes:
 def test_json_nested_past_the_decoders_depth_is_a_400_not_a_500(api, route, body):
     response = raw_search(api, body, route, "application/x-ndjson" if "msearch" in route else "application/json")
     assert response.status_code == 400 and response.json()["error"]["type"] == "x_content_parse_exception"
+
+
+def test_bool_queries_nested_deeper_than_the_cap_are_refused(api):
+    assert raw_search(api, nested_bool(30)).status_code == 200
+    response = raw_search(api, nested_bool(320))  # decodable JSON (960 levels); a RecursionError before the cap
+    assert response.status_code == 400 and "nested deeper than" in response.json()["error"]["reason"]

@@ -16,7 +16,7 @@ from ...constants import MAX_K, MAX_QUERY_CHARS
 from ...errors import QuerySyntaxError
 from ...search.facets import CALENDAR_INTERVALS, FACET_FIELDS
 from ...search.filters import Filters
-from ...search.query import Bool, Node, Phrase, Term, parse_query
+from ...search.query import MAX_NESTING, Bool, Node, Phrase, Term, parse_query
 from ...search.reader import IndexReader
 from ...text.analysis import maximal_spans
 
@@ -190,6 +190,7 @@ class QueryCompiler:
         self.text = ""
         self.fields: dict[str, float] = {}
         self.field_types: set[str] = set()  # best_fields / most_fields as named
+        self.depth = 0  # clauses open around the one being compiled
 
     # -- the assembled text ---------------------------------------------------------------------------
 
@@ -225,7 +226,14 @@ class QueryCompiler:
         method = getattr(self, f"_{kind}", None) if kind in QUERY_KINDS else None
         if method is None:
             raise parsing(f"unknown query [{kind}]; supported: {', '.join(QUERY_KINDS)}")
-        return method(body)
+        # The cap of the query syntax's parentheses: the clause tree is walked recursively when searching.
+        if self.depth >= MAX_NESTING:
+            raise parsing(f"[{kind}] query clauses nested deeper than {MAX_NESTING} levels")
+        self.depth += 1
+        try:
+            return method(body)
+        finally:
+            self.depth -= 1
 
     def _match_all(self, body) -> Compiled:
         _known(_object(body, "match_all"), ("boost",), "match_all")
