@@ -342,3 +342,9 @@ def test_bool_queries_nested_deeper_than_the_cap_are_refused(api):
     assert raw_search(api, nested_bool(30)).status_code == 200
     response = raw_search(api, nested_bool(320))  # decodable JSON (960 levels); a RecursionError before the cap
     assert response.status_code == 400 and "nested deeper than" in response.json()["error"]["reason"]
+
+
+@pytest.mark.parametrize("bound", [{"gte": 10**20}, {"gte": -10**20}, {"lte": 10**15}])
+def test_a_range_bound_beyond_the_calendar_is_a_parsing_error(client, bound):
+    assert client.error(lambda: client.search({"query": {"range": {"published_at": bound}}})) == \
+        (400, "parsing_exception")

@@ -162,7 +162,10 @@ def minimum_should_match(value, optional: int) -> int:
 
 def parse_date(value, where: str) -> datetime:
     if isinstance(value, int) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value / 1000, UTC)
+        try:
+            return datetime.fromtimestamp(value / 1000, UTC)
+        except (OverflowError, OSError, ValueError):
+            raise parsing(f"[{where}] epoch milliseconds {value} are outside years 1 to 9999") from None
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value)
