@@ -348,3 +348,16 @@ def test_bool_queries_nested_deeper_than_the_cap_are_refused(api):
 def test_a_range_bound_beyond_the_calendar_is_a_parsing_error(client, bound):
     assert client.error(lambda: client.search({"query": {"range": {"published_at": bound}}})) == \
         (400, "parsing_exception")
+
+
+@pytest.mark.parametrize("highlight", [
+    {"pre_tags": [1], "post_tags": [2], "fields": {"body": {}}},
+    {"pre_tags": [], "fields": {"body": {}}},
+    {"pre_tags": None, "fields": {"body": {}}},
+    {"fields": {"body": {"pre_tags": [1]}}},
+    {"fields": {"body": {"fragment_size": "abc"}}},
+    {"fields": {"body": {"number_of_fragments": "x"}}},
+])
+def test_highlight_tags_and_options_of_the_wrong_type_are_400s(client, highlight):
+    body = {"query": {"match": {"text": "index"}}, "highlight": highlight}
+    assert client.error(lambda: client.search(body)) == (400, "parsing_exception")

@@ -532,6 +532,23 @@ def _sort(value) -> str | None:
     return order
 
 
+def _tags(value, where: str) -> list[str]:
+    tags = _list(value)
+    if not tags or not all(isinstance(tag, str) for tag in tags):
+        raise parsing(f"[{where}] expects a string or a non-empty list of strings, got {value!r}")
+    return tags
+
+
+def _highlight_options(spec: dict, where: str) -> dict:
+    """The options of `spec` present, checked: the search reads them as they are, past the parser's error handling."""
+    checked = {name: _tags(spec[name], f"{where}.{name}") for name in ("pre_tags", "post_tags") if name in spec}
+    if "fragment_size" in spec:
+        checked["fragment_size"] = _int(spec["fragment_size"], f"{where}.fragment_size", 1)
+    if "number_of_fragments" in spec:
+        checked["number_of_fragments"] = _int(spec["number_of_fragments"], f"{where}.number_of_fragments")
+    return checked
+
+
 def _highlight(value) -> HighlightSpec:
     spec = _object(value, "highlight")
     options = ("fragment_size", "number_of_fragments", "pre_tags", "post_tags")
@@ -545,10 +562,10 @@ def _highlight(value) -> HighlightSpec:
             for target in (HIGHLIGHT_FIELDS if name in (*ANY_FIELD, "text") else (name,)):
                 if target not in HIGHLIGHT_FIELDS:
                     raise parsing(f"[highlight] fields are {', '.join(HIGHLIGHT_FIELDS)}, not [{name}]")
-                fields[target] = field_spec
-    return HighlightSpec(fields, _list(spec.get("pre_tags", ["<em>"])), _list(spec.get("post_tags", ["</em>"])),
-                         _int(spec.get("fragment_size", 100), "fragment_size", 1),
-                         _int(spec.get("number_of_fragments", 5), "number_of_fragments"))
+                fields[target] = _highlight_options(field_spec, f"highlight.fields.{name}")
+    overall = _highlight_options(spec, "highlight")
+    return HighlightSpec(fields, overall.get("pre_tags", ["<em>"]), overall.get("post_tags", ["</em>"]),
+                         overall.get("fragment_size", 100), overall.get("number_of_fragments", 5))
 
 
 def _aggs(value) -> dict[str, AggSpec]:
