@@ -361,3 +361,8 @@ def test_a_range_bound_beyond_the_calendar_is_a_parsing_error(client, bound):
 def test_highlight_tags_and_options_of_the_wrong_type_are_400s(client, highlight):
     body = {"query": {"match": {"text": "index"}}, "highlight": highlight}
     assert client.error(lambda: client.search(body)) == (400, "parsing_exception")
+
+
+def test_an_empty_rescore_list_is_a_parsing_error(client):
+    body = {"query": {"match": {"text": "index"}}, "rescore": []}
+    assert client.error(lambda: client.search(body)) == (400, "parsing_exception")

@@ -619,7 +619,10 @@ def compile_search(reader: IndexReader, body: dict, params: dict[str, str] | Non
         if "knn" in body:
             search.knn = compile_knn(reader, body["knn"], search.size)
     if "rescore" in body:
-        rescore = _object(_list(body["rescore"])[0], "rescore")
+        rescorers = _list(body["rescore"])
+        if not rescorers:
+            raise parsing("[rescore] expects a rescorer object, got an empty list")
+        rescore = _object(rescorers[0], "rescore")
         _known(rescore, ("window_size", "learning_to_rank"), "rescore")
         ltr = _object(rescore.get("learning_to_rank"), "learning_to_rank")
         _known(ltr, ("model_id", "params"), "learning_to_rank")
