@@ -366,3 +366,10 @@ def test_highlight_tags_and_options_of_the_wrong_type_are_400s(client, highlight
 def test_an_empty_rescore_list_is_a_parsing_error(client):
     body = {"query": {"match": {"text": "index"}}, "rescore": []}
     assert client.error(lambda: client.search(body)) == (400, "parsing_exception")
+
+
+@pytest.mark.parametrize("boost", [b"NaN", b"Infinity", b"-1"])
+def test_a_boost_that_is_negative_or_not_finite_is_refused_not_answered_with_null_scores(api, boost):
+    body = b'{"query": {"match": {"text": {"query": "index", "boost": ' + boost + b'}}}}'
+    response = raw_search(api, body)
+    assert response.status_code == 400 and response.json()["error"]["type"] == "parsing_exception"

@@ -144,6 +144,17 @@ def _int(value, where: str, low: int = 0) -> int:
     return int(value)
 
 
+def _boost(value, where: str) -> float:
+    """A boost: a finite number, 0 or more; a NaN or infinite one makes scores that JSON answers as null."""
+    try:
+        boost = float(value)
+    except (TypeError, ValueError):
+        raise parsing(f"[{where}] boost must be a number, got {value!r}") from None
+    if not math.isfinite(boost) or boost < 0:
+        raise parsing(f"[{where}] boost must be a finite number, 0 or more, got {value!r}")
+    return boost
+
+
 def _list(value) -> list:
     return value if isinstance(value, list) else [value]
 
@@ -246,7 +257,7 @@ class QueryCompiler:
         name, spec = _single(body, "match")
         spec = spec if isinstance(spec, dict) else {"query": spec}
         _known(spec, ("query", "operator", "minimum_should_match", "boost"), "match")
-        self._field(name, float(spec.get("boost", 1.0)))
+        self._field(name, _boost(spec.get("boost", 1.0), "match"))
         return Compiled(self._words_clause(spec, "match"))
 
     def _words_clause(self, spec: dict, where: str) -> Node:
@@ -271,7 +282,7 @@ class QueryCompiler:
         _known(spec, ("query", "boost", "slop"), "match_phrase")
         if int(spec.get("slop", 0)) != 0:
             raise parsing("[match_phrase] supports slop 0 only")
-        self._field(name, float(spec.get("boost", 1.0)))
+        self._field(name, _boost(spec.get("boost", 1.0), "match_phrase"))
         start, end = self._span(str(spec.get("query", "")))
         return Compiled(Phrase(self.text[start:end], start, end))
 
@@ -283,10 +294,8 @@ class QueryCompiler:
             raise parsing(f"[multi_match] type is best_fields, most_fields or phrase, not [{kind}]")
         for name in _list(spec.get("fields", ["*"])):
             field_name, _, boost = str(name).partition("^")
-            try:
-                self._field(field_name, float(boost or 1.0) * float(spec.get("boost", 1.0)))
-            except ValueError:
-                raise parsing(f"[multi_match] bad field boost in [{name}]") from None
+            self._field(field_name, _boost(boost or 1.0, f"multi_match.fields.{name}")
+                        * _boost(spec.get("boost", 1.0), "multi_match"))
         if kind == "phrase":
             start, end = self._span(str(spec.get("query", "")))
             return Compiled(Phrase(self.text[start:end], start, end))
@@ -300,7 +309,7 @@ class QueryCompiler:
             raise parsing("[query_string] default_operator OR only; write AND or + in the query")
         for name in _list(spec.get("fields", spec.get("default_field", "*"))):
             field_name, _, boost = str(name).partition("^")
-            self._field(field_name, float(boost or 1.0))
+            self._field(field_name, _boost(boost or 1.0, f"query_string.fields.{name}"))
         text = str(spec.get("query", ""))
         try:
             tree = parse_query(text)
