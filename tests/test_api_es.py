@@ -373,3 +373,11 @@ def test_a_boost_that_is_negative_or_not_finite_is_refused_not_answered_with_nul
     body = b'{"query": {"match": {"text": {"query": "index", "boost": ' + boost + b'}}}}'
     response = raw_search(api, body)
     assert response.status_code == 400 and response.json()["error"]["type"] == "parsing_exception"
+
+
+@pytest.mark.parametrize("value", [b"NaN", b"1e308"])
+def test_a_query_vector_that_is_not_finite_is_refused(api, value):
+    dim = api[1].reader.dense.manifest.dim
+    body = b'{"knn": {"field": "vector", "k": 3, "query_vector": [' + b",".join([value] * dim) + b"]}}"
+    response = raw_search(api, body)
+    assert response.status_code == 400 and response.json()["error"]["type"] == "parsing_exception"

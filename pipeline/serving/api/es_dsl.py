@@ -455,8 +455,11 @@ def compile_knn(reader: IndexReader, body, size: int) -> KnnSpec:
             raise EsError("illegal_argument_exception",
                           f"the query vector has a different number of dimensions [{len(values)}] than the "
                           f"index vectors [{dim}]")
-        vector = np.asarray(values, dtype=np.float32)
-        vector = vector / max(float(np.linalg.norm(vector)), 1e-12)
+        with np.errstate(over="ignore"):
+            vector = np.asarray(values, dtype=np.float32)
+        if not np.isfinite(vector).all():  # NaN, or past float32 (1e308): no neighbour has a score
+            raise parsing("[knn] query_vector holds a number that is not a finite 32-bit float")
+        vector = vector / max(float(np.linalg.norm(vector.astype(np.float64))), 1e-12)
     elif "query_vector_builder" in spec:
         builder = _object(spec["query_vector_builder"], "query_vector_builder")
         _known(builder, ("text_embedding",), "query_vector_builder")
