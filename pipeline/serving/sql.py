@@ -176,6 +176,10 @@ class SqlSession:
 
     def check(self, sql: str) -> None:
         try:
+            sql.encode("utf-8")
+        except UnicodeEncodeError:  # bytes of the command line that were not UTF-8; DuckDB takes only UTF-8
+            raise SqlError("the statement is not valid Unicode: it holds bytes that are not UTF-8") from None
+        try:
             statements = duckdb.extract_statements(sql)
         except duckdb.Error as error:
             raise _sql_error(error) from None
