@@ -352,3 +352,10 @@ def test_two_workers_share_the_query_log_and_sum_their_metrics(index, settings):
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def test_error_types_are_snake_case_names_with_acronyms_kept_whole(url):
+    assert get(url, "/v1/nope").json()["error"] == {"type": "http_exception", "message": "Not Found"}
+    not_utf8 = httpx.post(f"{url}/v1/search", content=b'{"q": "\xff"}', headers={"content-type": "application/json"},
+                          timeout=30)
+    assert not_utf8.status_code == 400 and not_utf8.json()["error"]["type"] == "http_exception"

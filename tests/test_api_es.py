@@ -483,3 +483,48 @@ def nested_bool(depth: int) -> bytes:
 def test_json_nested_past_the_decoders_depth_is_a_400_not_a_500(api, route, body):
     response = raw_search(api, body, route, "application/x-ndjson" if "msearch" in route else "application/json")
     assert response.status_code == 400 and response.json()["error"]["type"] == "x_content_parse_exception"
+
+
+def test_bool_queries_nested_deeper_than_the_cap_are_refused(api):
+    assert raw_search(api, nested_bool(30)).status_code == 200
+    response = raw_search(api, nested_bool(320))  # decodable JSON (960 levels); a RecursionError before the cap
+    assert response.status_code == 400 and "nested deeper than" in response.json()["error"]["reason"]
+
+
+@pytest.mark.parametrize("bound", [{"gte": 10**20}, {"gte": -10**20}, {"lte": 10**15}])
+def test_a_range_bound_beyond_the_calendar_is_a_parsing_error(client, bound):
+    assert client.error(lambda: client.search({"query": {"range": {"published_at": bound}}})) == \
+        (400, "parsing_exception")
+
+
+@pytest.mark.parametrize("highlight", [
+    {"pre_tags": [1], "post_tags": [2], "fields": {"body": {}}},
+    {"pre_tags": [], "fields": {"body": {}}},
+    {"pre_tags": None, "fields": {"body": {}}},
+    {"fields": {"body": {"pre_tags": [1]}}},
+    {"fields": {"body": {"fragment_size": "abc"}}},
+    {"fields": {"body": {"number_of_fragments": "x"}}},
+])
+def test_highlight_tags_and_options_of_the_wrong_type_are_400s(client, highlight):
+    body = {"query": {"match": {"text": "index"}}, "highlight": highlight}
+    assert client.error(lambda: client.search(body)) == (400, "parsing_exception")
+
+
+def test_an_empty_rescore_list_is_a_parsing_error(client):
+    body = {"query": {"match": {"text": "index"}}, "rescore": []}
+    assert client.error(lambda: client.search(body)) == (400, "parsing_exception")
+
+
+@pytest.mark.parametrize("boost", [b"NaN", b"Infinity", b"-1"])
+def test_a_boost_that_is_negative_or_not_finite_is_refused_not_answered_with_null_scores(api, boost):
+    body = b'{"query": {"match": {"text": {"query": "index", "boost": ' + boost + b'}}}}'
+    response = raw_search(api, body)
+    assert response.status_code == 400 and response.json()["error"]["type"] == "parsing_exception"
+
+
+@pytest.mark.parametrize("value", [b"NaN", b"1e308"])
+def test_a_query_vector_that_is_not_finite_is_refused(api, value):
+    dim = api[1].reader.dense.manifest.dim
+    body = b'{"knn": {"field": "vector", "k": 3, "query_vector": [' + b",".join([value] * dim) + b"]}}"
+    response = raw_search(api, body)
+    assert response.status_code == 400 and response.json()["error"]["type"] == "parsing_exception"

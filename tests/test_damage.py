@@ -75,6 +75,10 @@ DAMAGES = [
      "manifest.json is not a valid manifest"),
     ("CURRENT naming a path outside versions/", lambda v: (v.parent.parent / CURRENT_POINTER).write_text("../../x\n"),
      "is not a version name"),
+    ("CURRENT that is not text", lambda v: (v.parent.parent / CURRENT_POINTER).write_bytes(b"\xff\xfe\x00"),
+     "CURRENT is not UTF-8 text"),
+    ("manifest nested too deeply to read", lambda v: (v / "manifest.json").write_text("[" * 100_000 + "]" * 100_000),
+     "manifest.json is not a valid manifest"),
 ]
 
 
@@ -242,3 +246,19 @@ def test_an_orphaned_temporary_prefect_server_of_this_home_is_stopped(tmp_path):
     while orphaned_servers(home) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert orphaned_servers(home) == []
+
+
+@pytest.mark.parametrize("damage", DAMAGES, ids=[d[0] for d in DAMAGES])
+def test_sql_refuses_each_kind_of_damage_search_refuses(index, lexical, damage):
+    _, do, message = damage
+    do(published(index))
+    with pytest.raises(IndexDamaged, match=message) as refused:
+        SqlSession(index, lexical[0].cache_dir)
+    assert "\n" not in str(refused.value)
+
+
+def test_a_parquet_file_of_the_right_size_that_duckdb_cannot_read_is_index_damaged_in_sql(index, lexical):
+    table = published(index) / "documents.parquet"
+    table.write_bytes(b"\0" * table.stat().st_size)
+    with pytest.raises(IndexDamaged, match="documents.parquet"):
+        SqlSession(index, lexical[0].cache_dir)

@@ -170,6 +170,12 @@ def test_a_syntax_error_is_one_line(sandboxed):
         sandboxed.fetch("SELEKT nonsense FROM nowhere")
 
 
+@pytest.mark.parametrize("sql", ["SELECT '\udcff'", "SELECT '\ud800' AS x"])
+def test_a_statement_holding_undecodable_bytes_is_a_one_line_sql_error(sandboxed, sql):
+    with pytest.raises(SqlError, match="^the statement is not valid Unicode"):
+        sandboxed.fetch(sql)
+
+
 def test_a_writable_session_writes_its_own_tables(sample_index):
     with SqlSession(sample_index, writable=True) as session:
         session.fetch("CREATE TABLE en AS SELECT doc_id FROM documents WHERE lang = 'en'")

@@ -75,6 +75,8 @@ class Manifest:
             return cls(**{k: v for k, v in data.items() if k in known})
         except (ValueError, TypeError, AttributeError) as error:
             raise IndexDamaged(f"{path} is not a valid manifest ({error})") from None
+        except RecursionError:
+            raise IndexDamaged(f"{path} is not a valid manifest (JSON nested too deeply to read)") from None
 
 
 def file_checksum(path: Path) -> str:
@@ -156,7 +158,10 @@ def require_index_dir(index_dir: Path) -> Path:
 def current_version(index_dir: Path) -> str | None:
     """The published version's name; IndexDamaged when CURRENT names anything but a version."""
     pointer = Path(index_dir) / CURRENT_POINTER
-    name = read_pointer(pointer)
+    try:
+        name = read_pointer(pointer)
+    except UnicodeDecodeError:
+        raise IndexDamaged(f"{pointer} is not UTF-8 text: publish a version again") from None
     if name is not None and not is_version_name(name):
         raise IndexDamaged(f"{pointer} names {name!r}, which is not a version name: publish a version again")
     return name

@@ -14,9 +14,9 @@ from ..behaviour.experiments import (
     ExperimentStore,
     experiments_view_sql,
 )
-from ..errors import InputError
+from ..errors import IndexDamaged, InputError
 from ..index.querylog import QueryLog, log_view_sql
-from ..index.store import resolve_version_dir
+from ..index.store import Manifest, check_sizes, resolve_version_dir
 from ..schemas import CLICKS, QUERIES
 
 # View name → path of its Parquet file, relative to the index version folder.
@@ -72,6 +72,7 @@ def view_files(index_dir: Path | None, cache_dir: Path | None) -> dict[str, list
     files: dict[str, list[Path]] = {}
     if index_dir is not None:
         folder = resolve_version_dir(index_dir).absolute()
+        check_sizes(folder, Manifest.read(folder))  # what search checks on open: a damaged version is not read
         for name, relative in INDEX_VIEWS.items():
             if (folder / relative).exists() or name == "documents":
                 files[name] = [folder / relative]
@@ -161,7 +162,11 @@ class SqlSession:
         database = str(Path(self._scratch.name) / "views.duckdb")
         with duckdb.connect(database) as setup:
             for name, select in self.views.items():
-                setup.execute(f"CREATE VIEW {name} AS {select}")
+                try:
+                    setup.execute(f"CREATE VIEW {name} AS {select}")
+                except duckdb.Error as error:  # a file of the right size that is not Parquet
+                    raise IndexDamaged(f"the {name} view cannot read its files: {' '.join(str(error).split())}") \
+                        from None
         # Reopened read-only: DuckDB itself refuses any write to the catalog.
         self.connection = duckdb.connect(database, read_only=not writable)
         allowed = sorted({str(path) for paths in files.values() for path in paths})
@@ -170,6 +175,10 @@ class SqlSession:
         self.connection.execute("SET lock_configuration = true")
 
     def check(self, sql: str) -> None:
+        try:
+            sql.encode("utf-8")
+        except UnicodeEncodeError:  # bytes of the command line that were not UTF-8; DuckDB takes only UTF-8
+            raise SqlError("the statement is not valid Unicode: it holds bytes that are not UTF-8") from None
         try:
             statements = duckdb.extract_statements(sql)
         except duckdb.Error as error:

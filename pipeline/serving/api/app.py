@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -47,7 +48,8 @@ def native_error(type_: str, message: str, status: int, **extra) -> JSONResponse
 
 
 def _snake(name: str) -> str:
-    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
+    """IndexNotFound → index_not_found; an acronym stays one word: HTTPException → http_exception."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
 
 
 class Guard:

@@ -16,7 +16,7 @@ from ...constants import MAX_K, MAX_QUERY_CHARS
 from ...errors import QuerySyntaxError
 from ...search.facets import CALENDAR_INTERVALS, FACET_FIELDS
 from ...search.filters import Filters
-from ...search.query import Bool, Node, Phrase, Term, parse_query
+from ...search.query import MAX_NESTING, Bool, Node, Phrase, Term, parse_query
 from ...search.reader import IndexReader
 from ...text.analysis import maximal_spans
 
@@ -151,6 +151,17 @@ def integer_value(value, where: str, low: int = 0) -> int:
     return int(value)
 
 
+def _boost(value, where: str) -> float:
+    """A boost: a finite number, 0 or more; a NaN or infinite one makes scores that JSON answers as null."""
+    try:
+        boost = float(value)
+    except (TypeError, ValueError):
+        raise parsing(f"[{where}] boost must be a number, got {value!r}") from None
+    if not math.isfinite(boost) or boost < 0:
+        raise parsing(f"[{where}] boost must be a finite number, 0 or more, got {value!r}")
+    return boost
+
+
 def _list(value) -> list:
     return value if isinstance(value, list) else [value]
 
@@ -169,7 +180,10 @@ def minimum_should_match(value, optional: int) -> int:
 
 def parse_date(value, where: str) -> datetime:
     if isinstance(value, int) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value / 1000, UTC)
+        try:
+            return datetime.fromtimestamp(value / 1000, UTC)
+        except (OverflowError, OSError, ValueError):
+            raise parsing(f"[{where}] epoch milliseconds {value} are outside years 1 to 9999") from None
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value)
@@ -197,6 +211,7 @@ class QueryCompiler:
         self.text = ""
         self.fields: dict[str, float] = {}
         self.field_types: set[str] = set()  # best_fields / most_fields as named
+        self.depth = 0  # clauses open around the one being compiled
 
     # -- the assembled text ---------------------------------------------------------------------------
 
@@ -232,7 +247,14 @@ class QueryCompiler:
         method = getattr(self, f"_{kind}", None) if kind in QUERY_KINDS else None
         if method is None:
             raise parsing(f"unknown query [{kind}]; supported: {', '.join(QUERY_KINDS)}")
-        return method(body)
+        # The cap of the query syntax's parentheses: the clause tree is walked recursively when searching.
+        if self.depth >= MAX_NESTING:
+            raise parsing(f"[{kind}] query clauses nested deeper than {MAX_NESTING} levels")
+        self.depth += 1
+        try:
+            return method(body)
+        finally:
+            self.depth -= 1
 
     def _match_all(self, body) -> Compiled:
         _known(json_object(body, "match_all"), ("boost",), "match_all")
@@ -242,7 +264,7 @@ class QueryCompiler:
         name, spec = _single(body, "match")
         spec = spec if isinstance(spec, dict) else {"query": spec}
         _known(spec, ("query", "operator", "minimum_should_match", "boost"), "match")
-        self._field(name, float(spec.get("boost", 1.0)))
+        self._field(name, _boost(spec.get("boost", 1.0), "match"))
         return Compiled(self._words_clause(spec, "match"))
 
     def _words_clause(self, spec: dict, where: str) -> Node:
@@ -267,7 +289,7 @@ class QueryCompiler:
         _known(spec, ("query", "boost", "slop"), "match_phrase")
         if int(spec.get("slop", 0)) != 0:
             raise parsing("[match_phrase] supports slop 0 only")
-        self._field(name, float(spec.get("boost", 1.0)))
+        self._field(name, _boost(spec.get("boost", 1.0), "match_phrase"))
         start, end = self._span(str(spec.get("query", "")))
         return Compiled(Phrase(self.text[start:end], start, end))
 
@@ -279,10 +301,8 @@ class QueryCompiler:
             raise parsing(f"[multi_match] type is best_fields, most_fields or phrase, not [{kind}]")
         for name in _list(spec.get("fields", ["*"])):
             field_name, _, boost = str(name).partition("^")
-            try:
-                self._field(field_name, float(boost or 1.0) * float(spec.get("boost", 1.0)))
-            except ValueError:
-                raise parsing(f"[multi_match] bad field boost in [{name}]") from None
+            self._field(field_name, _boost(boost or 1.0, f"multi_match.fields.{name}")
+                        * _boost(spec.get("boost", 1.0), "multi_match"))
         if kind == "phrase":
             start, end = self._span(str(spec.get("query", "")))
             return Compiled(Phrase(self.text[start:end], start, end))
@@ -296,7 +316,7 @@ class QueryCompiler:
             raise parsing("[query_string] default_operator OR only; write AND or + in the query")
         for name in _list(spec.get("fields", spec.get("default_field", "*"))):
             field_name, _, boost = str(name).partition("^")
-            self._field(field_name, float(boost or 1.0))
+            self._field(field_name, _boost(boost or 1.0, f"query_string.fields.{name}"))
         text = str(spec.get("query", ""))
         try:
             tree = parse_query(text)
@@ -442,8 +462,11 @@ def compile_knn(reader: IndexReader, body, size: int) -> KnnSpec:
             raise EsError("illegal_argument_exception",
                           f"the query vector has a different number of dimensions [{len(values)}] than the "
                           f"index vectors [{dim}]")
-        vector = np.asarray(values, dtype=np.float32)
-        vector = vector / max(float(np.linalg.norm(vector)), 1e-12)
+        with np.errstate(over="ignore"):
+            vector = np.asarray(values, dtype=np.float32)
+        if not np.isfinite(vector).all():  # NaN, or past float32 (1e308): no neighbour has a score
+            raise parsing("[knn] query_vector holds a number that is not a finite 32-bit float")
+        vector = vector / max(float(np.linalg.norm(vector.astype(np.float64))), 1e-12)
     elif "query_vector_builder" in spec:
         builder = json_object(spec["query_vector_builder"], "query_vector_builder")
         _known(builder, ("text_embedding",), "query_vector_builder")
@@ -547,6 +570,23 @@ def _search_after(value, search: EsSearch) -> list:
     return values
 
 
+def _tags(value, where: str) -> list[str]:
+    tags = _list(value)
+    if not tags or not all(isinstance(tag, str) for tag in tags):
+        raise parsing(f"[{where}] expects a string or a non-empty list of strings, got {value!r}")
+    return tags
+
+
+def _highlight_options(spec: dict, where: str) -> dict:
+    """The options of `spec` present, checked: the search reads them as they are, past the parser's error handling."""
+    checked = {name: _tags(spec[name], f"{where}.{name}") for name in ("pre_tags", "post_tags") if name in spec}
+    if "fragment_size" in spec:
+        checked["fragment_size"] = integer_value(spec["fragment_size"], f"{where}.fragment_size", 1)
+    if "number_of_fragments" in spec:
+        checked["number_of_fragments"] = integer_value(spec["number_of_fragments"], f"{where}.number_of_fragments")
+    return checked
+
+
 def _highlight(value) -> HighlightSpec:
     spec = json_object(value, "highlight")
     options = ("fragment_size", "number_of_fragments", "pre_tags", "post_tags")
@@ -560,10 +600,10 @@ def _highlight(value) -> HighlightSpec:
             for target in (HIGHLIGHT_FIELDS if name in (*ANY_FIELD, "text") else (name,)):
                 if target not in HIGHLIGHT_FIELDS:
                     raise parsing(f"[highlight] fields are {', '.join(HIGHLIGHT_FIELDS)}, not [{name}]")
-                fields[target] = field_spec
-    return HighlightSpec(fields, _list(spec.get("pre_tags", ["<em>"])), _list(spec.get("post_tags", ["</em>"])),
-                         integer_value(spec.get("fragment_size", 100), "fragment_size", 1),
-                         integer_value(spec.get("number_of_fragments", 5), "number_of_fragments"))
+                fields[target] = _highlight_options(field_spec, f"highlight.fields.{name}")
+    overall = _highlight_options(spec, "highlight")
+    return HighlightSpec(fields, overall.get("pre_tags", ["<em>"]), overall.get("post_tags", ["</em>"]),
+                         overall.get("fragment_size", 100), overall.get("number_of_fragments", 5))
 
 
 def _aggs(value) -> dict[str, AggSpec]:
@@ -615,7 +655,10 @@ def compile_search(reader: IndexReader, body: dict, params: dict[str, str] | Non
         if "knn" in body:
             search.knn = compile_knn(reader, body["knn"], search.size)
     if "rescore" in body:
-        rescore = json_object(_list(body["rescore"])[0], "rescore")
+        rescorers = _list(body["rescore"])
+        if not rescorers:
+            raise parsing("[rescore] expects a rescorer object, got an empty list")
+        rescore = json_object(rescorers[0], "rescore")
         _known(rescore, ("window_size", "learning_to_rank"), "rescore")
         ltr = json_object(rescore.get("learning_to_rank"), "learning_to_rank")
         _known(ltr, ("model_id", "params"), "learning_to_rank")
