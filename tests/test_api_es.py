@@ -528,3 +528,14 @@ def test_a_query_vector_that_is_not_finite_is_refused(api, value):
     body = b'{"knn": {"field": "vector", "k": 3, "query_vector": [' + b",".join([value] * dim) + b"]}}"
     response = raw_search(api, body)
     assert response.status_code == 400 and response.json()["error"]["type"] == "parsing_exception"
+
+
+def test_loose_values_are_refused_not_read_another_way(client):
+    assert client.error(lambda: client.search({"query": {"match_all": {}}, "explain": "false"})) == \
+        (400, "parsing_exception")
+    assert client.error(lambda: client.search({"query": {"term": {"lang": ["en"]}}})) == (400, "parsing_exception")
+
+
+def test_an_empty_date_range_matches_nothing_as_in_elasticsearch(client):
+    body = {"query": {"range": {"published_at": {"gt": "2023-01-01", "lt": "2023-01-01"}}}}
+    assert client.search(body)["hits"]["total"]["value"] == 0

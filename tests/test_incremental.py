@@ -213,3 +213,20 @@ def test_an_update_with_nothing_new_to_embed_loads_no_encoder(tmp_path, settings
     manifest, changes = update_index([corpus], tmp_path / "index", settings)
     assert changes.deleted == ["en-003", "zh-005"]
     assert Searcher.open(tmp_path / "index", settings).reader.n_docs == len(docs) - 2
+
+
+def test_a_corpus_with_no_valid_document_publishes_nothing_over_a_good_version(tmp_path):
+    from pipeline.errors import InputError
+    from pipeline.index.store import current_version
+
+    lexical = Settings(cache_dir=tmp_path / "cache", dense=DenseConfig(enabled=False))
+    corpus = tmp_path / "docs.jsonl"
+    write(corpus, [{"_id": "a", "text": "a good document"}])
+    build_index([corpus], tmp_path / "index", lexical)
+    served = current_version(tmp_path / "index")
+    corpus.write_text('{"_id": "a"\n{"_id": "b", "text": ""}\n', encoding="utf-8")
+    with pytest.raises(InputError, match="no valid document .*2 records quarantined: invalid_json 1, missing_text 1"):
+        build_index([corpus], tmp_path / "index", lexical)
+    with pytest.raises(InputError, match="no valid document"):
+        update_index([corpus], tmp_path / "index", lexical)
+    assert current_version(tmp_path / "index") == served

@@ -248,3 +248,12 @@ def test_a_date_that_falls_outside_the_calendar_in_utc_is_quarantined_not_stored
     result = ingest([path])
     assert quarantined(result) == {("a", "published_at", "invalid_value")}
     assert [row["doc_id"] for row in result.documents.to_pylist()] == ["b"]
+
+
+def test_a_blank_id_or_one_holding_control_characters_is_refused(tmp_path):
+    path = write_jsonl(tmp_path / "docs.jsonl", [{"id": "   ", "text": "blank"}, {"id": "a\u0000b", "text": "nul"},
+                                                 {"id": "line\nbreak", "text": "newline"}, {"id": "ok 1", "text": "t"}])
+    result = ingest([path])
+    assert result.documents.column("doc_id").to_pylist() == ["ok 1"]
+    assert sorted(r["reason"] for r in result.quarantine.to_pylist()) == ["invalid_value", "invalid_value",
+                                                                         "missing_id"]

@@ -143,3 +143,14 @@ def test_nesting_beyond_the_cap_is_a_syntax_error_not_a_crash():
     with pytest.raises(QuerySyntaxError, match="nested deeper than 32"):
         parse_query("(" * 333 + "a" + ")" * 333)
     assert parse_query("(" * 32 + "a" + ")" * 32).should
+
+
+def test_a_since_later_than_until_is_an_error_not_an_empty_result():
+    from datetime import UTC, datetime
+
+    from pipeline.errors import InputError
+    from pipeline.search.filters import Filters
+
+    with pytest.raises(InputError, match="later than until"):
+        Filters(since=datetime(2024, 5, 1), until=datetime(2024, 1, 1, tzinfo=UTC))
+    assert Filters(since=datetime(2024, 1, 1), until=datetime(2024, 1, 1, tzinfo=UTC))

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import time
+from collections import Counter
 from collections.abc import Iterable
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -23,6 +24,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from ..config import Settings
+from ..errors import InputError
 from ..ingest.ingest import IngestResult, ingest
 from ..io import timestamped_id
 from ..text.analysis import Analyzer
@@ -111,6 +113,13 @@ DUPLICATES_KEY = b"sousuo.identical_duplicates"
 
 
 def stage_write_documents(ingested: IngestResult, folder: Path) -> None:
+    """Stage the documents and the quarantine; a corpus with no valid document stops the build or update before
+    it can publish an empty version over a good one (a wrong path or a broken export, far more often than intent)."""
+    if ingested.documents.num_rows == 0:
+        reasons = Counter(ingested.quarantine.column("reason").to_pylist()) if ingested.quarantine.num_rows else {}
+        why = ", ".join(f"{reason} {count}" for reason, count in sorted(reasons.items()))
+        raise InputError(f"the corpus holds no valid document ({ingested.quarantine.num_rows} records quarantined"
+                         f"{': ' + why if why else ''}): nothing is published, and the published version stays")
     folder.mkdir(parents=True, exist_ok=True)
     # Kept with the table so that a copy of the file (the flow's ingest cache) carries the count along.
     documents = ingested.documents.replace_schema_metadata(

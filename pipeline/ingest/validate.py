@@ -4,6 +4,7 @@ names the field at fault and why."""
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from typing import Any
@@ -63,12 +64,21 @@ def _text(value: Any, field: str, doc_id: str | None) -> str | None:
     return value
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+
+
 def _doc_id(value: Any, field: str) -> str:
     """An id is a string; an integer id becomes its decimal string (CSV ids are strings already, so `7` and "7"
-    name the same document). Floats and booleans are refused: 1.0 and True are not ids."""
+    name the same document). Floats and booleans are refused: 1.0 and True are not ids, and neither is a blank
+    string or one holding control characters, which no URL, log line or result list can show."""
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
-    return _text(value, field, None)
+    text = _text(value, field, None)
+    if not text.strip():
+        raise Invalid(Rejection(MISSING_ID, f"{field} is blank", field))
+    if _CONTROL.search(text):
+        raise Invalid(Rejection(INVALID_VALUE, f"{field} holds control characters: {text[:40]!r}", field))
+    return text
 
 
 def _tags(value: Any, doc_id: str) -> list[str]:

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import InputError
+
+
+def _as_utc(moment: datetime) -> datetime:
+    """A date without a zone is UTC, as the mask reads it."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,9 @@ class Filters:
             value = getattr(self, name)
             if value is not None and not isinstance(value, datetime):
                 raise InputError(f"filter {name} takes a date, got {value!r}")
+        if self.since is not None and self.until is not None and _as_utc(self.since) > _as_utc(self.until):
+            raise InputError(f"filter since ({self.since.isoformat()}) is later than until ({self.until.isoformat()}): "
+                             "no date lies between them")
 
     def __bool__(self) -> bool:
         return bool(self.sources or self.langs or self.tags or self.since or self.until)

@@ -375,6 +375,8 @@ class QueryCompiler:
         if isinstance(value, dict):
             _known(value, ("value", "boost"), "term")
             value = value.get("value")
+        if isinstance(value, list | dict):
+            raise parsing(f"[term] takes one value; for several use [terms], got {value!r}")
         return Compiled(mask=self._keyword_mask(name, [value], "term"))
 
     def _terms(self, body) -> Compiled:
@@ -407,6 +409,8 @@ class QueryCompiler:
         if "lte" in spec or "lt" in spec:
             until = parse_date(spec.get("lte", spec.get("lt")), "range")
             until = until - tick if "lt" in spec else until
+        if since is not None and until is not None and since > until:  # an empty range matches nothing, as in ES
+            return Compiled(mask=np.zeros(self.reader.n_docs, dtype=bool))
         return Compiled(mask=self.reader.metadata.mask(Filters(since=since, until=until)))
 
     def _exists(self, body) -> Compiled:
@@ -690,7 +694,9 @@ def compile_search(reader: IndexReader, body: dict, params: dict[str, str] | Non
     if "track_total_hits" in body:
         value = body["track_total_hits"]
         search.track_total_hits = value if isinstance(value, bool) else integer_value(value, "track_total_hits")
-    search.explain = bool(body.get("explain", False))
+    search.explain = body.get("explain", False)
+    if not isinstance(search.explain, bool):  # "false" would be truthy
+        raise parsing(f"[explain] expects true or false, got {search.explain!r}")
     if "aggs" in body or "aggregations" in body:
         search.aggs = _aggs(body.get("aggs", body.get("aggregations")))
     return search
