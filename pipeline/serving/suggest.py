@@ -407,8 +407,8 @@ class Suggester:
         typo rarely survives segmentation as a known word), and each stretch of two or more single characters
         (what the segmenter leaves of a word it could not place) that is not all stopwords (a well-formed
         phrase's function words, 是由, 哪, are) and does not read as words of the vocabulary (写 + 话 as 写话).
-        `kept` are the offsets, within the piece, of
-        single-character stopwords (的, 是), which a correction must leave as they are: 邦的 is not 邦德.
+        `kept` are the offsets, within the piece, of single-character stopwords (的, 是), which a correction must
+        leave as they are: 邦的 is not 邦德.
         With `force`, known words are suspects too."""
         analyzed = self._segmenter.analyze(run)
         pieces = [(analyzed.terms[i], analyzed.starts[i], analyzed.ends[i])
