@@ -231,3 +231,49 @@ def test_a_ranker_with_nothing_to_learn_keeps_the_fused_order(sample_searcher):
     for i in range(len(data.groups)):
         scores = ranker.predict(data.features[data.rows_of(i)])
         assert np.all(np.diff(scores) <= 1e-12) and scores[0] > scores[-1]  # rows come in fused order, best first
+
+
+def _synthetic(n_queries: int, relevant, seed: int = 5):
+    """Queries of 20 candidates in fused order (fused_score falling), a random bm25 column, and one relevant
+    candidate per query chosen by `relevant(bm25 column)`."""
+    from pipeline.rank.model import TrainingSet
+
+    rng = np.random.default_rng(seed)
+    blocks, labels = [], []
+    for _ in range(n_queries):
+        rows = np.zeros((20, len(FEATURES)))
+        rows[:, FEATURES.index("fused_score")] = np.linspace(1.0, 0.05, 20)
+        rows[:, FEATURES.index("bm25")] = rng.random(20)
+        label = np.zeros(20)
+        label[relevant(rows[:, FEATURES.index("bm25")])] = 1
+        blocks.append(rows)
+        labels.append(label)
+    return TrainingSet(np.vstack(blocks), np.concatenate(labels), [20] * n_queries, [str(i) for i in range(n_queries)])
+
+
+def test_trees_that_do_not_beat_the_fused_order_on_validation_are_not_served():
+    """Judgments the fused order already gets right leave the trees nothing to win on validation queries: the
+    ranker keeps the fused order, online too, rather than a correction that helps no more queries than it hurts."""
+    from pipeline.config import RankerConfig
+
+    config = RankerConfig()
+    data = _synthetic(200, lambda bm25: 0)  # the fused order's first candidate is the relevant one
+    train, valid = split_queries(200, config.validation_fraction, config.seed)
+    ranker = Ranker.train(data.subset(train), data.subset(valid), config, "synthetic", {})
+    assert ranker.keeps_fused_order
+    assert ranker.card.metrics["trees_vs_fused_order"]["wins"] == 0
+    features = data.features[data.rows_of(0)]
+    np.testing.assert_array_equal(ranker.predict(features), features[:, FEATURES.index("fused_score")])
+    np.testing.assert_allclose(ranker.contributions(features).sum(axis=1), ranker.predict(features))
+
+
+def test_trees_that_help_validation_queries_beyond_chance_are_kept():
+    from pipeline.config import RankerConfig
+
+    config = RankerConfig()
+    data = _synthetic(200, np.argmax)  # the candidate with the highest bm25, anywhere in the fused order
+    train, valid = split_queries(200, config.validation_fraction, config.seed)
+    ranker = Ranker.train(data.subset(train), data.subset(valid), config, "synthetic", {})
+    assert not ranker.keeps_fused_order
+    verdict = ranker.card.metrics["trees_vs_fused_order"]
+    assert verdict["gain"] >= config.min_gain and verdict["wins"] > verdict["losses"]

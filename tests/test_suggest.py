@@ -193,8 +193,8 @@ def test_a_correction_needs_the_corpus_to_back_it_with_the_query_s_other_words()
     together = {"retriev": 2, "retrial": 1}  # retrieval occurs with "dense" in the corpus; retrial alone
     terms = {"retrieval": 9, "retrial": 9, "dense": 5}
     backed = Suggester(terms, support=lambda words, context: together.get(words[0], 0))
-    assert backed.did_you_mean("dense retreival") == ["dense retrieval", "dense retrial"]
     assert backed.did_you_mean("dense retrival") == ["dense retrieval", "dense retrial"]  # one edit from each
+    assert backed.did_you_mean("dense retreival") == ["dense retrieval"]  # retrial is two edits away
     assert Suggester(terms, support=lambda words, context: 0).did_you_mean("dense retreival") == []
 
 
@@ -276,3 +276,19 @@ def test_a_correction_matched_nowhere_else_needs_two_documents(short_titles):
 def test_the_words_a_corrected_piece_reads_as_must_occur_together(short_titles):
     """忘华扇 → 忘华山 reads as 忘 + 华山, which no title holds together."""
     assert short_titles.did_you_mean("忘华扇") == []
+
+
+def test_single_characters_that_read_as_a_word_of_the_corpus_are_not_a_typo():
+    """In 看图写话 the segmenter leaves 写 + 话, which the index holds as the word 写话: not a typo of 写花."""
+    terms = {"看图": 30, "写花": 8, "名字": 20}
+    known = {*terms, "写话", "写", "话", "花", "有", "什么", "好"}
+    assert Suggester(terms, known_terms=known).did_you_mean("看图写话有什么好名字") == []
+    assert Suggester(terms, known_terms=known - {"写话"}).did_you_mean("看图写话有什么好名字") == ["看图写花有什么好名字"]
+
+
+def test_a_word_one_edit_away_is_the_likelier_reading_than_one_two_edits_away():
+    """coatmer is one edit from coatomer, which the corpus holds but the query's other words do not back, and two
+    from the commoner coated, which they do: the nearer word is the likelier reading, so nothing is offered."""
+    suggester = Suggester({"coatomer": 1, "coated": 40, "lipid": 30}, support=lambda words, context: float("coat" in words))
+    assert suggester.did_you_mean("coatmer lipid") == []
+    assert suggester.did_you_mean("coaed lipid") == ["coated lipid"]  # one edit: the nearest is backed

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..config import RankerConfig
 from ..errors import RankerMismatch
+from ..eval.metrics import score_run
 from ..io import CURRENT_POINTER, read_pointer, timestamped_id, write_pointer
 from .features import CHANNEL_FEATURES, FEATURES
 
@@ -114,8 +115,10 @@ class Ranker:
             rounds, best = len(scores["valid ndcg@10-mean"]), float(scores["valid ndcg@10-mean"][-1])
         booster = lightgbm.train(params, train_data, num_boost_round=rounds, valid_sets=valid_sets,
                                  callbacks=callbacks)
+        keep_trees, verdict = True, None
         if valid_sets:
             best = booster.best_score.get("valid_0", {}).get("ndcg@10")
+            keep_trees, verdict = _trees_earn_their_place(booster, validation, config)
         card = RankerCard(
             model_id=timestamped_id(),
             features=list(FEATURES),
@@ -124,7 +127,8 @@ class Ranker:
             trained_on=trained_on,
             index_compatibility=compatibility,
             metrics={"best_iteration": booster.best_iteration, "validation_ndcg@10": best,
-                     "train_queries": len(train.groups), "validation_queries": len(validation.groups)},
+                     "train_queries": len(train.groups), "validation_queries": len(validation.groups),
+                     "trees_vs_fused_order": verdict, "keeps_fused_order": not keep_trees},
             params={**{k: v for k, v in params.items() if k != "eval_at"}, "fused_prior": prior},
         )
         return cls(booster, card)
@@ -149,13 +153,21 @@ class Ranker:
     def fused_prior(self) -> float:
         return float(self.card.params.get("fused_prior", 0.0))
 
+    @property
+    def keeps_fused_order(self) -> bool:
+        """Whether the trees did not earn their place on validation: the model is then the fused score alone."""
+        return bool(self.card.metrics.get("keeps_fused_order", False))
+
     def predict(self, features: np.ndarray) -> np.ndarray:
-        """The model's score: the fused score's prior plus the trees' correction.
+        """The model's score: the fused score's prior plus the trees' correction; the fused score alone where the
+        trees did not earn their place on validation (`keeps_fused_order`).
 
         One thread: one query's candidates are too few to share out, and OpenMP threads left spinning after the
         call take the core that another request, or another API worker, is waiting for."""
         if not len(features):
             return np.zeros(0)
+        if self.keeps_fused_order:
+            return features[:, FUSED_SCORE].astype(np.float64)
         trees = self.booster.predict(features[:, self.columns], num_iteration=self.booster.best_iteration or None,
                                      num_threads=1)
         return trees + _prior(features, self.fused_prior)
@@ -163,9 +175,12 @@ class Ranker:
     def contributions(self, features: np.ndarray) -> np.ndarray:
         """Per-feature contributions plus a last column for the bias; each row sums to the model's score. The
         prior the trees start from counts to `fused_score`'s contribution."""
+        contributions = np.zeros((len(features), len(FEATURES) + 1))  # features it was not trained on add 0
+        if self.keeps_fused_order:
+            contributions[:, FUSED_SCORE] = features[:, FUSED_SCORE]
+            return contributions
         own = self.booster.predict(features[:, self.columns], num_iteration=self.booster.best_iteration or None,
                                    pred_contrib=True, num_threads=1)
-        contributions = np.zeros((len(features), len(FEATURES) + 1))  # features it was not trained on add 0
         contributions[:, self.columns + [len(FEATURES)]] = own
         contributions[:, FUSED_SCORE] += _prior(features, self.fused_prior)
         return contributions
@@ -195,6 +210,30 @@ class Ranker:
     def load_current(cls, rankers_dir: Path) -> Ranker | None:
         model_id = read_pointer(Path(rankers_dir) / CURRENT_POINTER)
         return None if model_id is None else cls.load(Path(rankers_dir) / model_id)
+
+
+def _trees_earn_their_place(booster, validation: TrainingSet, config: RankerConfig) -> tuple[bool, dict]:
+    """(keep the trees, the comparison): whether, on the validation queries, the trees' correction lifts the
+    mean nDCG@10 of the fused order they start from by `min_gain` (the lift an answer of adaptive fusion's rule
+    tree must bring, `fit_rule`) and helps more queries than it hurts. Where the fused order is near the ceiling
+    (CSL), the round early stopping keeps edges the validation mean up by less, on a handful of queries, and
+    held-out queries lose as often as they gain."""
+    trees = booster.predict(validation.features, num_iteration=booster.best_iteration or None, num_threads=1)
+    prior = _prior(validation.features, config.fused_prior)
+    run_trees, run_fused, qrels = {}, {}, {}
+    for i in range(len(validation.groups)):
+        rows = validation.rows_of(i)
+        docs = [str(j) for j in range(rows.stop - rows.start)]
+        run_trees[str(i)] = dict(zip(docs, (trees[rows] + prior[rows]).tolist()))
+        # The fused order is the order the rows come in (`ranker_candidates`).
+        run_fused[str(i)] = dict(zip(docs, (-np.arange(len(docs), dtype=float)).tolist()))
+        qrels[str(i)] = {d: int(label) for d, label in zip(docs, validation.labels[rows]) if label > 0}
+    with_trees, fused = score_run(run_trees, qrels)[1], score_run(run_fused, qrels)[1]
+    diff = np.array([with_trees[q]["ndcg@10"] - fused[q]["ndcg@10"] for q in qrels])
+    wins, losses = int((diff > 1e-9).sum()), int((diff < -1e-9).sum())
+    gain = float(diff.mean()) if len(diff) else 0.0
+    keep = gain >= config.min_gain and wins > losses
+    return keep, {"gain": round(gain, 4), "wins": wins, "losses": losses, "queries": len(diff)}
 
 
 def _prior(features: np.ndarray, weight: float) -> np.ndarray:

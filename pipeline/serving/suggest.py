@@ -405,9 +405,10 @@ class Suggester:
     def _suspect_chinese(self, run: str, force: bool) -> list[tuple[int, int, frozenset[int]]]:
         """(start, end, kept) within `run` of the pieces that may be typos: each word the vocabulary lacks (a
         typo rarely survives segmentation as a known word), and each stretch of two or more single characters
-        (what the segmenter leaves of a word it could not place) that is not all stopwords: a well-formed
-        phrase's function words (是由, 哪) are stopwords. `kept` are the offsets, within the piece, of
-        single-character stopwords (的, 是), which a correction must leave as they are: 邦的 is not 邦德.
+        (what the segmenter leaves of a word it could not place) that is not all stopwords (a well-formed
+        phrase's function words, 是由, 哪, are) and does not read as words of the vocabulary (写 + 话 as 写话).
+        `kept` are the offsets, within the piece, of single-character stopwords (的, 是), which a correction must
+        leave as they are: 邦的 is not 邦德.
         With `force`, known words are suspects too."""
         analyzed = self._segmenter.analyze(run)
         pieces = [(analyzed.terms[i], analyzed.starts[i], analyzed.ends[i])
@@ -416,7 +417,8 @@ class Suggester:
         singles: list[tuple[str, int, int]] = []
 
         def close_singles() -> None:
-            if len(singles) >= 2 and any(self.analyzer.terms(term) for term, _, _ in singles):
+            if len(singles) >= 2 and any(self.analyzer.terms(term) for term, _, _ in singles) \
+                    and (force or not self._reads_as_known_words(run, singles)):
                 suspects.append((singles[0][1], singles[-1][2], True))
             elif len(singles) == 1 and self.analyzer.terms(singles[0][0]):
                 suspects.append((singles[0][1], singles[0][2], False))
@@ -444,6 +446,21 @@ class Suggester:
         stopwords = {start for term, start, end in pieces if end - start == 1 and not self.analyzer.terms(term)}
         return [(start, end, frozenset(i - start for i in stopwords if start <= i < end))
                 for start, end, alone in merged if alone]
+
+    def _reads_as_known_words(self, run: str, singles: list[tuple[str, int, int]]) -> bool:
+        """Whether every character of a stretch of single characters that is not a stopword lies in a word of
+        2–4 characters of the stretch that the vocabulary knows: the segmenter split a word of the corpus in this
+        context (看图写话 → 看图 + 写 + 话, where the corpus has 写话), and a typo rarely makes a word of the corpus."""
+        start, end = singles[0][1], singles[-1][2]
+        simplified = self.analyzer.normalize(run)
+        if len(simplified) != len(run):
+            simplified = run
+        covered = set()
+        for length in range(2, min(4, end - start) + 1):
+            for i in range(start, end - length + 1):
+                if simplified[i : i + length] in self._known:
+                    covered.update(range(i, i + length))
+        return all(s in covered for term, s, _ in singles if self.analyzer.terms(term))
 
     def _backed(self, query: str, start: int, end: int, options: list[str], piece: tuple[int, int]) -> list[str]:
         """The options for the window `query[start:end]` that the corpus backs (`support` of the terms each
@@ -532,6 +549,11 @@ def _correct_word(suggester: Suggester, word: str) -> list[str]:
                 distance = edit_distance(word, other, limit)
                 if distance <= limit:
                     candidates.append((float(distance), -weight, other))
+        # Only the nearest words (Norvig's corrector: a known word one edit away before any two away): a word the
+        # corpus holds one edit from the typed one (coatmer: coatomer) is its likelier reading, even where the
+        # rest of the query does not back it, than a commoner word two edits away that does (coated).
+        nearest = min((distance for distance, *_ in candidates), default=0.0)
+        candidates = [candidate for candidate in candidates if candidate[0] == nearest]
     if word.isalpha() and word.isascii():
         for entry in suggester._by_full_pinyin.get(word, [])[:3]:
             candidates.append((0.5, -entry.weight, entry.text))
