@@ -64,17 +64,22 @@ def cached_index(dataset: BeirDataset, settings: Settings, show_progress: bool =
         from ..dense.choice import decide
         from ..ingest.ingest import ingest
 
-        name = decide(ingest([dataset.path]).documents, settings).name
-        if Path(name).is_dir():  # a tuned model's folder: its id says which model it is
-            from ..dense.encoders import load_encoder
-
-            name = load_encoder(name).model_id
-        dense = re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+        dense = encoder_key(decide(ingest([dataset.path]).documents, settings).name)
     key = f"{dataset.name}-{dataset.fingerprint()}-{settings.analyzer.fingerprint()}-{dense}"
     index_dir = settings.cache_dir / "indexes" / key
     if current_version(index_dir) is None:
         build_index([dataset.path], index_dir, settings, show_progress=show_progress)
     return index_dir
+
+
+def encoder_key(name: str) -> str:
+    """An encoder as a file-name part: a model folder (tuned, or a static model) by its model id, which says which
+    model it is."""
+    if Path(name).is_dir():
+        from ..dense.encoders import load_encoder
+
+        name = load_encoder(name).model_id
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
 
 
 def settings_for(method: str, settings: Settings, encoder: str | None = None, dense: bool = True) -> Settings:
@@ -375,6 +380,8 @@ def evaluate(
         label += "-static"  # its runs and metrics sit beside the teacher's, not over them
     if tuned:
         label += f"-{encoder_name}"
+    elif settings.dense.enabled and encoder and Path(encoder).is_dir():
+        label += f"-{encoder_key(encoder)}"  # a model named by its folder: its runs do not replace the teacher's
     if clicks:
         label = f"{label}-{train_labels}-{sessions}"
     _write_outputs(settings.cache_dir, f"{dataset.name}.{label}.{split}", run, label, dataset.name, split, means,
