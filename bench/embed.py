@@ -188,13 +188,14 @@ def teacher_of(label: str) -> str:
 
 
 def with_speedup(speed: list[dict]) -> list[dict]:
-    """Each row's passages/s as a multiple of its teacher's best rate on the same corpus in this run."""
+    """Each row's speed as a multiple of its teacher's best on the same corpus in this run (every row embeds the
+    same passages, so the ratio is of the seconds, unrounded by the passages/s column)."""
     best = {}
     for row in speed:
         if row["encoder"] in LABELS.values():
             key = (row["encoder"], row["corpus"])
-            best[key] = max(best.get(key, 0.0), float(row["passages/s"]))
-    return [{**row, "× teacher": f"{float(row['passages/s']) / best[teacher_of(row['encoder']), row['corpus']]:,.1f}"}
+            best[key] = min(best.get(key, float("inf")), float(row["seconds"]))
+    return [{**row, "× teacher": f"{best[teacher_of(row['encoder']), row['corpus']] / float(row['seconds']):,.1f}"}
             for row in speed]
 
 
