@@ -164,7 +164,7 @@ def model_rows(corpora: dict[str, list[str]], folders: dict[str, Path]) -> list[
     return rows
 
 
-def quality_cells(settings: Settings, datasets: list[str]) -> list[tuple[str, str]]:
+def quality_cells(datasets: list[str]) -> list[tuple[str, str]]:
     """(dataset, encoder) pairs of the quality table: each corpus's teacher and static encoder, and the tuned
     encoders where there is a train split to tune on."""
     return [(name, encoder) for name in datasets
@@ -267,7 +267,7 @@ def main() -> None:
     documents = len((drcd / "corpus.jsonl").read_text(encoding="utf-8").splitlines())
     per_doc = len(sample_passages(drcd, 10**9, seed=0)) / documents
     scale = scale_rows(speed, per_doc)
-    cells = quality_cells(settings, args.datasets)
+    cells = quality_cells(args.datasets)
     quality: list[dict] = []
     write_report(args, speed, scale, quality, len(cells), per_doc, started)
     for name, encoder in cells:
