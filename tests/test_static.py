@@ -194,3 +194,20 @@ def test_encoders_run_on_the_gpu_when_there_is_one():
     assert encoder.model.device.type == "cuda"
     assert encoder.encode_passages(["a passage on the GPU"]).shape == (1, 384)
 
+
+
+def test_an_evaluation_with_a_model_folder_files_its_runs_under_the_model_not_the_teacher(static_index, settings):
+    from pipeline.experiment.runs import evaluate
+
+    folder = published_static(static_index, MULTILINGUAL_E5)
+    summary = evaluate(SAMPLE, "dense", settings=settings, encoder=str(folder))
+    model_id = StaticEncoder(folder).model_id
+    assert summary["method"] == "dense-" + model_id.replace("@", "_")
+    assert (settings.cache_dir / "metrics" / f"sample.{summary['method']}.test.parquet").is_file()
+
+
+def test_a_build_with_the_evaluation_only_tuned_static_encoder_is_a_clear_error(settings):
+    documents = ingest([SAMPLE]).documents
+    tuned = settings.model_copy(update={"dense": settings.dense.model_copy(update={"encoder": "tuned-static"})})
+    with pytest.raises(InputError, match="tune-encoder --encoder static"):
+        decide(documents, tuned)

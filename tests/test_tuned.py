@@ -167,3 +167,28 @@ def test_a_query_side_tuning_moves_queries_only_and_caches_passages_under_the_ba
     texts = triples["anchor"][:2]
     np.testing.assert_allclose(tuned.encode_passages(texts), base.encode_passages(texts), atol=1e-6)
     assert not np.allclose(tuned.encode_queries(texts), base.encode_queries(texts), atol=1e-4)
+
+
+def test_an_evaluation_reuses_a_static_model_tuned_on_the_same_data_and_settings_and_no_other(tmp_path, settings):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    from pipeline.dense.static import _static_model, new_card, published_static, save_static
+    from pipeline.dense.tuned import tune_static
+    from pipeline.experiment.runs import tuned_before
+
+    words = ["protein", "cell", "virus", "gene"]
+    tokenizer = Tokenizer(models.WordLevel({"[UNK]": 0, **{w: i + 1 for i, w in enumerate(words)}}, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    model = _static_model(np.random.default_rng(0).normal(size=(5, 8)).astype(np.float32), tokenizer, "hash-teacher")
+    first = save_static(tmp_path, model, new_card("hash-teacher", "teacher-tokenizer", model, 0.0))
+    source = {"source": "judgments", "dataset": "toy", "split": "train"}
+    config = settings.dense.model_copy(update={"tune_batch_size": 4})
+    triples = Triples([words[i % 4] for i in range(8)], [words[(i + 1) % 4] for i in range(8)],
+                      [words[(i + 2) % 4] for i in range(8)], source)
+    assert tuned_before(tmp_path, source, config, "hash-teacher") is None
+    tuned = tune_static(tmp_path, first, triples, config, publish=False, max_steps=1)
+    assert published_static(tmp_path, "hash-teacher") == first
+    assert tuned_before(tmp_path, source, config, "hash-teacher") == tuned
+    assert tuned_before(tmp_path, {**source, "source": "titles"}, config, "hash-teacher") is None
+    other_rate = config.model_copy(update={"tune_static_learning_rate": config.tune_static_learning_rate / 2})
+    assert tuned_before(tmp_path, source, other_rate, "hash-teacher") is None

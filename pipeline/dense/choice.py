@@ -101,6 +101,9 @@ def decide(documents: pa.Table, settings: Settings) -> EncoderChoice:
         return EncoderChoice(configured, static_name(teacher), teacher, "configured: static")
     if configured == "tuned":
         return EncoderChoice(configured, TUNED_MINILM, MINILM, "configured: tuned (sousuo tune-encoder)")
+    if configured == "tuned-static":
+        raise InputError("tuned-static is for sousuo eval only: tune an index's static encoder with sousuo "
+                         "tune-encoder --encoder static, then build it with --encoder static")
     if configured != "auto":
         name = canonical_encoder_name(configured)
         return EncoderChoice(configured, name, name, "configured")

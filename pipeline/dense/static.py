@@ -120,6 +120,13 @@ def published_static(index_root: Path, teacher: str) -> Path | None:
     return folder if folder is not None and (folder / CARD).is_file() else None
 
 
+def static_versions(index_root: Path) -> list[Path]:
+    """Every finished static model of an index (those with a card), published or not, newest first."""
+    root = static_root(index_root)
+    folders = [p for p in root.iterdir() if (p / CARD).is_file()] if root.is_dir() else []
+    return sorted(folders, key=lambda p: p.name, reverse=True)
+
+
 def save_static(index_root: Path, model, card: StaticCard, publish: bool = True) -> Path:
     """Write INDEX/encoders/static/ID/ (model2vec files and the card) and point the teacher's CURRENT at it."""
     artifact_id = card.model_id.removeprefix(static_name(card.teacher) + "@")

@@ -19,7 +19,7 @@ from .. import schemas
 from ..behaviour.labels import LABEL_SOURCES, click_labels
 from ..behaviour.sessions import ClickLog, query_key
 from ..behaviour.simulate import ClickSimulator, write_sessions
-from ..config import Settings
+from ..config import DenseConfig, Settings
 from ..constants import SEARCH_MODES
 from ..errors import InputError
 from ..eval.beir import BeirDataset, Qrels
@@ -49,6 +49,8 @@ from ..searcher import Searcher
 
 RUN_DEPTH = 1000
 Train = tuple[dict[str, str], Qrels] | None  # the train split's queries and judgments, when there is one
+# `sousuo eval --encoder` names that fine-tune on the dataset first, and what each tunes.
+TUNED_ENCODERS = {"tuned": "minilm", "tuned-static": "static"}
 TRAIN_LABELS = ("judgments", *(f"clicks-{source}" for source in LABEL_SOURCES))
 
 
@@ -62,17 +64,22 @@ def cached_index(dataset: BeirDataset, settings: Settings, show_progress: bool =
         from ..dense.choice import decide
         from ..ingest.ingest import ingest
 
-        name = decide(ingest([dataset.path]).documents, settings).name
-        if Path(name).is_dir():  # a tuned model's folder: its id says which model it is
-            from ..dense.encoders import load_encoder
-
-            name = load_encoder(name).model_id
-        dense = re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+        dense = encoder_key(decide(ingest([dataset.path]).documents, settings).name)
     key = f"{dataset.name}-{dataset.fingerprint()}-{settings.analyzer.fingerprint()}-{dense}"
     index_dir = settings.cache_dir / "indexes" / key
     if current_version(index_dir) is None:
         build_index([dataset.path], index_dir, settings, show_progress=show_progress)
     return index_dir
+
+
+def encoder_key(name: str) -> str:
+    """An encoder as a file-name part: a model folder (tuned, or a static model) by its model id, which says which
+    model it is."""
+    if Path(name).is_dir():
+        from ..dense.encoders import load_encoder
+
+        name = load_encoder(name).model_id
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
 
 
 def settings_for(method: str, settings: Settings, encoder: str | None = None, dense: bool = True) -> Settings:
@@ -85,30 +92,61 @@ def settings_for(method: str, settings: Settings, encoder: str | None = None, de
     return settings.model_copy(update={"dense": dense})
 
 
-def tuned_encoder_for(dataset: BeirDataset, split: str, settings: Settings, show_progress: bool = False) -> Path:
-    """MiniLM fine-tuned on the dataset's train split (title pseudo-queries where it has none, or where `split` is
-    train itself), trained once into the cached lexical index and reused by every evaluation with the same
-    training settings."""
-    from ..dense.tuned import TunedCard, tuned_versions
+def tuned_encoder_for(dataset: BeirDataset, split: str, settings: Settings, show_progress: bool = False,
+                      kind: str = "minilm") -> Path:
+    """MiniLM (`kind` minilm), or the corpus's static encoder (`kind` static), fine-tuned on the dataset's train split
+    (title pseudo-queries where it has none, or where `split` is train itself). Trained once into a cached index,
+    MiniLM into the lexical one and the static model beside the one it was distilled in, and reused by every
+    evaluation with the same training settings."""
     from ..rank.encoder_data import query_triples, title_triples, tune_encoder
 
-    reader = IndexReader.open(cached_index(dataset, settings_for("bm25", settings), show_progress), settings)
+    base = settings_for("dense", settings, "static") if kind == "static" else settings_for("bm25", settings)
+    reader = IndexReader.open(cached_index(dataset, base, show_progress), base)
     judged = "train" in dataset.splits() and split != "train"
     source = {"source": "judgments", "dataset": dataset.name, "split": "train"} if judged else \
         {"source": "titles", "dataset": dataset.name}
-    config = settings.dense
-    wanted = (source["source"], source.get("split"), config.tune_side, config.tune_epochs, config.tune_learning_rate)
-    for folder in tuned_versions(reader.root):
-        card = TunedCard.read(folder)
-        if (card.data.get("source"), card.data.get("split"), card.side, card.epochs, card.learning_rate) == wanted:
-            return folder
+    teacher = None
+    if kind == "static":
+        from ..dense.encoders import choose_encoder_name
+
+        teacher = choose_encoder_name(reader.version.documents.column("lang").to_pylist())
+    found = tuned_before(reader.root, source, settings.dense, teacher)
+    if found is not None:
+        return found
     if judged:
         queries, qrels = dataset.judged_queries("train")
         triples = query_triples(reader, queries, qrels, source, show_progress)
     else:
         triples = title_triples(reader, show_progress)
         triples.source = {**source, **triples.source}
-    return tune_encoder(reader, triples)
+    return tune_encoder(reader, triples, publish=kind != "static", kind=kind)
+
+
+def tuned_before(index_root: Path, source: dict, config: DenseConfig, static_teacher: str | None = None
+                 ) -> Path | None:
+    """An encoder an earlier evaluation tuned in the index on the same data with the same settings: MiniLM, or, given
+    `static_teacher`, the index's published static model of that teacher (tuned versions are never published)."""
+    if static_teacher is not None:
+        from ..dense.static import StaticCard, published_static, static_versions
+
+        start = StaticCard.read(published_static(index_root, static_teacher)).model_id
+        wanted = (source["source"], source.get("split"), start, config.tune_static_epochs,
+                  config.tune_static_learning_rate)
+        for folder in static_versions(index_root):
+            tuned = (StaticCard.read(folder).fit or {}).get("tuned", {})
+            data = tuned.get("data", {})
+            if (data.get("source"), data.get("split"), tuned.get("from"), tuned.get("epochs"),
+                    tuned.get("learning_rate")) == wanted:
+                return folder
+        return None
+    from ..dense.tuned import TunedCard, tuned_versions
+
+    wanted = (source["source"], source.get("split"), config.tune_side, config.tune_epochs, config.tune_learning_rate)
+    for folder in tuned_versions(index_root):
+        card = TunedCard.read(folder)
+        if (card.data.get("source"), card.data.get("split"), card.side, card.epochs, card.learning_rate) == wanted:
+            return folder
+    return None
 
 
 def bm25_run(searcher: Searcher, queries: dict[str, str], depth: int, show_progress: bool = False, **_) -> Run:
@@ -319,9 +357,10 @@ def evaluate(
         raise InputError(f"--sessions must be 1 or more, got {sessions}")
     settings = settings or Settings()
     dataset = BeirDataset.load(dataset_dir)
-    tuned = encoder == "tuned" and dense and method in DENSE_METHODS
+    encoder_name = encoder
+    tuned = encoder in TUNED_ENCODERS and dense and method in DENSE_METHODS
     if tuned:
-        encoder = str(tuned_encoder_for(dataset, split, settings, show_progress))
+        encoder = str(tuned_encoder_for(dataset, split, settings, show_progress, TUNED_ENCODERS[encoder]))
     settings = settings_for(method, settings, encoder, dense)
     queries, qrels = dataset.judged_queries(split)
     searcher = Searcher.open(cached_index(dataset, settings, show_progress), settings)
@@ -338,7 +377,9 @@ def evaluate(
     if settings.dense.enabled and settings.dense.encoder == "static":
         label += "-static"  # its runs and metrics sit beside the teacher's, not over them
     if tuned:
-        label += "-tuned"
+        label += f"-{encoder_name}"
+    elif settings.dense.enabled and encoder and Path(encoder).is_dir():
+        label += f"-{encoder_key(encoder)}"  # a model named by its folder: its runs do not replace the teacher's
     if clicks:
         label = f"{label}-{train_labels}-{sessions}"
     _write_outputs(settings.cache_dir, f"{dataset.name}.{label}.{split}", run, label, dataset.name, split, means,
