@@ -445,6 +445,7 @@ def _print_table(columns: list[str], rows: list[tuple]) -> None:
 
 
 def cmd_versions(args, settings: Settings) -> int:
+    from pipeline.errors import IndexNotFound
     from pipeline.index.store import (
         Manifest,
         current_version,
@@ -454,7 +455,10 @@ def cmd_versions(args, settings: Settings) -> int:
     )
 
     current = current_version(require_index_dir(args.index))
-    for version in list_versions(args.index):
+    versions = list_versions(args.index)
+    if not versions:
+        raise IndexNotFound(f"no index versions in {args.index}: build one with `sousuo build --index {args.index}`")
+    for version in versions:
         manifest = Manifest.read(versions_dir(args.index) / version)
         marker = "*" if version == current else " "
         print(f"{marker} {version}  docs={manifest.doc_count}  terms={manifest.term_count}  {manifest.created_at}")

@@ -184,3 +184,8 @@ def test_a_user_error_inside_a_flow_is_logged_without_a_traceback(tmp_path):
     result = sousuo("build", "--corpus", note, "--index", tmp_path / "index", check=False)
     assert result.returncode == 2 and "sousuo build: no reader for" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_versions_of_a_folder_that_holds_no_index_is_a_one_line_error(tmp_path):
+    result = sousuo("versions", "--index", tmp_path, check=False)
+    assert result.returncode != 0 and result.stderr.strip().count("\n") == 0 and "no index versions" in result.stderr

@@ -257,3 +257,18 @@ def test_a_blank_id_or_one_holding_control_characters_is_refused(tmp_path):
     assert result.documents.column("doc_id").to_pylist() == ["ok 1"]
     assert sorted(r["reason"] for r in result.quarantine.to_pylist()) == ["invalid_value", "invalid_value",
                                                                          "missing_id"]
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-32"])
+def test_text_saved_as_utf16_or_utf32_with_a_byte_order_mark_is_read_like_utf8(tmp_path, encoding):
+    import codecs
+
+    bom = {"utf-16": b"", "utf-16-be": codecs.BOM_UTF16_BE, "utf-32": b""}[encoding]  # utf-16/32 write their own
+    (tmp_path / "docs.jsonl").write_bytes(bom + '{"id": "j", "text": "向量检索 in JSONL"}\n'.encode(encoding))
+    (tmp_path / "docs.csv").write_bytes(bom + "id,text\nc,向量检索 in CSV\n".encode(encoding))
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "m.md").write_bytes(bom + "# 标题\n向量检索 in Markdown\n".encode(encoding))
+    result = ingest([tmp_path / "docs.jsonl", tmp_path / "docs.csv", tmp_path / "notes"])
+    assert result.quarantine.num_rows == 0
+    assert sorted(result.documents.column("doc_id").to_pylist()) == ["c", "j", "m.md"]
+    assert all(body.startswith("向量检索") for body in result.documents.column("body").to_pylist())

@@ -90,8 +90,33 @@ def _markdown_fields(text: str) -> dict[str, str]:
     return {"title": "", "body": text.strip()}
 
 
-def read_jsonl(path: Path, source: str) -> Iterator[RawRecord]:
+# Byte-order marks of the Unicode encodings other than UTF-8, UTF-32's first: its little-endian mark begins with
+# UTF-16's.
+_WIDE_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF16_LE, "utf-16"),
+              (codecs.BOM_UTF16_BE, "utf-16"))
+
+
+def _as_utf8(data: bytes) -> bytes:
+    """Text that declares UTF-16 or UTF-32 with a byte-order mark (as Windows tools save it) re-encoded as UTF-8;
+    anything else, or such text that does not decode, as it is (its records are then quarantined one by one)."""
+    for bom, encoding in _WIDE_BOMS:
+        if data.startswith(bom):
+            try:
+                return data.decode(encoding).encode("utf-8")
+            except UnicodeError:
+                return data
+    return data
+
+
+def _wide(path: Path) -> bool:
     with open(path, "rb") as handle:
+        head = handle.read(4)
+    return any(head.startswith(bom) for bom, _ in _WIDE_BOMS)
+
+
+def read_jsonl(path: Path, source: str) -> Iterator[RawRecord]:
+    # A UTF-16 file is read whole to re-encode it; UTF-8 ones stream line by line.
+    with (io.BytesIO(_as_utf8(path.read_bytes())) if _wide(path) else open(path, "rb")) as handle:
         for line_no, line in enumerate(handle, 1):
             if line_no == 1:
                 line = line.removeprefix(codecs.BOM_UTF8)
@@ -117,7 +142,7 @@ def read_jsonl(path: Path, source: str) -> Iterator[RawRecord]:
 
 def read_csv(path: Path, source: str) -> Iterator[RawRecord]:
     # surrogateescape keeps undecodable bytes recoverable, so a bad row is quarantined, not the file.
-    text = path.read_bytes().removeprefix(codecs.BOM_UTF8).decode("utf-8", errors="surrogateescape")
+    text = _as_utf8(path.read_bytes()).removeprefix(codecs.BOM_UTF8).decode("utf-8", errors="surrogateescape")
     reader = csv.DictReader(io.StringIO(text, newline=""))
     row_no = 1
     while True:
@@ -170,7 +195,7 @@ def read_folder(path: Path, source: str, config: IngestConfig) -> Iterator[RawRe
             continue
         relative = file.relative_to(path).as_posix()
         try:
-            text = data.decode("utf-8-sig")
+            text = _as_utf8(data).decode("utf-8-sig")
         except UnicodeDecodeError as error:
             yield RawRecord(source, location, data, error=Rejection(INVALID_UTF8, str(error)))
             continue
