@@ -117,8 +117,11 @@ def test_retraining_on_judgments_without_a_train_split_learns_from_their_only_sp
 def test_a_build_killed_at_a_random_moment_never_changes_what_is_served(tmp_path, sample_index):
     index, served, corpus = served_copy_and_grown_corpus(
         tmp_path, sample_index, '{"_id": "late", "text": "a document added after the served version"}')
+    # An empty embedding cache of its own keeps the build embedding for many seconds after its staging folder
+    # appears, so the kill below lands before the publish; with the session's warm cache it could finish first.
+    env = {**os.environ, "SOUSUO_CACHE_DIR": str(tmp_path / "cache")}
     command = [sys.executable, "-m", "flows.cli", "build", "--corpus", str(corpus), "--index", str(index)]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                start_new_session=True)
     # Kill somewhere between Prefect's start-up and the end of indexing.
     deadline = time.time() + 120
@@ -129,7 +132,7 @@ def test_a_build_killed_at_a_random_moment_never_changes_what_is_served(tmp_path
     process.wait()
     assert current_version(index) == served
     assert Searcher.open(index).search("向量检索", k=1).hits
-    finished = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True)
+    finished = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=True)
     assert current_version(index) == finished.stdout.strip().splitlines()[-1] != served
 
 
