@@ -187,9 +187,10 @@ def create_app(settings: Settings | None = None, served: ServedIndex | None = No
     @app.exception_handler(HTTPException)
     async def on_http(request: Request, error: HTTPException) -> JSONResponse:
         if is_es_path(request.url.path):
-            reason = f"no handler found for uri [{request.url.path}] and method [{request.method}]"
-            return es.es_error(EsError("illegal_argument_exception", reason, 400 if error.status_code in (404, 405)
-                                       else error.status_code))
+            refusal = es.no_handler(request)
+            if error.status_code not in (404, 405):
+                refusal.status = error.status_code
+            return es.es_error(refusal)
         return native_error(_snake(type(error).__name__), str(error.detail), error.status_code)
 
     @app.get("/healthz", tags=["operations"], summary="The process is up")
