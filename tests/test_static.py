@@ -2,6 +2,7 @@
 time budget; and the device encoders run on."""
 
 import hashlib
+import time
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ from conftest import SAMPLE
 
 from pipeline.config import Settings
 from pipeline.dense.cache import EmbeddingCache, embed_with_cache
-from pipeline.dense.choice import by_budget, decide, fit_sample
+from pipeline.dense.choice import EncoderChoice, by_budget, decide, fit_sample, targets_within_budget
 from pipeline.dense.encoders import MULTILINGUAL_E5, load_encoder, resolve_device
 from pipeline.dense.index import DenseIndex, DenseManifest
 from pipeline.dense.static import (
@@ -165,6 +166,30 @@ def test_pre_training_embeds_cached_passages_first_and_at_most_the_uncached_allo
     embed_with_cache(teacher, passages[:5], cache)
     sample = fit_sample(passages, cache, size=12, max_uncached=3)
     assert set(sample[:5]) == set(passages[:5]) and len(sample) == 8
+
+
+class TimedModel:
+    """A static model whose every passage takes a fixed time to embed."""
+
+    def __init__(self, seconds_per_passage):
+        self.seconds_per_passage = seconds_per_passage
+
+    def encode(self, texts):
+        time.sleep(self.seconds_per_passage * len(texts))
+
+
+def test_where_auto_chose_the_static_encoder_its_targets_get_what_the_budget_leaves_after_the_corpus_s_embedding():
+    auto = by_budget(MULTILINGUAL_E5, 100_000, 100_000, 5.0, 600)
+    passages = [f"passage {i}" for i in range(10_000)]
+    # 10,000 passages at 1 ms each: 10 s of static embedding, so 100 s left leaves 90 s of targets at 5/s.
+    allowed = targets_within_budget(auto, TimedModel(0.001), list, passages, left_s=100.0)
+    assert 400 <= allowed <= 450
+    assert targets_within_budget(auto, TimedModel(0.001), list, passages, left_s=5.0) == 0
+
+
+def test_a_configured_static_encoder_has_no_budget_for_its_targets():
+    configured = EncoderChoice("static", f"static-{MULTILINGUAL_E5}", MULTILINGUAL_E5, "configured: static")
+    assert targets_within_budget(configured, TimedModel(0.001), list, ["a passage"], left_s=0.0) is None
 
 
 def test_the_auto_choice_and_its_reason_are_in_the_manifest(sample_index):

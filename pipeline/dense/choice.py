@@ -27,6 +27,7 @@ from .static import (
 from .tuned import TUNED_MINILM, published_tuned
 
 THROUGHPUT_SAMPLE = 16  # passages timed to measure a teacher's speed on this corpus
+STATIC_TIMING_SAMPLE = 2_000  # passages timed to foresee how long the static model takes over the whole corpus
 
 
 @dataclass
@@ -132,17 +133,36 @@ def static_encoder_folder(index_root: Path, choice: EncoderChoice, documents: pa
     model, analyzer = distill(teacher, passages, vocabulary, config.static_vocab_size, config.static_teacher_entries,
                               resolve_device(config.device), cache)
     fit = None
+    # The corpus-terms vocabulary reads analyzed text, as the encoder will at search time.
+    tokenizable = text_for_tokenizer(analyzer)
     if config.static_fit_passages and config.static_fit_epochs and passages:
-        # The teacher is slow where auto chose the static encoder: it embeds at most a budget's worth of targets.
-        rate = choice.passages_per_s
+        spent = time.perf_counter() - started
         sample = fit_sample(passages, cache, config.static_fit_passages,
-                            int(config.time_budget_s * rate) if rate and rate != float("inf") else None)
+                            targets_within_budget(choice, model, tokenizable, passages, config.time_budget_s - spent))
         targets, _ = embed_with_cache(teacher, sample, cache)
-        # The corpus-terms vocabulary reads analyzed text, as the encoder will at search time.
         model, fit = fit_to_teacher(model, sample, targets, epochs=config.static_fit_epochs,
-                                    device=resolve_device(config.device), tokenizable=text_for_tokenizer(analyzer))
+                                    device=resolve_device(config.device), tokenizable=tokenizable)
     card = new_card(choice.teacher, vocabulary, model, started, fit, analyzer)
     return save_static(index_root, model, card)
+
+
+def targets_within_budget(choice: EncoderChoice, model, tokenizable, passages: Sequence[str], left_s: float
+                          ) -> int | None:
+    """How many uncached passages the teacher may embed as pre-training targets, or None for no limit.
+
+    Where `auto` chose the static encoder, the teacher was too slow for the budget, and the budget bounds the whole
+    embedding of the build: what the vocabulary's entries left of it, less the time the static model will take to
+    embed the corpus (timed on a sample), goes to targets at the teacher's measured speed. A configured `static`
+    has no budget."""
+    rate = choice.passages_per_s
+    if choice.configured != "auto" or not rate or rate == float("inf"):
+        return None
+    picks = np.random.default_rng(0).choice(len(passages), min(STATIC_TIMING_SAMPLE, len(passages)), replace=False)
+    sample = [passages[i] for i in picks]
+    started = time.perf_counter()
+    model.encode(list(tokenizable(sample)))
+    static_s = (time.perf_counter() - started) * len(passages) / len(sample)
+    return max(0, int((left_s - static_s) * rate))
 
 
 def fit_sample(passages: Sequence[str], cache: EmbeddingCache, size: int, max_uncached: int | None = None
