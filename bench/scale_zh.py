@@ -33,6 +33,7 @@ OUT = ROOT / "bench" / "out" / "scale_zh"
 SENTENCE_END = re.compile(r"(?<=[。！？；!?;])|\n+")
 MIN_SENTENCE = 8  # characters: shorter pieces are headings, list markers and stray punctuation
 FENCE = re.compile(r"```.*?```", re.S)
+CJK = re.compile(r"[\u4e00-\u9fff]")
 
 
 def corpus_texts(name: str) -> list[str]:
@@ -53,7 +54,8 @@ def sentence_pool() -> list[str]:
     sources = corpus_texts("drcd-zh-tw") + corpus_texts("csl-title") + corpus_texts("qbqtc")
     sources += markdown_prose(DATASETS / "d2l-zh")
     pool = {s.strip() for text in sources for s in SENTENCE_END.split(text)}
-    return sorted(s for s in pool if len(s) >= MIN_SENTENCE)
+    # d2l-zh keeps some English and LaTeX: a sentence is kept when most of it is Chinese.
+    return sorted(s for s in pool if len(s) >= MIN_SENTENCE and len(CJK.findall(s)) * 2 >= len(s))
 
 
 def synthesize(count: int, out: Path, seed: int = 0) -> Path:

@@ -86,6 +86,13 @@ class DenseConfig(BaseModel):
     static_teacher_entries: int = Field(8_000, gt=0)
     static_fit_passages: int = Field(8000, ge=0)
     static_fit_epochs: int = Field(10, ge=0)
+
+    def static_fingerprint(self) -> str:
+        """What makes a static model: an evaluation's cached index embedded by one is rebuilt when any of it changes."""
+        fields = ("static_vocabulary", "static_vocab_size", "static_teacher_entries", "static_fit_passages",
+                  "static_fit_epochs")
+        canonical = json.dumps({name: getattr(self, name) for name in fields}, sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:8]
     # Fine-tuning (`sousuo tune-encoder`, docs/tuned_encoders.md): MiniLM, or the index's static model, trained
     # with in-batch negatives (MultipleNegativesRankingLoss; `cached-mnrl` for a batch larger than memory allows)
     # on (query, relevant passage, BM25 hard negative) triples. `tune_batch_size` is the global batch: under DDP

@@ -53,6 +53,20 @@ def test_eval_reuses_the_cached_index(settings):
     assert list((settings.cache_dir / "indexes").iterdir()) == indexes
 
 
+def test_an_evaluation_index_embedded_by_a_static_model_is_keyed_by_what_makes_that_model(settings, monkeypatch):
+    import pipeline.experiment.runs as runs
+
+    monkeypatch.setattr(runs, "build_index", lambda *args, **kwargs: None)
+
+    def index_for(**dense):
+        config = settings.dense.model_copy(update={"encoder": "static", **dense})
+        return runs.cached_index(BeirDataset.load(SAMPLE), settings.model_copy(update={"dense": config}))
+
+    assert index_for(static_vocabulary="corpus-terms") != index_for(static_vocabulary="teacher-tokenizer")
+    assert index_for(static_fit_epochs=3) != index_for(static_fit_epochs=10)
+    assert index_for(time_budget_s=1.0) == index_for(time_budget_s=600.0)
+
+
 def test_unknown_split_is_a_clear_error(settings):
     with pytest.raises(InputError, match="has no split 'dev'"):
         evaluate(SAMPLE, split="dev", settings=settings)

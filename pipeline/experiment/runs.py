@@ -57,14 +57,16 @@ TRAIN_LABELS = ("judgments", *(f"clicks-{source}" for source in LABEL_SOURCES))
 def cached_index(dataset: BeirDataset, settings: Settings, show_progress: bool = False) -> Path:
     """The index of a dataset's corpus under the cache folder, built on first use.
 
-    The key holds everything that changes the index: corpus, analyzer, and the encoder when dense is on.
+    The key holds everything that changes the index: corpus, analyzer, and the encoder when dense is on (with what
+    makes a static model, for a static one).
     """
     dense = "nodense"
     if settings.dense.enabled:
         from ..dense.choice import decide
         from ..ingest.ingest import ingest
 
-        dense = encoder_key(decide(ingest([dataset.path]).documents, settings).name)
+        choice = decide(ingest([dataset.path]).documents, settings)
+        dense = encoder_key(choice.name) + (f"-{settings.dense.static_fingerprint()}" if choice.static else "")
     key = f"{dataset.name}-{dataset.fingerprint()}-{settings.analyzer.fingerprint()}-{dense}"
     index_dir = settings.cache_dir / "indexes" / key
     if current_version(index_dir) is None:
