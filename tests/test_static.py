@@ -10,7 +10,15 @@ from conftest import SAMPLE
 
 from pipeline.config import Settings
 from pipeline.dense.cache import EmbeddingCache, embed_with_cache
-from pipeline.dense.choice import EncoderChoice, by_budget, decide, fit_sample, targets_within_budget
+from pipeline.dense.choice import (
+    EncoderChoice,
+    by_budget,
+    decide,
+    entries_within_budget,
+    fit_sample,
+    sentence_sample,
+    targets_within_budget,
+)
 from pipeline.dense.encoders import MULTILINGUAL_E5, load_encoder, resolve_device
 from pipeline.dense.index import DenseIndex, DenseManifest
 from pipeline.dense.static import (
@@ -168,6 +176,14 @@ def test_pre_training_embeds_cached_passages_first_and_at_most_the_uncached_allo
     assert set(sample[:5]) == set(passages[:5]) and len(sample) == 8
 
 
+def test_pre_training_sentences_are_whole_sentences_of_the_passages_in_either_language():
+    passages = ["Static tables are fast. They average token vectors! Short. Why?",
+                "向量检索很好用。这是第二句话，很长的呢？短句。"]
+    assert sentence_sample(passages, 10) == ["Static tables are fast.", "They average token vectors!",
+                                             "向量检索很好用。", "这是第二句话，很长的呢？"]
+    assert len(sentence_sample(passages, 2)) == 2 and sentence_sample(passages, 0) == []
+
+
 class TimedModel:
     """A static model whose every passage takes a fixed time to embed."""
 
@@ -185,6 +201,14 @@ def test_where_auto_chose_the_static_encoder_its_targets_get_what_the_budget_lea
     allowed = targets_within_budget(auto, TimedModel(0.001), list, passages, left_s=100.0)
     assert 400 <= allowed <= 450
     assert targets_within_budget(auto, TimedModel(0.001), list, passages, left_s=5.0) == 0
+
+
+def test_where_auto_chose_the_static_encoder_the_teacher_embeds_entries_for_a_share_of_the_budget(settings):
+    auto = by_budget(MULTILINGUAL_E5, 100_000, 100_000, 5.0, 600)
+    configured = EncoderChoice("static", f"static-{MULTILINGUAL_E5}", MULTILINGUAL_E5, "configured: static")
+    dense = settings.dense.model_copy(update={"static_teacher_entries": 8000, "static_entries_share": 0.5})
+    assert entries_within_budget(auto, dense) == 1500  # half of 600 s at 5 entries/s
+    assert entries_within_budget(configured, dense) == 8000
 
 
 def test_a_configured_static_encoder_has_no_budget_for_its_targets():
