@@ -29,6 +29,8 @@ from pipeline.searcher import Searcher  # noqa: E402
 
 SAMPLE = ROOT / "data" / "sample"
 DATASETS = Settings().datasets_dir or ROOT.parent / "shared" / "datasets"
+# Read before `one_embedding_cache` points SOUSUO_CACHE_DIR at the session's empty cache.
+LASTING_CACHE = Path(os.environ.get("SOUSUO_CACHE_DIR") or ROOT / "data" / "cache")
 
 
 @pytest.fixture(scope="session")
@@ -60,6 +62,14 @@ def sample_index(tmp_path_factory, settings) -> Path:
 @pytest.fixture(scope="session")
 def sample_searcher(sample_index, settings) -> Searcher:
     return Searcher.open(sample_index, settings)
+
+
+@pytest.fixture(scope="session")
+def corpus_settings() -> Settings:
+    """Settings for the slow tests over the shared collections: they embed whole corpora (E5 takes a quarter of an
+    hour for DRCD), so they use the lasting cache (SOUSUO_CACHE_DIR as set before the session, else data/cache)
+    that `sousuo eval` fills, not the session's empty one."""
+    return Settings(cache_dir=LASTING_CACHE)
 
 
 @pytest.fixture(scope="session")

@@ -240,11 +240,11 @@ def test_eval_refuses_click_labels_where_they_cannot_apply():
 
 
 @pytest.mark.slow
-def test_scifact_learning_from_debiased_clicks_nearly_matches_judgments(shared_datasets):
+def test_scifact_learning_from_debiased_clicks_nearly_matches_judgments(shared_datasets, corpus_settings):
     """The issue's goal at 50,000 simulated sessions, eta = 1: PBM labels beat raw clicks by 0.01 nDCG@10 or more
     and come within 0.02 of the judgments."""
     scifact = shared_datasets / "scifact"
-    ndcg = {labels: evaluate(scifact, "ltr", train_labels=labels, sessions=50_000)["ndcg@10"]
+    ndcg = {labels: evaluate(scifact, "ltr", settings=corpus_settings, train_labels=labels, sessions=50_000)["ndcg@10"]
             for labels in ("judgments", "clicks-pbm", "clicks-raw")}
     assert ndcg["clicks-pbm"] >= ndcg["clicks-raw"] + 0.01, ndcg
     assert ndcg["clicks-pbm"] >= ndcg["judgments"] - 0.02, ndcg

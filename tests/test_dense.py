@@ -377,8 +377,8 @@ def test_a_query_encoder_other_than_the_indexs_is_refused(sample_index, settings
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("dataset", "bar"), [("scifact", 0.63), ("drcd-zh-tw", 0.80)])
-def test_dense_meets_its_bar(shared_datasets, dataset, bar):
-    """Embeds whole corpora (minutes on 2 cores); reuses the embedding cache under data/cache."""
+def test_dense_meets_its_bar(shared_datasets, corpus_settings, dataset, bar):
+    """Embeds whole corpora (minutes on 2 cores); reuses the lasting embedding cache."""
     from pipeline.experiment.runs import evaluate
 
-    assert evaluate(shared_datasets / dataset, "dense", "test", Settings())["ndcg@10"] >= bar
+    assert evaluate(shared_datasets / dataset, "dense", "test", corpus_settings)["ndcg@10"] >= bar

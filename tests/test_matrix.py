@@ -29,10 +29,8 @@ def test_fast_cell_reproduces(cell, settings, shared_datasets):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("cell", [c for c in CELLS if c.slow], ids=cell_id)
-def test_slow_cell_reproduces(cell, shared_datasets):
-    from pipeline.config import Settings
-
-    summary = evaluate_cell(ROOTS, cell, Settings())
+def test_slow_cell_reproduces(cell, shared_datasets, corpus_settings):
+    summary = evaluate_cell(ROOTS, cell, corpus_settings)
     assert summary["ndcg@10"] == pytest.approx(cell.expected, abs=TOLERANCE)
 
 
