@@ -133,8 +133,9 @@ def static_encoder_folder(index_root: Path, choice: EncoderChoice, documents: pa
     passages = corpus_passages(documents, settings)
     vocabulary = config.static_vocabulary
     cache = EmbeddingCache(settings.cache_dir, teacher.model_id, teacher.dim)
-    model, analyzer = distill(teacher, passages, vocabulary, config.static_vocab_size,
-                              entries_within_budget(choice, config), resolve_device(config.device), cache)
+    entries = entries_within_budget(choice, config)
+    model, analyzer = distill(teacher, passages, vocabulary, config.static_vocab_size, entries,
+                              resolve_device(config.device), cache)
     fit = None
     # The corpus-terms vocabulary reads analyzed text, as the encoder will at search time.
     tokenizable = text_for_tokenizer(analyzer)
@@ -150,7 +151,7 @@ def static_encoder_folder(index_root: Path, choice: EncoderChoice, documents: pa
             targets, _ = embed_with_cache(teacher, sample, cache)
             model, fit = fit_to_teacher(model, sample, targets, epochs=config.static_fit_epochs,
                                         device=resolve_device(config.device), tokenizable=tokenizable)
-    card = new_card(choice.teacher, vocabulary, model, started, fit, analyzer)
+    card = new_card(choice.teacher, vocabulary, model, started, fit, analyzer, entries)
     return save_static(index_root, model, card)
 
 

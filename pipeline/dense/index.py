@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -52,6 +53,8 @@ class DenseManifest:
     # INDEX/encoders/tuned/ID) or absolute for another index's (`encoder_path`); None for a named encoder.
     encoder_path: str | None = None
     choice: dict | None = None  # how `dense.encoder` was resolved: the encoder, its teacher and the reason
+    embed_s: float | None = None  # seconds to embed what the cache lacked, of a full build
+    ann_s: float | None = None  # seconds to build the ANN index, of a full build
 
     @classmethod
     def read(cls, folder: Path) -> DenseManifest:
@@ -140,10 +143,13 @@ def build_dense(
     encoder = encoder or configured_encoder(settings, documents)
     passages = split_documents(documents, range(documents.num_rows), settings)
     cache = EmbeddingCache(settings.cache_dir, passage_cache_id(encoder), encoder.dim)
+    started = time.perf_counter()
     vectors, encoded = embed_with_cache(encoder, [p.text for p in passages], cache, progress=progress)
+    embedded = time.perf_counter()
     ann = AnnIndex.build(vectors, _target_spec(len(vectors), encoder.dim, settings))
+    seconds = {"embed_s": round(embedded - started, 3), "ann_s": round(time.perf_counter() - embedded, 3)}
     return _write(folder, documents, _passages_table(np.arange(len(passages)), passages), ann, encoder, settings,
-                  encoded, choice=choice)
+                  encoded, choice=choice, seconds=seconds)
 
 
 def update_dense(
@@ -208,7 +214,8 @@ def update_dense(
 
 
 def _write(folder: Path, documents: pa.Table, passages: pa.Table, ann: AnnIndex, encoder: Encoder,
-           settings: Settings, encoded: int, update: dict | None = None, choice: dict | None = None) -> DenseManifest:
+           settings: Settings, encoded: int, update: dict | None = None, choice: dict | None = None,
+           seconds: dict | None = None) -> DenseManifest:
     """Check recall, then write `folder/dense/`: serving arrays, inspection Parquet and dense.json."""
     recall = ensure_recall(ann, settings.dense.recall_floor)
     out = folder / DENSE_DIR
@@ -252,6 +259,7 @@ def _write(folder: Path, documents: pa.Table, passages: pa.Table, ann: AnnIndex,
         update=update,
         encoder_path=encoder_path(encoder, index_root_of(folder)),
         choice=choice,
+        **(seconds or {}),
     )
     (out / "dense.json").write_text(json.dumps(asdict(manifest), indent=2))
     return manifest

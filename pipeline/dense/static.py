@@ -42,6 +42,9 @@ class StaticCard:
     dim: int
     analyzer: dict | None = None
     fit: dict | None = None  # corpus pre-training: passages, epochs, held-out cosine before and after
+    # Entries the teacher could embed one by one (a vocabulary built here; model2vec's MiniLM distillation embeds
+    # its whole WordPiece vocabulary); the rest start at zero and are learned in pre-training.
+    teacher_entries: int | None = None
     seconds: float = 0.0
     created_at: str = ""
 
@@ -139,12 +142,12 @@ def save_static(index_root: Path, model, card: StaticCard, publish: bool = True)
 
 
 def new_card(teacher: str, vocabulary: str, model, started: float, fit: dict | None = None,
-             analyzer: AnalyzerConfig | None = None) -> StaticCard:
+             analyzer: AnalyzerConfig | None = None, teacher_entries: int | None = None) -> StaticCard:
     return StaticCard(
         model_id=f"{static_name(teacher)}@{timestamped_id()}", teacher=teacher, vocabulary=vocabulary,
         vocab_size=int(model.embedding.shape[0]), dim=int(model.embedding.shape[1]),
-        analyzer=analyzer.model_dump() if analyzer else None, fit=fit, seconds=round(time.perf_counter() - started, 1),
-        created_at=datetime.now(UTC).isoformat(),
+        analyzer=analyzer.model_dump() if analyzer else None, fit=fit, teacher_entries=teacher_entries,
+        seconds=round(time.perf_counter() - started, 1), created_at=datetime.now(UTC).isoformat(),
     )
 
 
