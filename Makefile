@@ -13,7 +13,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 export STREAMLIT_BROWSER_GATHER_USAGE_STATS := false
 export PREFECT_HOME := $(CURDIR)/.prefect
 
-.PHONY: install browser demo test test-slow lint-imports bench bench-bm25 bench-ann bench-embed bench-query bench-incremental bench-cluster bench-api bench-suggest clean
+.PHONY: install browser demo test test-slow lint-imports bench bench-bm25 bench-ann bench-embed bench-query bench-incremental bench-cluster bench-api bench-suggest bench-scale-zh clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (the local torch wheel is cp311)"; exit 1; }
@@ -45,7 +45,7 @@ lint-imports: install
 test-slow: install
 	$(PY) -m pytest -q -m slow
 
-bench: bench-bm25 bench-embed bench-ann bench-query bench-incremental bench-api bench-suggest
+bench: bench-bm25 bench-embed bench-ann bench-query bench-incremental bench-api bench-suggest bench-scale-zh
 
 bench-bm25: install
 	$(PY) bench/bm25.py
@@ -55,6 +55,10 @@ bench-ann: install
 
 bench-embed: install
 	$(PY) bench/embed.py
+
+# A synthesized 100,000-document Chinese corpus built with dense.encoder = auto on an empty cache (about 15 minutes).
+bench-scale-zh: install
+	$(PY) bench/scale_zh.py
 
 bench-query: install
 	$(PY) bench/query.py

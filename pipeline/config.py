@@ -89,13 +89,11 @@ class DenseConfig(BaseModel):
     # Where auto chose the static encoder, `time_budget_s` bounds the whole embedding: the teacher embeds entries
     # for this share of it, pre-training targets for what is left once the static model's own pass is set aside.
     static_entries_share: float = Field(0.5, gt=0, le=1)
-    # Sentences of the pre-training passages fitted as well, each against the teacher's vector of the sentence.
-    static_fit_sentences: int = Field(0, ge=0)
 
     def static_fingerprint(self) -> str:
         """What makes a static model: an evaluation's cached index embedded by one is rebuilt when any of it changes."""
         fields = ("static_vocabulary", "static_vocab_size", "static_teacher_entries", "static_fit_passages",
-                  "static_fit_epochs", "static_fit_sentences")
+                  "static_fit_epochs")
         canonical = json.dumps({name: getattr(self, name) for name in fields}, sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:8]
     # Fine-tuning (`sousuo tune-encoder`, docs/tuned_encoders.md): MiniLM, or the index's static model, trained

@@ -16,7 +16,6 @@ from pipeline.dense.choice import (
     decide,
     entries_within_budget,
     fit_sample,
-    sentence_sample,
     targets_within_budget,
 )
 from pipeline.dense.encoders import MULTILINGUAL_E5, load_encoder, resolve_device
@@ -174,14 +173,6 @@ def test_pre_training_embeds_cached_passages_first_and_at_most_the_uncached_allo
     embed_with_cache(teacher, passages[:5], cache)
     sample = fit_sample(passages, cache, size=12, max_uncached=3)
     assert set(sample[:5]) == set(passages[:5]) and len(sample) == 8
-
-
-def test_pre_training_sentences_are_whole_sentences_of_the_passages_in_either_language():
-    passages = ["Static tables are fast. They average token vectors! Short. Why?",
-                "向量检索很好用。这是第二句话，很长的呢？短句。"]
-    assert sentence_sample(passages, 10) == ["Static tables are fast.", "They average token vectors!",
-                                             "向量检索很好用。", "这是第二句话，很长的呢？"]
-    assert len(sentence_sample(passages, 2)) == 2 and sentence_sample(passages, 0) == []
 
 
 class TimedModel:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -28,8 +27,6 @@ from .static import (
 from .tuned import TUNED_MINILM, published_tuned
 
 THROUGHPUT_SAMPLE = 16  # passages timed to measure a teacher's speed on this corpus
-SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？；])")
-MIN_SENTENCE_CHARS = 8  # shorter pieces are headings, numbers and abbreviations cut at their full stop
 STATIC_TIMING_SAMPLE = 2_000  # passages timed to foresee how long the static model takes over the whole corpus
 
 
@@ -143,10 +140,6 @@ def static_encoder_folder(index_root: Path, choice: EncoderChoice, documents: pa
         spent = time.perf_counter() - started
         allowance = targets_within_budget(choice, model, tokenizable, passages, config.time_budget_s - spent)
         sample = fit_sample(passages, cache, config.static_fit_passages, allowance)
-        if allowance is not None:
-            allowance = max(0, allowance - sum(v is None for v in cache.get([text_hash(t) for t in sample])))
-        sentences = sentence_sample(passages, config.static_fit_sentences)
-        sample += fit_sample(sentences, cache, len(sentences), allowance)
         if sample:
             targets, _ = embed_with_cache(teacher, sample, cache)
             model, fit = fit_to_teacher(model, sample, targets, epochs=config.static_fit_epochs,
@@ -182,15 +175,6 @@ def targets_within_budget(choice: EncoderChoice, model, tokenizable, passages: S
     model.encode(list(tokenizable(sample)))
     static_s = (time.perf_counter() - started) * len(passages) / len(sample)
     return max(0, int((left_s - static_s) * rate))
-
-
-def sentence_sample(passages: Sequence[str], size: int, seed: int = 0) -> list[str]:
-    """Up to `size` sentences of the passages, drawn at random: queries are a sentence long, and a table fitted to
-    passages alone learns token vectors whose noise cancels out in a long mean but not in a short one."""
-    sentences = list(dict.fromkeys(s.strip() for passage in passages for s in SENTENCE_END.split(passage)))
-    sentences = [s for s in sentences if len(s) >= MIN_SENTENCE_CHARS]
-    picks = np.random.default_rng(seed).permutation(len(sentences))[:size]
-    return [sentences[i] for i in sorted(picks)]
 
 
 def fit_sample(passages: Sequence[str], cache: EmbeddingCache, size: int, max_uncached: int | None = None
