@@ -8,6 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import ROOT, SAMPLE
 
+from pipeline.dense.encoders import MULTILINGUAL_E5
 from pipeline.errors import InputError
 from pipeline.eval.beir import BeirDataset, read_qrels, read_queries
 from pipeline.eval.metrics import score_run
@@ -65,6 +66,8 @@ def test_an_evaluation_index_embedded_by_a_static_model_is_keyed_by_what_makes_t
     assert index_for(static_vocabulary="corpus-terms") != index_for(static_vocabulary="teacher-tokenizer")
     assert index_for(static_fit_epochs=3) != index_for(static_fit_epochs=10)
     assert index_for(time_budget_s=1.0) == index_for(time_budget_s=600.0)
+    # `auto` taking the static encoder because the teacher is too slow makes a budget-bound model of its own.
+    assert index_for(encoder="auto", time_budget_s=0.0, throughput={MULTILINGUAL_E5: 1.0}) != index_for()
 
 
 def test_unknown_split_is_a_clear_error(settings):

@@ -13,14 +13,15 @@ from pipeline.dense.cache import EmbeddingCache, embed_with_cache
 from pipeline.dense.choice import (
     EncoderChoice,
     by_budget,
+    chosen_for_speed,
     decide,
-    entries_within_budget,
     fit_sample,
-    targets_within_budget,
+    static_pass_seconds,
 )
 from pipeline.dense.encoders import MULTILINGUAL_E5, load_encoder, resolve_device
 from pipeline.dense.index import DenseIndex, DenseManifest
 from pipeline.dense.static import (
+    StaticCard,
     StaticEncoder,
     corpus_terms_model,
     fit_to_teacher,
@@ -166,13 +167,24 @@ def test_auto_measures_the_corpus_against_the_budget(tmp_path):
     assert decide(documents, tight).passages == decide(documents, roomy).passages > 0
 
 
-def test_pre_training_embeds_cached_passages_first_and_at_most_the_uncached_allowance(tmp_path):
+def test_pre_training_embeds_cached_passages_first(tmp_path):
     teacher = HashTeacher()
     cache = EmbeddingCache(tmp_path, teacher.model_id, teacher.dim)
     passages = [f"passage {i}" for i in range(20)]
     embed_with_cache(teacher, passages[:5], cache)
-    sample = fit_sample(passages, cache, size=12, max_uncached=3)
-    assert set(sample[:5]) == set(passages[:5]) and len(sample) == 8
+    sample = fit_sample(passages, cache, size=12)
+    assert set(sample[:5]) == set(passages[:5]) and len(set(sample)) == 12
+
+
+def test_past_its_deadline_the_cache_returns_what_it_holds_and_encodes_nothing_new(tmp_path):
+    teacher = HashTeacher()
+    cache = EmbeddingCache(tmp_path, teacher.model_id, teacher.dim)
+    texts = [f"text {i}" for i in range(6)]
+    embed_with_cache(teacher, texts[:2], cache)
+    vectors, encoded = embed_with_cache(teacher, texts, cache, chunk=2, deadline=time.perf_counter() - 1)
+    assert encoded == 0 and np.abs(vectors[:2]).sum(axis=1).all() and not vectors[2:].any()
+    vectors, encoded = embed_with_cache(teacher, texts, cache, chunk=2, deadline=time.perf_counter() + 60)
+    assert encoded == 4 and np.allclose(vectors, teacher.encode_passages(texts), atol=1e-6)
 
 
 class TimedModel:
@@ -185,26 +197,32 @@ class TimedModel:
         time.sleep(self.seconds_per_passage * len(texts))
 
 
-def test_where_auto_chose_the_static_encoder_its_targets_get_what_the_budget_leaves_after_the_corpus_s_embedding():
-    auto = by_budget(MULTILINGUAL_E5, 100_000, 100_000, 5.0, 600)
+def test_the_static_model_s_pass_over_the_corpus_is_foreseen_from_a_sample():
     passages = [f"passage {i}" for i in range(10_000)]
-    # 10,000 passages at 1 ms each: 10 s of static embedding, so 100 s left leaves 90 s of targets at 5/s.
-    allowed = targets_within_budget(auto, TimedModel(0.001), list, passages, left_s=100.0)
-    assert 400 <= allowed <= 450
-    assert targets_within_budget(auto, TimedModel(0.001), list, passages, left_s=5.0) == 0
+    assert 1.9 <= static_pass_seconds(TimedModel(0.0002), list, passages) <= 2.6  # 10,000 x 0.2 ms
 
 
-def test_where_auto_chose_the_static_encoder_the_teacher_embeds_entries_for_a_share_of_the_budget(settings):
-    auto = by_budget(MULTILINGUAL_E5, 100_000, 100_000, 5.0, 600)
-    configured = EncoderChoice("static", f"static-{MULTILINGUAL_E5}", MULTILINGUAL_E5, "configured: static")
-    dense = settings.dense.model_copy(update={"static_teacher_entries": 8000, "static_entries_share": 0.5})
-    assert entries_within_budget(auto, dense) == 1500  # half of 600 s at 5 entries/s
-    assert entries_within_budget(configured, dense) == 8000
+def test_only_a_static_encoder_auto_chose_for_the_teacher_s_slowness_is_bound_by_the_budget():
+    assert chosen_for_speed(by_budget(MULTILINGUAL_E5, 100_000, 100_000, 5.0, 600))
+    assert not chosen_for_speed(by_budget(MULTILINGUAL_E5, 1_000, 1_000, 5.0, 600))
+    assert not chosen_for_speed(EncoderChoice("static", f"static-{MULTILINGUAL_E5}", MULTILINGUAL_E5, "configured"))
 
 
-def test_a_configured_static_encoder_has_no_budget_for_its_targets():
-    configured = EncoderChoice("static", f"static-{MULTILINGUAL_E5}", MULTILINGUAL_E5, "configured: static")
-    assert targets_within_budget(configured, TimedModel(0.001), list, ["a passage"], left_s=0.0) is None
+@pytest.mark.parametrize(("budget_s", "embeds"), [(0.0, False), (1e6, True)])
+def test_a_static_model_auto_makes_embeds_entries_and_targets_only_within_the_budget(tmp_path, monkeypatch,
+                                                                                      budget_s, embeds):
+    import pipeline.dense.choice as choice_module
+
+    monkeypatch.setattr(choice_module, "teacher_encoder", lambda name, settings: HashTeacher(MULTILINGUAL_E5))
+    documents = ingest([SAMPLE]).documents
+    dense = Settings().dense.model_copy(update={"time_budget_s": budget_s, "static_teacher_entries": 50,
+                                                "static_fit_passages": 40, "static_fit_epochs": 1})
+    settings = Settings(cache_dir=tmp_path / "cache", dense=dense)
+    chosen = by_budget(MULTILINGUAL_E5, 100, 100, 5.0, budget_s)
+    chosen.name = f"static-{MULTILINGUAL_E5}"  # a budget of 0 s or of 1e6 s, with the static encoder chosen
+    card = StaticCard.read(choice_module.static_encoder_folder(tmp_path / "index", chosen, documents, settings))
+    assert (card.teacher_entries == 50) is embeds and (card.teacher_entries == 0) is not embeds
+    assert (card.fit is not None) is embeds
 
 
 def test_the_auto_choice_and_its_reason_are_in_the_manifest(sample_index):

