@@ -159,6 +159,11 @@ class FusionConfig(BaseModel):
     weights: dict[str, float] = {"bm25": 1.0, "bm25_body": 0.0, "bm25_title": 0.125, "dense": 1.0, "proximity": 0.125}
     depth: int = Field(100, gt=0)  # candidates each branch returns
     threads: int = Field(4, gt=0)
+    # Without a train split, `sousuo eval` cross-validates, and each fold tunes the weights on its training queries
+    # as a train split would, when it has at least this many (else it keeps these). Measured by 5-fold CV: on
+    # DRCD's 2,819 per fold tuning lifted the held-out queries' nDCG@10 from 0.9761 to 0.9781; on the sample's
+    # 19 it cost 0.036 (0.9842 to 0.9484): a handful of queries tunes to its own noise.
+    tune_from_queries: int = Field(100, gt=0)
     adaptive: AdaptiveFusionConfig = AdaptiveFusionConfig()
 
 
