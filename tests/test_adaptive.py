@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from pipeline.config import AdaptiveFusionConfig, FusionConfig
+from pipeline.eval.beir import BeirDataset
 from pipeline.experiment.runs import evaluate
-from pipeline.rank.training import plan_queries, train_adaptive
+from pipeline.rank.training import fold_weights, plan_queries, train_adaptive, tune_fusion
 from pipeline.retrieval.adaptive import (
     ARMS,
     BASE_ARM,
@@ -136,3 +137,30 @@ def test_many_queries_that_change_a_little_both_ways_do_not_move_the_weights():
     assert fit_rule(np.full((40, len(SIGNALS)), 0.5), gains, CONFIG) == Rule(BASE_ARM, 40)
     lenient = CONFIG.model_copy(update={"min_sign_z": 0.0})
     assert fit_rule(np.full((40, len(SIGNALS)), 0.5), gains, lenient).arm == MEANING_ONLY
+
+
+def tuning_from(settings, queries: int):
+    return settings.model_copy(update={"fusion": settings.fusion.model_copy(update={"tune_from_queries": queries})})
+
+
+def test_a_cross_validation_fold_tunes_the_weights_only_once_it_has_enough_training_queries(sample_index, settings):
+    """Without a train split, a fold tunes the weights on its training queries as a train split would, once it has
+    `fusion.tune_from_queries` of them; fewer keep the configured weights (a handful tunes to its own noise)."""
+    queries, qrels = BeirDataset.load(ROOT / "data" / "sample").judged_queries("test")
+    reader = Searcher.open(sample_index, tuning_from(settings, len(queries))).reader
+    planned = plan_queries(reader, queries)
+    tuned = tune_fusion(reader, "convex", planned, qrels, "sample")
+    assert tuned.weights != settings.fusion.weights
+    assert fold_weights(reader, "convex", planned, qrels, "sample/cv").weights == tuned.weights
+    fewer = dict(list(planned.items())[:-1])
+    assert fold_weights(reader, "convex", fewer, qrels, "sample/cv").weights == settings.fusion.weights
+
+
+def test_convex_and_the_adaptive_base_are_tuned_on_the_same_folds(settings):
+    """The sample's folds hold 19 training queries: tuning there (allowed from 10) moves convex, and adaptive, whose
+    tree keeps its base on the sample, moves with it; by default (1,000) both keep the configured weights."""
+    folder = ROOT / "data" / "sample"
+    default = {m: evaluate(folder, m, settings=settings)["ndcg@10"] for m in ("convex", "adaptive")}
+    tuned = {m: evaluate(folder, m, settings=tuning_from(settings, 10))["ndcg@10"] for m in ("convex", "adaptive")}
+    assert tuned["convex"] != default["convex"]
+    assert tuned["adaptive"] == tuned["convex"] and default["adaptive"] == default["convex"]

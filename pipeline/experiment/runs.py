@@ -31,6 +31,7 @@ from ..rank.model import TrainingSet, folds
 from ..rank.training import (
     PlannedQueries,
     QueryRows,
+    fold_weights,
     plan_queries,
     query_rows,
     query_vectors,
@@ -168,19 +169,35 @@ def dense_run(searcher: Searcher, queries: dict[str, str], depth: int, show_prog
     return run
 
 
+def cv_splits(qids: list[str], settings: Settings) -> list[tuple[list[str], list[str]]]:
+    """(training queries, held-out queries) of each fold of the k-fold cross-validation that trained methods run
+    where a dataset has no train split: the same folds for every method."""
+    splits = []
+    for fold in folds(len(qids), settings.fusion.adaptive.folds, settings.ranker.seed):
+        held = set(fold)
+        splits.append(([q for i, q in enumerate(qids) if i not in held], [qids[i] for i in fold]))
+    return splits
+
+
 def fusion_run(method: str):
     def run_method(searcher: Searcher, queries: dict[str, str], depth: int, show_progress: bool = False,
-                   train: Train = None, dataset_name: str = "", **_) -> Run:
+                   train: Train = None, test_qrels: Qrels | None = None, dataset_name: str = "", **_) -> Run:
+        """Fused with weights tuned on the train split, else on each cross-validation fold's training queries
+        (`fold_weights`); RRF has none to tune."""
         reader = searcher.reader
         fusion = reader.settings.fusion
-        weights = fusion.weights
-        if method != "rrf" and train is not None:
-            planned = plan_queries(reader, train[0], show_progress, f"tune {method}")
-            weights = tune_fusion(reader, method, planned, train[1], f"{dataset_name}/train").weights
         planned = plan_queries(reader, queries, show_progress, method)
+        plans = [(FusionWeights(method, fusion.weights), list(planned))]
+        if method != "rrf" and train is not None:
+            planned_train = plan_queries(reader, train[0], show_progress, f"tune {method}")
+            plans = [(tune_fusion(reader, method, planned_train, train[1], f"{dataset_name}/train"), list(planned))]
+        elif method != "rrf" and test_qrels:
+            plans = [(fold_weights(reader, method, {q: planned[q] for q in others}, test_qrels, f"{dataset_name}/cv"),
+                      held) for others, held in cv_splits(list(planned), reader.settings)]
         return {
-            qid: run_of(searcher.doc_ids, *fuse(branches, method, weights, fusion.rrf_k, fusion.normalization))
-            for qid, (_, branches) in planned.items()
+            qid: run_of(searcher.doc_ids, *fuse(planned[qid][1], method, weights.weights, fusion.rrf_k,
+                                                fusion.normalization))
+            for weights, members in plans for qid in members
         }
 
     return run_method
@@ -193,9 +210,10 @@ def adaptive_models(reader: IndexReader, planned: PlannedQueries, train: Train, 
                     dataset_name: str, show_progress: bool,
                     learn: bool = True) -> tuple[PlannedQueries | None, AdaptivePlans]:
     """(the planned train queries, or None; each adaptive model with the test queries it fuses): one model
-    learned on the train split over the configured method's weights tuned there (as `convex` is tuned), else
-    one per fold of k-fold cross-validation over the test queries, on the configured weights. With `learn`
-    off, each model is the bare base weights (a tree that always answers "balanced")."""
+    learned on the train split over the configured method's weights tuned there, else one per fold of k-fold
+    cross-validation over the test queries, over the weights tuned on the fold's training queries
+    (`fold_weights`): either way the base is the weights `convex` fuses with. With `learn` off, each model is the
+    bare base weights (a tree that always answers "balanced")."""
     fusion = reader.settings.fusion
 
     def model(on: PlannedQueries, qrels: Qrels, base: FusionWeights, trained_on: str) -> AdaptiveFusion:
@@ -205,12 +223,11 @@ def adaptive_models(reader: IndexReader, planned: PlannedQueries, train: Train, 
         planned_train = plan_queries(reader, train[0], show_progress, "train")
         base = tune_fusion(reader, fusion.method, planned_train, train[1], f"{dataset_name}/train")
         return planned_train, [(model(planned_train, train[1], base, f"{dataset_name}/train"), list(planned))]
-    base = FusionWeights(fusion.method, fusion.weights)
-    qids = list(planned)
     plans = []
-    for fold in folds(len(qids), fusion.adaptive.folds, reader.settings.ranker.seed):
-        others = {qids[i]: planned[qids[i]] for i in sorted(set(range(len(qids))) - set(fold))}
-        plans.append((model(others, test_qrels or {}, base, f"{dataset_name}/cv"), [qids[i] for i in fold]))
+    for others, held in cv_splits(list(planned), reader.settings):
+        fold = {q: planned[q] for q in others}
+        base = fold_weights(reader, fusion.method, fold, test_qrels or {}, f"{dataset_name}/cv")
+        plans.append((model(fold, test_qrels or {}, base, f"{dataset_name}/cv"), held))
     return None, plans
 
 

@@ -80,15 +80,27 @@ def tune_fusion(reader: IndexReader, method: str, planned: PlannedQueries, qrels
     return FusionWeights.tuned(method, weights, trained_on, best)
 
 
+def weights_ndcg(reader: IndexReader, planned: PlannedQueries, qrels: Qrels, weights: FusionWeights) -> np.ndarray:
+    """nDCG@10 of each planned query fused with `weights`."""
+    fusion = reader.settings.fusion
+    return _ndcg_per_query(reader, {q: fuse_branches(b, fusion, weights) for q, (_, b) in planned.items()}, qrels)
+
+
+def fold_weights(reader: IndexReader, method: str, planned: PlannedQueries, qrels: Qrels,
+                 trained_on: str) -> FusionWeights:
+    """The weights of `method` for a cross-validation fold: tuned on its training queries, as a train split's are,
+    where the fold has `fusion.tune_from_queries` of them, else the configured weights."""
+    fusion = reader.settings.fusion
+    if len(planned) < fusion.tune_from_queries:
+        return FusionWeights(method, fusion.weights)
+    return tune_fusion(reader, method, planned, qrels, trained_on)
+
+
 def train_adaptive(reader: IndexReader, planned: PlannedQueries, qrels: Qrels, base: FusionWeights,
                    trained_on: str) -> AdaptiveFusion:
     """The rule tree that picks, per query, the arm (scaling of `base`) with the best nDCG@10 on judged queries."""
     fusion = reader.settings.fusion
-    gains = np.column_stack([
-        _ndcg_per_query(reader, {q: fuse_branches(b, fusion, arm_weights(base, arm)) for q, (_, b) in planned.items()},
-                        qrels)
-        for arm in range(len(ARMS))
-    ])
+    gains = np.column_stack([weights_ndcg(reader, planned, qrels, arm_weights(base, arm)) for arm in range(len(ARMS))])
     signals = np.array([query_signals(reader, plan, branches).values() for plan, branches in planned.values()])
     rule = fit_rule(signals.reshape(len(planned), len(SIGNALS)), gains, fusion.adaptive)
     chosen = [rule.walk(dict(zip(SIGNALS, row)))[0] for row in signals]
