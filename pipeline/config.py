@@ -89,11 +89,16 @@ class DenseConfig(BaseModel):
     # Where auto chose the static encoder, `time_budget_s` bounds the whole embedding: the teacher embeds entries
     # for this share of it, pre-training targets for what is left once the static model's own pass is set aside.
     static_entries_share: float = Field(0.5, gt=0, le=1)
+    # What encodes queries against a static model's passages: the table itself, or the teacher (one short text a
+    # search, where the corpus's passages are the cost). The table is fitted to point each passage where the
+    # teacher does, so the teacher's query vectors meet it: measured on SciFact, dense 0.648 against 0.622 with
+    # static queries and 0.654 with MiniLM on both sides.
+    static_queries: Literal["static", "teacher"] = "static"
 
     def static_fingerprint(self) -> str:
         """What makes a static model: an evaluation's cached index embedded by one is rebuilt when any of it changes."""
         fields = ("static_vocabulary", "static_vocab_size", "static_teacher_entries", "static_fit_passages",
-                  "static_fit_epochs")
+                  "static_fit_epochs", "static_queries")
         canonical = json.dumps({name: getattr(self, name) for name in fields}, sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:8]
     # Fine-tuning (`sousuo tune-encoder`, docs/tuned_encoders.md): MiniLM, or the index's static model, trained

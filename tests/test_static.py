@@ -138,6 +138,18 @@ def test_a_static_model_loads_by_folder_and_embeds_like_its_table(tmp_path):
     assert np.allclose(encoder.encode_queries(["稀疏檢索"]), encoder.encode_queries(["稀疏检索"]))
 
 
+def test_a_static_model_made_for_teacher_queries_encodes_queries_with_the_teacher_and_passages_with_its_table(
+        tmp_path):
+    model = corpus_terms_model(HashTeacher(), TEXTS, 50)
+    folder = save_static(tmp_path, model, new_card("hash-teacher", "corpus-terms", model, 0, queries="teacher"))
+    encoder = load_encoder(str(folder))
+    encoder.__dict__["teacher"] = HashTeacher()  # the card's teacher, without loading a model
+    assert np.allclose(encoder.encode_queries(["static embeddings"]), HashTeacher().encode_passages(["static embeddings"]))
+    table_only = load_encoder(str(save_static(tmp_path / "other", model, new_card("hash-teacher", "corpus-terms", model, 0))))
+    assert np.allclose(encoder.encode_passages(["static embeddings"]), table_only.encode_passages(["static embeddings"]))
+    assert np.allclose(table_only.encode_queries(["static embeddings"]), table_only.encode_passages(["static embeddings"]))
+
+
 def test_pre_training_moves_passage_vectors_toward_the_teacher_s():
     teacher = HashTeacher()
     passages = [" ".join(np.random.default_rng(i).choice(["dense", "sparse", "index", "static", "vector", "bm25",

@@ -148,7 +148,7 @@ def static_encoder_folder(index_root: Path, choice: EncoderChoice, documents: pa
             model, fit = fit_to_teacher(model, [sample[i] for i in reached], targets[reached],
                                         epochs=config.static_fit_epochs, device=resolve_device(config.device),
                                         tokenizable=tokenizable)
-    card = new_card(choice.teacher, vocabulary, model, started, fit, analyzer, embedded_entries)
+    card = new_card(choice.teacher, vocabulary, model, started, fit, analyzer, embedded_entries, config.static_queries)
     return save_static(index_root, model, card)
 
 

@@ -45,6 +45,8 @@ class StaticCard:
     # Entries whose rows the teacher embedded (model2vec's MiniLM distillation embeds its whole WordPiece
     # vocabulary); the rest started at zero and were learned in pre-training.
     teacher_entries: int | None = None
+    # What encodes queries: the table, or the teacher it was fitted to (`dense.static_queries`).
+    queries: str = "static"
     seconds: float = 0.0
     created_at: str = ""
 
@@ -91,8 +93,19 @@ class StaticEncoder:
         vectors = self.model.encode(self.tokenizable(texts), max_length=None, show_progress_bar=False)
         return np.asarray(vectors, dtype=np.float32)
 
+    @cached_property
+    def teacher(self) -> Encoder:
+        from .encoders import load_encoder
+
+        return load_encoder(self.card.teacher)
+
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
-        return self._encode(texts)
+        """The table's mean, or, for a model whose card says `teacher`, the teacher's vector, unit length: the table
+        was fitted to point passages where the teacher does, so the teacher's queries meet them there."""
+        if self.card.queries != "teacher":
+            return self._encode(texts)
+        vectors = np.asarray(self.teacher.encode_queries(list(texts)), dtype=np.float32).reshape(len(texts), self.dim)
+        return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
     def encode_passages(self, texts: Sequence[str]) -> np.ndarray:
         return self._encode(texts)
@@ -142,11 +155,12 @@ def save_static(index_root: Path, model, card: StaticCard, publish: bool = True)
 
 
 def new_card(teacher: str, vocabulary: str, model, started: float, fit: dict | None = None,
-             analyzer: AnalyzerConfig | None = None, teacher_entries: int | None = None) -> StaticCard:
+             analyzer: AnalyzerConfig | None = None, teacher_entries: int | None = None, queries: str = "static"
+             ) -> StaticCard:
     return StaticCard(
         model_id=f"{static_name(teacher)}@{timestamped_id()}", teacher=teacher, vocabulary=vocabulary,
         vocab_size=int(model.embedding.shape[0]), dim=int(model.embedding.shape[1]),
-        analyzer=analyzer.model_dump() if analyzer else None, fit=fit, teacher_entries=teacher_entries,
+        analyzer=analyzer.model_dump() if analyzer else None, fit=fit, teacher_entries=teacher_entries, queries=queries,
         seconds=round(time.perf_counter() - started, 1), created_at=datetime.now(UTC).isoformat(),
     )
 
