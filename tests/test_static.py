@@ -160,6 +160,17 @@ def test_pre_training_moves_passage_vectors_toward_the_teacher_s():
     assert fit["held_out_cosine_after"] > fit["held_out_cosine_before"] + 0.05
 
 
+def test_pre_training_past_its_deadline_stops_after_the_epoch_it_is_in():
+    teacher = HashTeacher()
+    passages = [f"dense sparse index {i}" for i in range(50)]
+    model = corpus_terms_model(teacher, passages, 50)
+    targets = HashTeacher("other").encode_passages(passages)
+    _, fit = fit_to_teacher(model, passages, targets, epochs=5, batch=16, deadline=time.perf_counter() - 1)
+    assert fit["epochs"] == 1
+    _, fit = fit_to_teacher(model, passages, targets, epochs=5, batch=16, deadline=time.perf_counter() + 60)
+    assert fit["epochs"] == 5
+
+
 def test_auto_takes_the_teacher_within_the_budget_and_the_static_encoder_beyond():
     assert by_budget(MULTILINGUAL_E5, 1000, 1000, 5.0, 600).name == MULTILINGUAL_E5
     over = by_budget(MULTILINGUAL_E5, 100_000, 100_000, 5.0, 600)
