@@ -11,7 +11,8 @@ ROOTS, TOLERANCE, CELLS = load_matrix(MATRIX, DATASETS)
 
 
 def cell_id(cell):
-    return f"{cell.dataset}-{cell.method}{'' if cell.dense else '-lexical'}"
+    settings = "".join(f"-{value}" for value in (cell.dense_settings or {}).values())
+    return f"{cell.dataset}-{cell.method}{'' if cell.dense else '-lexical'}{f'-{cell.encoder}' if cell.encoder else ''}{settings}"
 
 
 def test_the_matrix_states_a_tight_tolerance_and_covers_every_dataset():
@@ -44,3 +45,13 @@ def test_the_datasets_folder_setting_is_searched_before_the_matrix_roots(tmp_pat
     (tmp_path / "sample" / "corpus.jsonl").write_text("")
     roots, _, _ = load_matrix(MATRIX, tmp_path)
     assert dataset_path(roots, "sample") == tmp_path / "sample"
+
+
+def test_a_cell_s_dense_settings_reach_its_evaluation(monkeypatch, settings):
+    import pipeline.experiment.matrix as matrix
+
+    seen = {}
+    monkeypatch.setattr(matrix, "evaluate", lambda *args, **kwargs: seen.setdefault("dense", args[3].dense))
+    cell = matrix.MatrixCell("sample", "dense", 0.9, encoder="static", dense_settings={"static_queries": "teacher"})
+    evaluate_cell(ROOTS, cell, settings)
+    assert seen["dense"].static_queries == "teacher"

@@ -19,6 +19,7 @@ class MatrixCell:
     slow: bool = False
     dense: bool = True
     encoder: str | None = None  # the dense encoder (`static`, `minilm`, ...); None: `dense.encoder` as configured
+    dense_settings: dict | None = None  # `dense` settings the cell was recorded with, e.g. {static_queries: teacher}
 
 
 def load_matrix(path: Path, datasets_dir: Path | None = None) -> tuple[list[Path], float, list[MatrixCell]]:
@@ -31,7 +32,7 @@ def load_matrix(path: Path, datasets_dir: Path | None = None) -> tuple[list[Path
     roots += [(base / root).resolve() for root in spec["dataset_roots"]]
     cells = [
         MatrixCell(c["dataset"], c["method"], float(c["ndcg@10"]), c.get("split", "test"), bool(c.get("slow")),
-                   bool(c.get("dense", True)), c.get("encoder"))
+                   bool(c.get("dense", True)), c.get("encoder"), c.get("dense_settings"))
         for c in spec["cells"]
     ]
     return roots, float(spec["tolerance"]), cells
@@ -50,6 +51,9 @@ def evaluate_cell(roots: list[Path], cell: MatrixCell, settings: Settings, show_
     if cell.encoder is None:
         settings = settings.model_copy(update={"dense": settings.dense.model_copy(
             update={"time_budget_s": float("inf")})})
+    if cell.dense_settings:
+        dense = settings.dense.model_validate({**settings.dense.model_dump(), **cell.dense_settings})
+        settings = settings.model_copy(update={"dense": dense})
     return evaluate(dataset_path(roots, cell.dataset), cell.method, cell.split, settings, show_progress,
                     encoder=cell.encoder, dense=cell.dense)
 
