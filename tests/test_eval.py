@@ -54,20 +54,24 @@ def test_eval_reuses_the_cached_index(settings):
     assert list((settings.cache_dir / "indexes").iterdir()) == indexes
 
 
-def test_an_evaluation_index_embedded_by_a_static_model_is_keyed_by_what_makes_that_model(settings, monkeypatch):
+def test_an_evaluation_index_embedded_by_a_static_model_is_keyed_by_what_makes_that_model(tmp_path, monkeypatch):
     import pipeline.experiment.runs as runs
+    from pipeline.config import Settings
 
     monkeypatch.setattr(runs, "build_index", lambda *args, **kwargs: None)
+    empty = Settings(cache_dir=tmp_path)  # nothing embedded: auto's choice turns on the teacher's speed alone
 
     def index_for(**dense):
-        config = settings.dense.model_copy(update={"encoder": "static", **dense})
-        return runs.cached_index(BeirDataset.load(SAMPLE), settings.model_copy(update={"dense": config}))
+        config = empty.dense.model_copy(update={"encoder": "static", **dense})
+        return runs.cached_index(BeirDataset.load(SAMPLE), empty.model_copy(update={"dense": config}))
 
     assert index_for(static_vocabulary="corpus-terms") != index_for(static_vocabulary="teacher-tokenizer")
     assert index_for(static_fit_epochs=3) != index_for(static_fit_epochs=10)
     assert index_for(time_budget_s=1.0) == index_for(time_budget_s=600.0)
     # `auto` taking the static encoder because the teacher is too slow makes a budget-bound model of its own.
-    assert index_for(encoder="auto", time_budget_s=0.0, throughput={MULTILINGUAL_E5: 1.0}) != index_for()
+    bound = index_for(encoder="auto", time_budget_s=0.0, throughput={MULTILINGUAL_E5: 1.0})
+    assert bound.name == index_for(time_budget_s=0.0).name + "-budget0s-share0.5"
+    assert index_for(static_queries="teacher") != index_for()
 
 
 def test_unknown_split_is_a_clear_error(settings):

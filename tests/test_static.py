@@ -150,6 +150,19 @@ def test_a_static_model_made_for_teacher_queries_encodes_queries_with_the_teache
     assert np.allclose(table_only.encode_queries(["static embeddings"]), table_only.encode_passages(["static embeddings"]))
 
 
+def test_a_published_static_model_is_republished_for_the_configured_queries_with_the_same_table(tmp_path, settings):
+    import pipeline.dense.choice as choice_module
+
+    model = corpus_terms_model(HashTeacher(), TEXTS, 50)
+    first = save_static(tmp_path, model, new_card(MULTILINGUAL_E5, "corpus-terms", model, 0))
+    chosen = EncoderChoice("static", f"static-{MULTILINGUAL_E5}", MULTILINGUAL_E5, "configured: static")
+    teacher_queries = settings.model_copy(update={"dense": settings.dense.model_copy(update={"static_queries": "teacher"})})
+    again = choice_module.static_encoder_folder(tmp_path, chosen, ingest([SAMPLE]).documents, teacher_queries)
+    assert again != first and StaticCard.read(again).queries == "teacher"
+    assert np.array_equal(np.asarray(load_encoder(str(again)).model.embedding), np.asarray(model.embedding))
+    assert choice_module.static_encoder_folder(tmp_path, chosen, ingest([SAMPLE]).documents, teacher_queries) == again
+
+
 def test_pre_training_moves_passage_vectors_toward_the_teacher_s():
     teacher = HashTeacher()
     passages = [" ".join(np.random.default_rng(i).choice(["dense", "sparse", "index", "static", "vector", "bm25",

@@ -169,22 +169,43 @@ def test_a_query_side_tuning_moves_queries_only_and_caches_passages_under_the_ba
     assert not np.allclose(tuned.encode_queries(texts), base.encode_queries(texts), atol=1e-4)
 
 
-def test_an_evaluation_reuses_a_static_model_tuned_on_the_same_data_and_settings_and_no_other(tmp_path, settings):
+TOY_WORDS = ["protein", "cell", "virus", "gene"]
+TOY_SOURCE = {"source": "judgments", "dataset": "toy", "split": "train"}
+TOY_TRIPLES = Triples([TOY_WORDS[i % 4] for i in range(8)], [TOY_WORDS[(i + 1) % 4] for i in range(8)],
+                      [TOY_WORDS[(i + 2) % 4] for i in range(8)], TOY_SOURCE)
+
+
+def toy_static(index_root, queries="static"):
+    """A published 4-word static model of a stand-in teacher."""
     from tokenizers import Tokenizer, models, pre_tokenizers
 
-    from pipeline.dense.static import _static_model, new_card, published_static, save_static
+    from pipeline.dense.static import _static_model, new_card, save_static
+
+    vocabulary = {"[UNK]": 0, **{w: i + 1 for i, w in enumerate(TOY_WORDS)}}
+    tokenizer = Tokenizer(models.WordLevel(vocabulary, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    model = _static_model(np.random.default_rng(0).normal(size=(5, 8)).astype(np.float32), tokenizer, "hash-teacher")
+    return save_static(index_root, model, new_card("hash-teacher", "teacher-tokenizer", model, 0.0, queries=queries))
+
+
+def test_a_static_model_tuned_from_one_made_for_teacher_queries_encodes_its_queries_itself(tmp_path, settings):
+    from pipeline.dense.static import StaticCard
+    from pipeline.dense.tuned import tune_static
+
+    config = settings.dense.model_copy(update={"tune_batch_size": 4})
+    tuned = tune_static(tmp_path, toy_static(tmp_path, queries="teacher"), TOY_TRIPLES, config, publish=False,
+                        max_steps=1)
+    assert StaticCard.read(tuned).queries == "static"
+
+
+def test_an_evaluation_reuses_a_static_model_tuned_on_the_same_data_and_settings_and_no_other(tmp_path, settings):
+    from pipeline.dense.static import published_static
     from pipeline.dense.tuned import tune_static
     from pipeline.experiment.runs import tuned_before
 
-    words = ["protein", "cell", "virus", "gene"]
-    tokenizer = Tokenizer(models.WordLevel({"[UNK]": 0, **{w: i + 1 for i, w in enumerate(words)}}, unk_token="[UNK]"))
-    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    model = _static_model(np.random.default_rng(0).normal(size=(5, 8)).astype(np.float32), tokenizer, "hash-teacher")
-    first = save_static(tmp_path, model, new_card("hash-teacher", "teacher-tokenizer", model, 0.0))
-    source = {"source": "judgments", "dataset": "toy", "split": "train"}
+    first = toy_static(tmp_path)
+    source, triples = TOY_SOURCE, TOY_TRIPLES
     config = settings.dense.model_copy(update={"tune_batch_size": 4})
-    triples = Triples([words[i % 4] for i in range(8)], [words[(i + 1) % 4] for i in range(8)],
-                      [words[(i + 2) % 4] for i in range(8)], source)
     assert tuned_before(tmp_path, source, config, "hash-teacher") is None
     tuned = tune_static(tmp_path, first, triples, config, publish=False, max_steps=1)
     assert published_static(tmp_path, "hash-teacher") == first

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 from ..io import atomic_write
 from .encoders import Encoder
 
+EMBED_CHUNK = 256  # texts encoded, and written to the cache, at a time
 # Texts encoded between deadline checks: E5 takes about 10 s for 32 passages on 2 busy cores.
 DEADLINE_CHUNK = 32
 
@@ -79,7 +80,7 @@ def embed_with_cache(
     encoder: Encoder,
     texts: Sequence[str],
     cache: EmbeddingCache,
-    chunk: int = 256,
+    chunk: int = EMBED_CHUNK,
     progress: Callable[[int], None] | None = None,
     deadline: float | None = None,
 ) -> tuple[np.ndarray, int]:

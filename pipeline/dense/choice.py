@@ -12,10 +12,11 @@ import pyarrow as pa
 
 from ..config import Settings
 from ..errors import InputError
-from .cache import DEADLINE_CHUNK, EmbeddingCache, embed_with_cache, text_hash
+from .cache import DEADLINE_CHUNK, EMBED_CHUNK, EmbeddingCache, embed_with_cache, text_hash
 from .encoders import MINILM, Encoder, canonical_encoder_name, choose_encoder_name, load_encoder, resolve_device
 from .passages import split_passages
 from .static import (
+    StaticCard,
     distill,
     fit_to_teacher,
     new_card,
@@ -23,6 +24,7 @@ from .static import (
     save_static,
     static_name,
     text_for_tokenizer,
+    with_queries,
 )
 from .tuned import TUNED_MINILM, published_tuned
 
@@ -126,6 +128,8 @@ def static_encoder_folder(index_root: Path, choice: EncoderChoice, documents: pa
     in the embedding cache stay those of one model."""
     folder = published_static(index_root, choice.teacher)
     if folder is not None:
+        if StaticCard.read(folder).queries != settings.dense.static_queries:
+            return with_queries(index_root, folder, settings.dense.static_queries)
         return folder
     started = time.perf_counter()
     config = settings.dense
@@ -146,7 +150,8 @@ def static_encoder_folder(index_root: Path, choice: EncoderChoice, documents: pa
                      if budgeted else None)
         targets_until = fit_until - FIT_RESERVE * config.time_budget_s if budgeted else None
         sample = fit_sample(passages, cache, config.static_fit_passages)
-        targets, _ = embed_with_cache(teacher, sample, cache, chunk=DEADLINE_CHUNK, deadline=targets_until)
+        targets, _ = embed_with_cache(teacher, sample, cache, chunk=DEADLINE_CHUNK if budgeted else EMBED_CHUNK,
+                                      deadline=targets_until)
         reached = np.flatnonzero(np.abs(targets).sum(axis=1) > 0)  # passages past the deadline stay zero
         if len(reached):
             model, fit = fit_to_teacher(model, [sample[i] for i in reached], targets[reached],

@@ -18,7 +18,7 @@ import numpy as np
 from ..config import AnalyzerConfig
 from ..errors import IndexDamaged
 from ..io import CURRENT_POINTER, atomic_write_text, read_pointer, timestamped_id, write_pointer
-from .cache import DEADLINE_CHUNK, EmbeddingCache, embed_with_cache
+from .cache import DEADLINE_CHUNK, EMBED_CHUNK, EmbeddingCache, embed_with_cache
 from .encoders import MINILM, MULTILINGUAL_E5, Encoder, encodable
 
 log = logging.getLogger(__name__)
@@ -136,6 +136,15 @@ def published_static(index_root: Path, teacher: str) -> Path | None:
     return folder if folder is not None and (folder / CARD).is_file() else None
 
 
+def with_queries(index_root: Path, folder: Path, queries: str) -> Path:
+    """The static model in `folder` as a new published artifact whose queries are encoded by `queries` (the same
+    table: no teacher work, and its passages re-embed in seconds under the new id)."""
+    old = StaticCard.read(folder)
+    card = StaticCard(**{**asdict(old), "model_id": f"{static_name(old.teacher)}@{timestamped_id()}",
+                         "queries": queries, "created_at": datetime.now(UTC).isoformat()})
+    return save_static(index_root, StaticEncoder(folder).model, card)
+
+
 def static_versions(index_root: Path) -> list[Path]:
     """Every finished static model of an index (those with a card), published or not, newest first."""
     root = static_root(index_root)
@@ -198,7 +207,8 @@ def embed_entries(teacher: Encoder, entries: list[str], counts: list[int], teach
     keeps a distillation from E5 to minutes; a `deadline` (with a cache) stops it sooner, most frequent first."""
     head_entries = entries[:teacher_entries]
     # `is not None`: an empty cache is falsy (it has a length), and the first distillation must fill it.
-    head = (embed_with_cache(teacher, head_entries, cache, chunk=DEADLINE_CHUNK, deadline=deadline)[0]
+    chunk = DEADLINE_CHUNK if deadline is not None else EMBED_CHUNK
+    head = (embed_with_cache(teacher, head_entries, cache, chunk=chunk, deadline=deadline)[0]
             if cache is not None else teacher.encode_passages(head_entries))
     head = head * sif_weights(counts)[:teacher_entries, None]
     rows = np.zeros((len(entries) + 1, teacher.dim), dtype=np.float32)  # row 0: the unknown token

@@ -69,7 +69,8 @@ def cached_index(dataset: BeirDataset, settings: Settings, show_progress: bool =
         choice = decide(ingest([dataset.path]).documents, settings)
         dense = encoder_key(choice.name) + (f"-{settings.dense.static_fingerprint()}" if choice.static else "")
         # A static model `auto` made within the time budget saw less of its teacher than a configured one.
-        dense += f"-budget{settings.dense.time_budget_s:g}s" if chosen_for_speed(choice) else ""
+        budget = f"-budget{settings.dense.time_budget_s:g}s-share{settings.dense.static_entries_share:g}"
+        dense += budget if chosen_for_speed(choice) else ""
     key = f"{dataset.name}-{dataset.fingerprint()}-{settings.analyzer.fingerprint()}-{dense}"
     index_dir = settings.cache_dir / "indexes" / key
     if current_version(index_dir) is None:
