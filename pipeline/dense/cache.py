@@ -16,8 +16,7 @@ import pyarrow.parquet as pq
 from ..io import atomic_write
 from .encoders import Encoder
 
-EMBED_CHUNK = 256  # texts encoded, and written to the cache, at a time
-# Texts encoded between deadline checks: E5 takes about 10 s for 32 passages on 2 busy cores.
+# At most this many texts are encoded between deadline checks: E5 takes about 10 s for 32 passages on 2 busy cores.
 DEADLINE_CHUNK = 32
 
 
@@ -80,19 +79,21 @@ def embed_with_cache(
     encoder: Encoder,
     texts: Sequence[str],
     cache: EmbeddingCache,
-    chunk: int = EMBED_CHUNK,
+    chunk: int = 256,
     progress: Callable[[int], None] | None = None,
     deadline: float | None = None,
 ) -> tuple[np.ndarray, int]:
     """Vectors for `texts`, encoding only those the cache lacks; returns (vectors, how many were encoded).
 
-    With a `deadline` (a `time.perf_counter()` reading) it encodes in the texts' order, a chunk at a time, and
-    starts no chunk past it: the texts it did not reach keep zero vectors."""
+    With a `deadline` (a `time.perf_counter()` reading) it encodes in the texts' order, in chunks of at most
+    `DEADLINE_CHUNK`, and starts no chunk past it: the texts it did not reach keep zero vectors."""
     keys = [text_hash(t) for t in texts]
     cached = cache.get(keys)
     missing = [i for i, v in enumerate(cached) if v is None]
     if deadline is None:
         missing.sort(key=lambda i: len(texts[i]))  # similar lengths in a batch waste less padding
+    else:
+        chunk = min(chunk, DEADLINE_CHUNK)
     out = np.zeros((len(texts), cache.dim), dtype=np.float32)  # encoder.dim would load the model
     for i, vector in enumerate(cached):
         if vector is not None:

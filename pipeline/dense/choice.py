@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from ..config import Settings
 from ..errors import InputError
-from .cache import DEADLINE_CHUNK, EMBED_CHUNK, EmbeddingCache, embed_with_cache, text_hash
+from .cache import EmbeddingCache, embed_with_cache, text_hash
 from .encoders import MINILM, Encoder, canonical_encoder_name, choose_encoder_name, load_encoder, resolve_device
 from .passages import split_passages
 from .static import (
@@ -141,7 +141,7 @@ def static_encoder_folder(index_root: Path, choice: EncoderChoice, documents: pa
     entries_until = started + config.static_entries_share * config.time_budget_s if budgeted else None
     model, analyzer = distill(teacher, passages, vocabulary, config.static_vocab_size, config.static_teacher_entries,
                               resolve_device(config.device), cache, entries_until)
-    embedded_entries = int((np.abs(np.asarray(model.embedding)).sum(axis=1) > 0).sum())
+    embedded_entries = int(np.any(np.asarray(model.embedding), axis=1).sum())
     fit = None
     # The corpus-terms vocabulary reads analyzed text, as the encoder will at search time.
     tokenizable = text_for_tokenizer(analyzer)
@@ -150,9 +150,8 @@ def static_encoder_folder(index_root: Path, choice: EncoderChoice, documents: pa
                      if budgeted else None)
         targets_until = fit_until - FIT_RESERVE * config.time_budget_s if budgeted else None
         sample = fit_sample(passages, cache, config.static_fit_passages)
-        targets, _ = embed_with_cache(teacher, sample, cache, chunk=DEADLINE_CHUNK if budgeted else EMBED_CHUNK,
-                                      deadline=targets_until)
-        reached = np.flatnonzero(np.abs(targets).sum(axis=1) > 0)  # passages past the deadline stay zero
+        targets, _ = embed_with_cache(teacher, sample, cache, deadline=targets_until)
+        reached = np.flatnonzero(np.any(targets, axis=1))  # passages past the deadline stay zero
         if len(reached):
             model, fit = fit_to_teacher(model, [sample[i] for i in reached], targets[reached],
                                         epochs=config.static_fit_epochs, device=resolve_device(config.device),

@@ -8,7 +8,7 @@ import struct
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
@@ -18,7 +18,7 @@ import numpy as np
 from ..config import AnalyzerConfig
 from ..errors import IndexDamaged
 from ..io import CURRENT_POINTER, atomic_write_text, read_pointer, timestamped_id, write_pointer
-from .cache import DEADLINE_CHUNK, EMBED_CHUNK, EmbeddingCache, embed_with_cache
+from .cache import EmbeddingCache, embed_with_cache
 from .encoders import MINILM, MULTILINGUAL_E5, Encoder, encodable
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,11 @@ class StaticCard:
     @classmethod
     def read(cls, folder: Path) -> StaticCard:
         return cls(**json.loads((Path(folder) / CARD).read_text(encoding="utf-8")))
+
+    def renewed(self, **changes) -> StaticCard:
+        """This card for a new artifact made from this one: a new id and creation time, and `changes`."""
+        return replace(self, model_id=f"{static_name(self.teacher)}@{timestamped_id()}",
+                       created_at=datetime.now(UTC).isoformat(), **changes)
 
 
 def is_static(model_id: str) -> bool:
@@ -139,10 +144,7 @@ def published_static(index_root: Path, teacher: str) -> Path | None:
 def with_queries(index_root: Path, folder: Path, queries: str) -> Path:
     """The static model in `folder` as a new published artifact whose queries are encoded by `queries` (the same
     table: no teacher work, and its passages re-embed in seconds under the new id)."""
-    old = StaticCard.read(folder)
-    card = StaticCard(**{**asdict(old), "model_id": f"{static_name(old.teacher)}@{timestamped_id()}",
-                         "queries": queries, "created_at": datetime.now(UTC).isoformat()})
-    return save_static(index_root, StaticEncoder(folder).model, card)
+    return save_static(index_root, StaticEncoder(folder).model, StaticCard.read(folder).renewed(queries=queries))
 
 
 def static_versions(index_root: Path) -> list[Path]:
@@ -207,9 +209,8 @@ def embed_entries(teacher: Encoder, entries: list[str], counts: list[int], teach
     keeps a distillation from E5 to minutes; a `deadline` (with a cache) stops it sooner, most frequent first."""
     head_entries = entries[:teacher_entries]
     # `is not None`: an empty cache is falsy (it has a length), and the first distillation must fill it.
-    chunk = DEADLINE_CHUNK if deadline is not None else EMBED_CHUNK
-    head = (embed_with_cache(teacher, head_entries, cache, chunk=chunk, deadline=deadline)[0]
-            if cache is not None else teacher.encode_passages(head_entries))
+    head = (embed_with_cache(teacher, head_entries, cache, deadline=deadline)[0] if cache is not None
+            else teacher.encode_passages(head_entries))
     head = head * sif_weights(counts)[:teacher_entries, None]
     rows = np.zeros((len(entries) + 1, teacher.dim), dtype=np.float32)  # row 0: the unknown token
     rows[1 : len(head) + 1] = head

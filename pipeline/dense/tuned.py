@@ -370,10 +370,8 @@ def tune_static(index_root: Path, folder: Path, triples: Triples, settings_dense
              "epochs": spec.epochs, "batch_size": spec.batch_size, "processes": spec.processes,
              "learning_rate": spec.learning_rate, "loss_curve": curve, "from": old.model_id}
     # The table was trained to meet its own query vectors, so it encodes queries itself whatever its base did.
-    card = StaticCard(**{**asdict(old), "model_id": f"{old.model_id.split('@')[0]}@{timestamped_id()}",
-                         "fit": {**(old.fit or {}), "tuned": tuned}, "queries": "static",
-                         "seconds": round(old.seconds + time.perf_counter() - started, 1),
-                         "created_at": datetime.now(UTC).isoformat()})
+    card = old.renewed(fit={**(old.fit or {}), "tuned": tuned}, queries="static",
+                       seconds=round(old.seconds + time.perf_counter() - started, 1))
     return save_static(index_root, model, card, publish)
 
 
