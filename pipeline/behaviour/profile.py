@@ -95,8 +95,7 @@ def profile_for(reader: IndexReader, user_id: str, half_life_days: float) -> Use
     if user_hash is None:
         return None
     path = log.profile_path(user_hash)
-    clicks_changed = log.clicks_dir.stat().st_mtime if log.clicks_dir.is_dir() else 0.0
-    if path.is_file() and path.stat().st_mtime >= clicks_changed:
+    if path.is_file() and path.stat().st_mtime >= log.clicks_changed_at():
         return UserProfile(**json.loads(path.read_text(encoding="utf-8")))
     profile = build_profile(reader, user_hash, half_life_days)
     if profile is None:

@@ -91,6 +91,12 @@ class ClickLog:
         return ClickLog(self.queries, self.texts, self.doc_ids, self.pair_query, self.pair_doc, self.pairs[sessions],
                         self.clicks[sessions], self.randomised[sessions], self.first_ts, self.last_ts)
 
+    def split_in_time(self, history_share: float) -> tuple[ClickLog, ClickLog]:
+        """(earlier, later): the first `history_share` of sessions in log order (`from_querylog` reads them by
+        time), and the rest; the later part keeps at least one session."""
+        n_history = min(int(self.n_sessions * history_share), max(self.n_sessions - 1, 0))
+        return self.subset(np.arange(n_history)), self.subset(np.arange(n_history, self.n_sessions))
+
     def split(self, held_out: float, seed: int) -> tuple[ClickLog, ClickLog]:
         """(fit, held out): a seeded random share of sessions kept aside to compare click models."""
         order = np.random.default_rng(seed).permutation(self.n_sessions)

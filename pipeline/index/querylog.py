@@ -109,6 +109,10 @@ class QueryLog:
     def clicks_dir(self) -> Path:
         return self.root / CLICKS_DIR
 
+    def clicks_changed_at(self) -> float:
+        """When a click part was last added or removed (the folder's mtime); 0 where nothing was logged."""
+        return self.clicks_dir.stat().st_mtime if self.clicks_dir.is_dir() else 0.0
+
     # -- writing ------------------------------------------------------------------------------------
 
     def log_query(

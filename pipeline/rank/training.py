@@ -10,6 +10,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..behaviour.clickmodels import fit_and_compare, save_tables
+from ..behaviour.graph import ClickGraph
 from ..behaviour.labels import click_labels
 from ..behaviour.sessions import ClickLog
 from ..dense.cache import EmbeddingCache, encode_queries_with_cache
@@ -28,6 +29,7 @@ from ..retrieval.adaptive import (
     served_adaptive,
 )
 from ..retrieval.branches import BranchResult, available_branches
+from ..retrieval.channels import channel_branches, channel_weights
 from ..retrieval.fusion import tune_weights
 from ..retrieval.hybrid import fuse_branches, recall
 from ..retrieval.weights import FusionWeights
@@ -57,6 +59,19 @@ def plan_queries(reader: IndexReader, queries: dict[str, str], show_progress: bo
         plan = plan_query(reader, queries[qid], syntax=False, vector=vector)
         out[qid] = (plan, recall(reader, plan))
     return out
+
+
+def with_click_branch(reader: IndexReader, planned: PlannedQueries, graph: ClickGraph) -> PlannedQueries:
+    """Each planned query's branches joined by the click graph's, as the hybrid modes serve them where the log has
+    clicks: the ranker then learns from the candidates and the `click_graph` feature it will be served."""
+    if graph.empty:
+        return planned
+    config = reader.settings.behaviour
+    joined = {}
+    for qid, (plan, branches) in planned.items():
+        channels = channel_branches(reader, plan, branches, graph, None, config)
+        joined[qid] = (plan, {**branches, **channels.branches})
+    return joined
 
 
 def _ndcg_per_query(reader: IndexReader, fused: dict[str, tuple[np.ndarray, np.ndarray]], qrels: Qrels) -> np.ndarray:
@@ -115,7 +130,8 @@ QueryRows = tuple[np.ndarray, np.ndarray, np.ndarray]  # one query's feature row
 def query_rows(reader: IndexReader, plan: QueryPlan, branches: dict[str, BranchResult], judged: dict[str, int],
                weights: FusionWeights, adaptive: AdaptiveFusion | None = None) -> QueryRows:
     """Feature rows of one query's ranker candidates, labelled by its judgments (0 where unjudged)."""
-    fused, docs = ranker_candidates(reader, plan, weights, adaptive, branches)
+    fused, docs = ranker_candidates(reader, plan, weights, adaptive, branches,
+                                    channel_weights(branches, reader.settings.behaviour))
     features = extract(reader, plan, docs, fused.branches, fused.scores[: len(docs)])
     return features, _labels(reader, docs, judged), docs
 
@@ -210,22 +226,29 @@ def train_from_clicks(reader: IndexReader, weights: FusionWeights, source: str =
     """Train the ranker from the index's query log alone, labels from click model `source`, and publish it only if
     it does not lose offline to what is served now.
 
-    The click models are fitted and their tables written first (INDEX/behaviour). The yardstick is `judged`
-    (name, queries, judgments) where given, used only to evaluate; otherwise the click labels of the queries held
-    out from training for early stopping."""
+    The click models are fitted on the whole log and their tables written first (INDEX/behaviour). The labels come
+    from the later sessions; the earlier `behaviour.graph_history_share` of them build the click graph whose branch
+    joins the candidates and whose score is the `click_graph` feature, as the hybrid modes serve them. The
+    yardstick is `judged` (name, queries, judgments) where given, used only to evaluate, with the whole log's graph
+    as served; otherwise the click labels of the queries held out from training for early stopping."""
     config = reader.settings.behaviour
     log = ClickLog.from_querylog(QueryLog(reader.root), config.positions)
-    labels = click_labels(log, source, config)
+    history, recent = log.split_in_time(config.graph_history_share)
+    labels = click_labels(recent, source, config)
     save_tables(fit_and_compare(log, config), reader.root)
-    planned = plan_queries(reader, labels.queries, show_progress, "features from clicks")
+    terms = reader.analyzer.terms
+    planned = with_click_branch(reader, plan_queries(reader, labels.queries, show_progress, "features from clicks"),
+                                ClickGraph.from_click_log(history, reader.doc_ids, terms, config))
     adaptive = served_adaptive(reader.root, reader.settings.fusion)  # the candidates the hybrid mode serves
     training = training_set(reader, planned, labels.qrels, weights, adaptive)
     ranker = train_ranker(reader, training, f"querylog:clicks-{source}")
-    ranker.card.label_source = labels.source
+    ranker.card.label_source = {**labels.source, "graph_sessions": history.n_sessions}
     if judged is not None:
         name, queries, qrels = judged
-        testing = training_set(reader, plan_queries(reader, queries, show_progress, "guard"), qrels, weights,
-                               adaptive)
+        served_graph = ClickGraph.load(reader.root, reader.doc_ids, terms, config)  # the whole log, as served
+        testing = training_set(reader, with_click_branch(reader, plan_queries(reader, queries, show_progress,
+                                                                              "guard"), served_graph),
+                               qrels, weights, adaptive)
         yardstick = f"judgments:{name}"
     else:
         ranker_config = reader.settings.ranker
