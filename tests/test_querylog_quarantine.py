@@ -76,6 +76,25 @@ def test_a_bad_click_part_is_quarantined_with_its_reason_and_the_valid_rows_are_
     assert bad.name in warning and reason in warning and "\n" not in warning
 
 
+def test_a_part_with_a_valid_footer_but_damaged_pages_is_quarantined_when_a_read_fails(log):
+    (part,) = log.clicks_dir.glob("*.parquet")
+    damaged = bytearray(part.read_bytes())
+    damaged[8:60] = bytes(b ^ 0xFF for b in damaged[8:60])  # the first page header, after the magic bytes
+    bad = log.clicks_dir / "99999999T000000-damaged.parquet"
+    bad.write_bytes(bytes(damaged))
+    assert [row["doc_id"] for row in log.clicks()] == ["en-002"]
+    record = json.loads((log.root / "quarantine" / "clicks" / (bad.name + ".json")).read_text(encoding="utf-8"))
+    assert record["reason"] == "unreadable_file" and not bad.exists()
+
+
+def test_a_statement_that_is_wrong_itself_is_not_blamed_on_the_files(log, monkeypatch):
+    import duckdb
+
+    monkeypatch.setattr(QueryLog, "read_through", lambda self: pytest.fail("the parts were read through"))
+    with pytest.raises(duckdb.BinderException):
+        log.sql("SELECT no_such_column FROM clicks")
+
+
 def test_a_bad_query_part_is_quarantined_and_the_valid_queries_are_still_read(log):
     bad = log.queries_dir / "99999999T000000-foreign.parquet"
     write_parquet(bad, pa.table({"query_id": ["q9"], "ts": [T0], "result_ids": ["not a list"]}))

@@ -389,8 +389,34 @@ class QueryLog:
             con.execute(f"CREATE VIEW {kind} AS {log_view_sql(self.parts(kind), schema)}")
         return con
 
+    def read_through(self) -> None:
+        """Read every part whose footer passed all the way through, and quarantine those DuckDB cannot read (damaged
+        pages behind a valid footer): the slow check, run only after a read of the log failed."""
+        con = duckdb.connect()
+        try:
+            for kind in LOG_SCHEMAS:
+                for part in self.parts(kind):
+                    try:
+                        con.execute(f"SELECT * FROM read_parquet({_quote(part)})").fetchall()
+                    except duckdb.Error as error:
+                        if part.exists():  # not removed since it was listed
+                            self.quarantine(part, kind, Rejection(UNREADABLE_FILE, " ".join(str(error).split())))
+        finally:
+            con.close()
+
     def sql(self, query: str, params: Sequence | None = None) -> list[dict]:
-        """Rows of a query over the `queries` and `clicks` views, as dicts."""
+        """Rows of a query over the `queries` and `clicks` views, as dicts. Where DuckDB fails to read a part (damaged
+        pages, or a part removed by `forget_user` or another reader since it was listed), the parts are read through
+        (`read_through`) and the query runs once more over those that remain."""
+        try:
+            return self._rows(query, params)
+        except duckdb.Error as error:
+            if isinstance(error, duckdb.ProgrammingError):
+                raise  # the statement's own fault, not the files'
+            self.read_through()
+            return self._rows(query, params)
+
+    def _rows(self, query: str, params: Sequence | None) -> list[dict]:
         con = self.connect()
         try:
             result = con.execute(query, params or [])
