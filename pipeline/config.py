@@ -252,6 +252,9 @@ class BehaviourConfig(BaseModel):
     # the ranker learns from, and the later rest gives the labels, so the graph never holds the clicks its labels
     # come from (that leak would teach the ranker to trust the graph blindly). 0: no split, and no graph in training.
     graph_history_share: float = Field(0.5, ge=0, lt=1)
+    # ... and this share of the labelled queries (seeded) have their own past searches left out of that graph, so
+    # the ranker also learns how far to trust it for a query never searched before (similar past queries only).
+    graph_unseen_share: float = Field(0.5, ge=0, le=1)
     # A long-running searcher re-reads the click graph when the log has new clicks, at most this often.
     graph_refresh_s: float = Field(300.0, ge=0)
     # A user's profile (opt-in per request): clicks this many days older than their newest count half; the

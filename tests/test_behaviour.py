@@ -241,6 +241,13 @@ def test_a_log_splits_in_time_keeping_a_later_session_to_learn_from():
     assert ClickLog.from_rows(rows[:1], 10).split_in_time(0.9)[1].n_sessions == 1
 
 
+def test_a_log_without_some_queries_keeps_every_session_of_the_others():
+    log = ClickLog.from_rows([(q, ["a"], [1], False) for q in ("x", "y", "x", "z")], 10)
+    rest = log.without_queries({"x"})
+    assert [rest.queries[rest.pair_query[p]] for p in rest.pairs[:, 0]] == ["y", "z"]
+    assert rest.clicks.sum() == 2
+
+
 def test_a_ranker_learning_from_clicks_sees_the_graph_of_the_earlier_sessions_only(sample_index, settings):
     from pipeline.behaviour.graph import ClickGraph
     from pipeline.rank.features import FEATURES
@@ -289,22 +296,18 @@ def test_a_ranker_learning_from_clicks_sees_its_searchers_profiles_as_they_were_
     assert features[:, FEATURES.index("personal")].max() > 0
 
 
-def test_a_reader_as_of_a_time_counts_only_the_searches_and_clicks_before_it(tmp_path, sample_index, settings):
-    from datetime import UTC, datetime
-
+def test_click_features_of_chosen_sessions_count_their_first_pages_alone(sample_index, settings):
     from pipeline.searcher import Searcher
 
-    index = tmp_path / "index"
-    shutil.copytree(sample_index, index)
-    log = QueryLog(index)
-    monday, tuesday = datetime(2026, 1, 5, tzinfo=UTC), datetime(2026, 1, 6, tzinfo=UTC)
-    for ts in (monday, tuesday):
-        log.log_click(log.log_query("hnsw", "hybrid", None, 1.0, ["en-015"], 1, ts=ts), "en-015", 1, ts=ts)
-    reader = Searcher.open(index, settings).reader
-    doc = reader.doc_ids.index("en-015")
-    past = reader.as_of(tuesday.timestamp())
-    assert (past.engagement[0][doc], past.engagement[1][doc]) == (1, 1)
-    assert (reader.engagement[0][doc], reader.engagement[1][doc]) == (2, 2)
+    reader = Searcher.open(sample_index, settings).reader
+    log = ClickLog.from_rows([("hnsw", ["en-015", "en-001"], [1], False), ("bm25", ["en-001"], [1], False),
+                              ("hnsw", ["en-015"], [], False)], 10)
+    impressions, clicks = log.subset(np.array([0, 1])).engagement(reader.doc_ids)
+    hnsw, rrf = reader.doc_ids.index("en-015"), reader.doc_ids.index("en-001")
+    assert (impressions[hnsw], clicks[hnsw], impressions[rrf], clicks[rrf]) == (1, 1, 2, 1)
+    assert impressions.sum() == 3 and clicks.sum() == 2
+    assert reader.with_engagement(impressions, clicks).engagement[1][hnsw] == 1
+    assert reader.engagement[1][hnsw] == 0  # the reader itself keeps its own log's counts
 
 
 def test_eval_refuses_click_labels_where_they_cannot_apply():

@@ -517,19 +517,16 @@ class QueryLog:
             [int(max_position), int(max_position)],
         )
 
-    def engagement(self, before: float | None = None) -> dict[str, tuple[int, int]]:
-        """doc_id → (impressions, clicks) over the whole log, or its searches and clicks before `before` (seconds
-        since the epoch): the data of the ranker's click features."""
+    def engagement(self) -> dict[str, tuple[int, int]]:
+        """doc_id → (impressions, clicks) over the whole log: the data of the ranker's click features."""
         rows = self.sql(
             """
-            WITH shown AS (SELECT unnest(result_ids) AS doc_id FROM queries WHERE $1 IS NULL OR epoch(ts) < $1),
+            WITH shown AS (SELECT unnest(result_ids) AS doc_id FROM queries),
                  impressions AS (SELECT doc_id, count(*) AS n FROM shown GROUP BY doc_id),
-                 clicked AS (SELECT doc_id, count(*) AS n FROM clicks WHERE $1 IS NULL OR epoch(ts) < $1
-                             GROUP BY doc_id)
+                 clicked AS (SELECT doc_id, count(*) AS n FROM clicks GROUP BY doc_id)
             SELECT coalesce(i.doc_id, c.doc_id) AS doc_id, coalesce(i.n, 0) AS impressions, coalesce(c.n, 0) AS clicks
             FROM impressions i FULL OUTER JOIN clicked c ON i.doc_id = c.doc_id
-            """,
-            [before],
+            """
         )
         return {row["doc_id"]: (int(row["impressions"]), int(row["clicks"])) for row in rows}
 

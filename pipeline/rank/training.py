@@ -78,6 +78,12 @@ def with_channels(reader: IndexReader, planned: PlannedQueries, graph: ClickGrap
     return joined
 
 
+def _unseen_queries(keys: list[str], share: float, seed: int) -> set[str]:
+    """A seeded `share` of the queries, to be learned as if never searched before."""
+    chosen = np.random.default_rng(seed).permutation(len(keys))[: round(len(keys) * share)]
+    return {keys[i] for i in chosen.tolist()}
+
+
 def askers_audiences(reader: IndexReader, recent: ClickLog) -> dict[str, Audience]:
     """Per query of these sessions, the pooled profile of the users who searched it, each as it stood before the
     first of the sessions (so it holds none of the clicks the labels come from), weighted by their searches of it:
@@ -260,10 +266,12 @@ def train_from_clicks(reader: IndexReader, weights: FusionWeights, source: str =
     labels = click_labels(recent, source, config)
     save_tables(fit_and_compare(log, config), reader.root)
     terms = reader.analyzer.terms
-    past = reader.as_of(float(recent.times.min()))
+    unseen = _unseen_queries(list(labels.queries), config.graph_unseen_share, reader.settings.ranker.seed)
+    known = history.without_queries(unseen)  # what the ranker may know of the past beside the labels
+    past = reader.with_engagement(*known.engagement(reader.doc_ids))
     audiences = askers_audiences(past, recent)
     planned = with_channels(past, plan_queries(past, labels.queries, show_progress, "features from clicks"),
-                            ClickGraph.from_click_log(history, reader.doc_ids, terms, config), audiences)
+                            ClickGraph.from_click_log(known, reader.doc_ids, terms, config), audiences)
     adaptive = served_adaptive(reader.root, reader.settings.fusion)  # the candidates the hybrid mode serves
     training = training_set(past, planned, labels.qrels, weights, adaptive)
     ranker = train_ranker(reader, training, f"querylog:clicks-{source}")

@@ -130,21 +130,18 @@ class IndexReader:
         """(impressions, clicks) per document from the index's query log; zeros where nothing was logged.
 
         Read once per reader: a reopened reader sees newer clicks."""
-        return self._engagement(None)
-
-    def as_of(self, before: float) -> IndexReader:
-        """This reader with the engagement of the log before `before` (seconds since the epoch) alone: a ranker
-        learning from later clicks must not see them counted in its click features."""
-        past = copy.copy(self)
-        past.__dict__["engagement"] = self._engagement(before)
-        return past
-
-    def _engagement(self, before: float | None) -> tuple[np.ndarray, np.ndarray]:
         impressions, clicks = np.zeros(self.n_docs), np.zeros(self.n_docs)
         ordinals = {doc_id: i for i, doc_id in enumerate(self.doc_ids)}
         log = QueryLog(self.root)
         if log.queries_dir.is_dir() or log.clicks_dir.is_dir():
-            for doc_id, (shown, clicked) in log.engagement(before).items():
+            for doc_id, (shown, clicked) in log.engagement().items():
                 if doc_id in ordinals:
                     impressions[ordinals[doc_id]], clicks[ordinals[doc_id]] = shown, clicked
         return impressions, clicks
+
+    def with_engagement(self, impressions: np.ndarray, clicks: np.ndarray) -> IndexReader:
+        """This reader with other per-document (impressions, clicks): a ranker learning from some sessions' clicks
+        must see the click features of the others alone, or it learns "clicked means relevant"."""
+        other = copy.copy(self)
+        other.__dict__["engagement"] = (impressions, clicks)
+        return other
