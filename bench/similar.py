@@ -1,7 +1,9 @@
 """Co-relevance of related documents on judged sets: for each relevant document of a query with at least two, whether
 another document relevant to the same query is in its top 10 similar documents, per source and fused. Co-clicks
-come from simulated sessions of the train split's queries (served by BM25) in a scratch log. Prints Markdown for
-docs/behaviour.md (these are measures, not timings)."""
+come from simulated sessions of the train split's queries (served by BM25) in a scratch log; with
+--session-continue P those sessions go on with reformulations (queries sharing a relevant document), so co-clicks
+also pair documents clicked for different queries of one session. Prints Markdown for docs/behaviour.md (these are
+measures, not timings)."""
 
 from __future__ import annotations
 
@@ -42,9 +44,13 @@ def main() -> None:
     parser.add_argument("dataset", type=Path)
     parser.add_argument("--splits", nargs="+", default=["test"], help="judged splits whose queries are measured")
     parser.add_argument("--sessions", type=int, default=20_000, help="simulated sessions of the train split")
+    parser.add_argument("--session-continue", type=float, default=0.0, metavar="P",
+                        help="simulated sessions go on with probability P with a reformulation (default 0)")
     parser.add_argument("--no-dense", action="store_true")
     args = parser.parse_args()
     settings = settings_for("hybrid", Settings(), dense=not args.no_dense)
+    settings = settings.model_copy(update={"behaviour": settings.behaviour.model_copy(
+        update={"session_continue": args.session_continue})})
     dataset = BeirDataset.load(args.dataset)
     searcher = Searcher.open(cached_index(dataset, settings), settings)
     ordinals = {doc_id: i for i, doc_id in enumerate(searcher.doc_ids)}
@@ -55,7 +61,8 @@ def main() -> None:
         served = lambda text: [searcher.doc_ids[d] for d in searcher.rank(text, 10).doc_ords]
         simulator = ClickSimulator(queries, qrels, served, settings.behaviour)
         with tempfile.TemporaryDirectory(prefix="sousuo-similar-") as scratch:
-            write_sessions(QueryLog(scratch), simulator.sessions(args.sessions), queries, "bm25", settings.behaviour.seed)
+            counts = write_sessions(QueryLog(scratch), simulator.sessions(args.sessions), queries, "bm25",
+                                    settings.behaviour.seed)
             graph = ClickGraph.load(Path(scratch), searcher.doc_ids, searcher.reader.analyzer.terms, settings.behaviour)
     variants = [("dense", ("dense",)), ("more-like-this (BM25 of top terms)", ("bm25",)),
                 ("dense + more-like-this", ("dense", "bm25"))]
@@ -65,9 +72,11 @@ def main() -> None:
         variants = [("more-like-this (BM25 of top terms)", ("bm25",))]
         if graph is not None:
             variants += [("co-clicks", ("co_clicks",)), ("more-like-this + co-clicks", ("bm25", "co_clicks"))]
-    print(f"{dataset.name}: co-relevance@{K}" + (f"; co-clicks from {args.sessions:,} simulated sessions of the "
-                                                f"train queries ({sum(map(len, graph.co_clicks.values())):,} "
-                                                "co-clicked pairs)" if graph else "") + "\n")
+    print(f"{dataset.name}: co-relevance@{K}" + (f"; co-clicks from {counts['sessions']:,} simulated sessions "
+                                                f"({counts['searches']:,} searches, session_continue "
+                                                f"{args.session_continue}) of the train queries "
+                                                f"({sum(map(len, graph.co_clicks.values())):,} co-clicked pairs)"
+                                                if graph else "") + "\n")
     print("| split | source | queries | relevant docs | co-relevance@10 | others found@10 |\n|---|---|---|---|---|---|")
     for split in args.splits:
         groups = [[ordinals[d] for d, g in judged.items() if g > 0 and d in ordinals]
