@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from pipeline.behaviour.graph import ClickGraph
 from pipeline.behaviour.simulate import ClickSimulator, write_sessions
-from pipeline.config import Settings
+from pipeline.config import BehaviourConfig, Settings
 from pipeline.eval.beir import BeirDataset
 from pipeline.experiment.runs import cached_index, settings_for
 from pipeline.index.querylog import QueryLog
@@ -46,11 +47,17 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=20_000, help="simulated sessions of the train split")
     parser.add_argument("--session-continue", type=float, default=0.0, metavar="P",
                         help="simulated sessions go on with probability P with a reformulation (default 0)")
+    parser.add_argument("--unlink-searches", action="store_true",
+                        help="log each search as a session of its own: the same searches and clicks without "
+                             "cross-query co-clicks, the control for --session-continue")
+    parser.add_argument("--seed", type=int, help="the simulator's seed (default behaviour.seed)")
     parser.add_argument("--no-dense", action="store_true")
     args = parser.parse_args()
     settings = settings_for("hybrid", Settings(), dense=not args.no_dense)
-    settings = settings.model_copy(update={"behaviour": settings.behaviour.model_copy(
-        update={"session_continue": args.session_continue})})
+    behaviour = BehaviourConfig.model_validate({**settings.behaviour.model_dump(),
+                                                "session_continue": args.session_continue,
+                                                **({"seed": args.seed} if args.seed is not None else {})})
+    settings = settings.model_copy(update={"behaviour": behaviour})
     dataset = BeirDataset.load(args.dataset)
     searcher = Searcher.open(cached_index(dataset, settings), settings)
     ordinals = {doc_id: i for i, doc_id in enumerate(searcher.doc_ids)}
@@ -61,8 +68,10 @@ def main() -> None:
         served = lambda text: [searcher.doc_ids[d] for d in searcher.rank(text, 10).doc_ords]
         simulator = ClickSimulator(queries, qrels, served, settings.behaviour)
         with tempfile.TemporaryDirectory(prefix="sousuo-similar-") as scratch:
-            counts = write_sessions(QueryLog(scratch), simulator.sessions(args.sessions), queries, "bm25",
-                                    settings.behaviour.seed)
+            searches = simulator.sessions(args.sessions)
+            if args.unlink_searches:
+                searches = (replace(s, session=s.search) for s in searches)
+            counts = write_sessions(QueryLog(scratch), searches, queries, "bm25", settings.behaviour.seed)
             graph = ClickGraph.load(Path(scratch), searcher.doc_ids, searcher.reader.analyzer.terms, settings.behaviour)
     variants = [("dense", ("dense",)), ("more-like-this (BM25 of top terms)", ("bm25",)),
                 ("dense + more-like-this", ("dense", "bm25"))]
@@ -74,7 +83,9 @@ def main() -> None:
             variants += [("co-clicks", ("co_clicks",)), ("more-like-this + co-clicks", ("bm25", "co_clicks"))]
     print(f"{dataset.name}: co-relevance@{K}" + (f"; co-clicks from {counts['sessions']:,} simulated sessions "
                                                 f"({counts['searches']:,} searches, session_continue "
-                                                f"{args.session_continue}) of the train queries "
+                                                f"{args.session_continue}, seed {settings.behaviour.seed}"
+                                                f"{', searches unlinked' if args.unlink_searches else ''}) of the "
+                                                "train queries "
                                                 f"({sum(map(len, graph.co_clicks.values())):,} co-clicked pairs)"
                                                 if graph else "") + "\n")
     print("| split | source | queries | relevant docs | co-relevance@10 | others found@10 |\n|---|---|---|---|---|---|")

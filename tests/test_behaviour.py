@@ -265,6 +265,17 @@ def test_simulate_refuses_bad_input(tmp_path, sample_index):
     base = ["simulate", "--index", str(index), "--dataset", str(SAMPLE), "--sessions", "10"]
     assert main(base + ["--split", "nope"]) == 2
     assert main(base + ["--split", "test", "--eta", "-1"]) == 2
+    assert main(base + ["--split", "test", "--session-continue", "1.5"]) == 2
+
+
+def test_simulate_logs_reformulations_when_sessions_continue(tmp_path, sample_index, capsys):
+    index = tmp_path / "index"
+    shutil.copytree(sample_index, index)
+    assert main(["simulate", "--index", str(index), "--dataset", str(SAMPLE), "--split", "test", "--sessions", "200",
+                 "--mode", "bm25", "--seed", "3", "--session-continue", "0.9"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["sessions"] == 200 and summary["searches"] > 200
+    assert QueryLog(index).count()["queries"] == summary["searches"]
 
 
 def test_training_from_clicks_records_its_source_and_the_guard_decides(tmp_path, sample_index, settings,
