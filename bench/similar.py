@@ -40,6 +40,19 @@ def co_relevance(searcher: Searcher, groups: list[list[int]], sources: tuple[str
     return float(np.mean(hits)), float(np.mean(recalls)), len(hits)
 
 
+def relevant_groups(dataset: BeirDataset, split: str, ordinals: dict[str, int]) -> list[list[int]]:
+    """The relevant documents of each query of `split` with at least two."""
+    groups = [[ordinals[d] for d, g in judged.items() if g > 0 and d in ordinals]
+              for judged in dataset.qrels(split).values()]
+    return [g for g in groups if len(g) >= 2]
+
+
+def co_relevant_pairs(graph: ClickGraph, groups: list[list[int]]) -> tuple[int, int]:
+    """(co-clicked unordered pairs, those of them relevant to one query of `groups`)."""
+    pairs = {(a, b) for a, others in graph.co_clicks.items() for b in others if a < b}
+    return len(pairs), len(pairs & {(a, b) for g in groups for a in g for b in g if a < b})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("dataset", type=Path)
@@ -88,14 +101,16 @@ def main() -> None:
                                                 "train queries "
                                                 f"({sum(map(len, graph.co_clicks.values())):,} co-clicked pairs)"
                                                 if graph else "") + "\n")
+    groups = {split: relevant_groups(dataset, split, ordinals) for split in args.splits}
+    if graph is not None:
+        counted = {split: co_relevant_pairs(graph, groups[split]) for split in args.splits}
+        print(f"Co-clicked unordered pairs: {next(iter(counted.values()))[0]:,}; co-relevant (both relevant to one "
+              "query) for " + ", ".join(f"{split}: {corel:,}" for split, (_, corel) in counted.items()) + "\n")
     print("| split | source | queries | relevant docs | co-relevance@10 | others found@10 |\n|---|---|---|---|---|---|")
     for split in args.splits:
-        groups = [[ordinals[d] for d, g in judged.items() if g > 0 and d in ordinals]
-                  for judged in dataset.qrels(split).values()]
-        groups = [g for g in groups if len(g) >= 2]
         for name, sources in variants:
-            hit, recall, n = co_relevance(searcher, groups, sources, graph)
-            print(f"| {split} | {name} | {len(groups)} | {n} | {hit:.3f} | {recall:.3f} |")
+            hit, recall, n = co_relevance(searcher, groups[split], sources, graph)
+            print(f"| {split} | {name} | {len(groups[split])} | {n} | {hit:.3f} | {recall:.3f} |")
 
 
 if __name__ == "__main__":
