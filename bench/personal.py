@@ -1,6 +1,6 @@
 """The personal channel measured with simulated users who prefer tags: nDCG@10 against each user's own relevance (the
 judgment, one grade higher where the document carries a tag the user prefers, as the simulator's users click), with
-the user's profile on and off. BEIR sets have no tags, so a scratch copy of the cached index gets topic tags: the
+the user's profile on and off, in hybrid and with a ranker trained from the same log's clicks. BEIR sets have no tags, so a scratch copy of the cached index gets topic tags: the
 k-means cluster of each document's vector. Prints Markdown for docs/behaviour.md (measures, not timings)."""
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pipeline.eval.metrics import score_run
 from pipeline.experiment.runs import cached_index, settings_for
 from pipeline.index.querylog import QueryLog
 from pipeline.index.store import Manifest, current_version, file_inventory, versions_dir
+from pipeline.rank.training import train_from_clicks
 from pipeline.retrieval.channels import Audience
 from pipeline.searcher import Searcher
 
@@ -80,7 +81,10 @@ def main() -> None:
         plans = {qid: searcher.plan(dataset.queries[qid], "hybrid") for qid in qids}
         plain = {qid: [searcher.doc_ids[d] for d in searcher.rank_plan(plans[qid], 10, mode="hybrid").doc_ords]
                  for qid in qids}
-        on, off, own_qrels, profiled = {}, {}, {}, 0
+        # A ranker trained from the same log's clicks learns the `personal` feature from its searchers' profiles.
+        ranker, _ = train_from_clicks(searcher.reader, searcher.fusion_weights, "pbm")
+        runs: dict[str, dict] = {name: {} for name in ("hybrid, off", "hybrid, on", "ltr, off", "ltr, on")}
+        own_qrels, profiled = {}, 0
         for user in range(args.measured_users):
             profile = profile_for(searcher.reader, user_id(user), behaviour.profile_half_life_days)
             profiled += profile is not None
@@ -89,16 +93,23 @@ def main() -> None:
             for qid in qids:
                 key = f"{user}/{qid}"
                 own_qrels[key] = {d: 1 for d in mine} | {d: g + (d in mine) for d, g in test[qid].items() if g > 0}
-                ranked = [searcher.doc_ids[d] for d in
-                          searcher.rank_plan(plans[qid], 10, mode="hybrid", audience=Audience(profile)).doc_ords]
-                on[key] = {d: 10.0 - i for i, d in enumerate(ranked)}
-                off[key] = {d: 10.0 - i for i, d in enumerate(plain[qid])}
+                for mode in ("hybrid", "ltr"):
+                    for state, audience in (("off", None), ("on", Audience(profile))):
+                        if (mode, state) == ("hybrid", "off"):
+                            ranked = plain[qid]
+                        else:
+                            ranked = [searcher.doc_ids[d] for d in searcher.rank_plan(
+                                plans[qid], 10, mode=mode, ranker=ranker, audience=audience).doc_ords]
+                        runs[f"{mode}, {state}"][key] = {d: 10.0 - i for i, d in enumerate(ranked)}
     print(f"{dataset.name}: {counts['sessions']:,} simulated sessions of the train queries ({counts['clicks']:,} "
           f"clicks), {args.users} users preferring {args.preferred_tags} of {args.topics} topic tags; measured on "
           f"{args.measured_users} users ({profiled} with a profile) × {len(qids)} test queries\n")
-    print("| profile | nDCG@10 (own relevance) |\n|---|---|")
-    for name, run in (("off", off), ("on", on)):
-        print(f"| {name} | {score_run(run, own_qrels)[0]['ndcg@10']:.4f} |")
+    print(f"The ranker: trained from the log's clicks (pbm), {ranker.card.label_source['profiled_queries']:,} of "
+          f"its {ranker.card.label_source['queries']:,} queries with their searchers' pooled profile.\n")
+    print("| served | profile | nDCG@10 (own relevance) |\n|---|---|---|")
+    for name, run in runs.items():
+        mode, state = name.split(", ")
+        print(f"| {mode} | {state} | {score_run(run, own_qrels)[0]['ndcg@10']:.4f} |")
 
 
 if __name__ == "__main__":

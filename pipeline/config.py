@@ -251,12 +251,23 @@ class BehaviourConfig(BaseModel):
     graph_max_queries: int = Field(5000, gt=0)  # past queries encoded for neighbours, the most clicked first
     # Fusion weight of the click-graph branch where tuned or configured weights do not name it.
     graph_weight: float = Field(1.0, ge=0)
+    # Training from clicks: the earliest share of the log's sessions builds the click graph whose branch and feature
+    # the ranker learns from, and the later rest gives the labels, so the graph never holds the clicks its labels
+    # come from (that leak would teach the ranker to trust the graph blindly). 0: no split, and no graph in training.
+    graph_history_share: float = Field(0.5, ge=0, lt=1)
+    # A long-running searcher re-reads the click graph when the log has new clicks, at most this often.
+    graph_refresh_s: float = Field(300.0, ge=0)
     # A user's profile (opt-in per request): clicks this many days older than their newest count half; the
     # personal branch's fusion weight.
     profile_half_life_days: float = Field(30.0, gt=0)
     personal_weight: float = Field(0.5, ge=0)
     # A request's region lifts in-region documents by this share of the result list's score spread.
     region_boost: float = Field(0.2, ge=0)
+
+    @property
+    def prior_mean(self) -> float:
+        """The relevance prior's mean: what a pair without evidence is worth, so it earns no grade and no weight."""
+        return self.prior_clicks / (self.prior_clicks + self.prior_skips)
 
 
 class ScheduleConfig(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from functools import cached_property
@@ -57,6 +58,11 @@ class Searcher:
     def __init__(self, reader: IndexReader):
         self.reader = reader
         self.settings = reader.settings
+        self._graph: ClickGraph | None = None
+        self._graph_stamp: tuple[float, float] | None = None
+        self._graph_checked = 0.0  # monotonic time the graph's sources were last looked at
+        self._graph_reading = False
+        self._graph_lock = threading.Lock()
 
     @classmethod
     def open(cls, index_dir: Path | str, settings: Settings | None = None, version: str | None = None) -> Searcher:
@@ -77,11 +83,30 @@ class Searcher:
         """The published adaptive fusion model the hybrid mode picks per-query weights with, if any."""
         return served_adaptive(self.reader.root, self.settings.fusion)
 
-    @cached_property
+    @property
     def click_graph(self) -> ClickGraph:
-        """The index's query log as a click graph, read once per Searcher (empty where nothing was logged)."""
-        reader = self.reader
-        return ClickGraph.load(reader.root, reader.doc_ids, reader.analyzer.terms, self.settings.behaviour)
+        """The index's query log as a click graph (empty where nothing was logged), read again when the log has new
+        clicks or the click models were refitted, looked at most every `behaviour.graph_refresh_s`: a long-running
+        server learns from the traffic it serves without waiting for a publish. One thread reads; the others keep
+        serving the graph they have meanwhile."""
+        with self._graph_lock:
+            now = time.monotonic()
+            due = self._graph is None or (not self._graph_reading
+                                          and now - self._graph_checked >= self.settings.behaviour.graph_refresh_s)
+            if not due:
+                return self._graph
+            self._graph_checked, self._graph_reading = now, True
+        try:
+            stamp = ClickGraph.source_stamp(self.reader.root)
+            graph = self._graph
+            if graph is None or stamp != self._graph_stamp:
+                reader = self.reader
+                graph = ClickGraph.load(reader.root, reader.doc_ids, reader.analyzer.terms, self.settings.behaviour)
+            with self._graph_lock:
+                self._graph, self._graph_stamp = graph, stamp
+            return graph
+        finally:
+            self._graph_reading = False
 
     def similar(self, doc_ord: int, k: int = 10, allowed: np.ndarray | None = None) -> SimilarDocs:
         """Documents like `doc_ord`: dense neighbours, its top terms and its co-clicks (`retrieval/similar.py`)."""
@@ -135,11 +160,10 @@ class Searcher:
             total = self.reader.n_docs if plan.allowed is None else int(plan.allowed.sum())
             return TopDocs(docs[offset:], scores[offset:], total, plan.term_ids, _distinct(plan.terms), mode, plan,
                            matched=docs)
-        branches, channels = None, None
-        if not self.click_graph.empty or audience is not None:
+        branches, channels, graph = None, None, self.click_graph
+        if not graph.empty or audience is not None:
             branches = recall(self.reader, plan)
-            channels = channel_branches(self.reader, plan, branches, self.click_graph, audience,
-                                        self.settings.behaviour)
+            channels = channel_branches(self.reader, plan, branches, graph, audience, self.settings.behaviour)
             branches.update(channels.branches)
         weights = channels.weights if channels else None
         result = learned(self.reader, plan, ranker, self.fusion_weights, self.adaptive_fusion, branches, weights) \

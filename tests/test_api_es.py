@@ -539,3 +539,75 @@ def test_loose_values_are_refused_not_read_another_way(client):
 def test_an_empty_date_range_matches_nothing_as_in_elasticsearch(client):
     body = {"query": {"range": {"published_at": {"gt": "2023-01-01", "lt": "2023-01-01"}}}}
     assert client.search(body)["hits"]["total"]["value"] == 0
+
+
+@pytest.fixture(scope="module")
+def regioned(tmp_path_factory, settings):
+    """A client over the sample corpus with regions: every third document in north, the next in south, the third
+    in none; and the set of ids in each region."""
+    import json
+
+    from conftest import SAMPLE
+
+    from pipeline.index.build import build_index
+
+    folder = tmp_path_factory.mktemp("api-es-regions")
+    lines = (SAMPLE / "corpus.jsonl").read_text(encoding="utf-8").splitlines()
+    regions = {0: "north", 1: "south"}
+    records = [{**json.loads(line), **({"region": regions[i % 3]} if i % 3 in regions else {})}
+               for i, line in enumerate(lines)]
+    (folder / "corpus.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n", encoding="utf-8")
+    build_index([folder / "corpus.jsonl"], folder / "index", settings)
+    by_region: dict[str | None, set[str]] = {}
+    for record in records:
+        by_region.setdefault(record.get("region"), set()).add(record["_id"])
+    with running(api_settings(settings, folder / "index")) as url:
+        yield Client("elasticsearch", url), by_region
+
+
+def test_a_region_term_filter_keeps_only_that_regions_documents(regioned):
+    client, by_region = regioned
+    for query in ({"term": {"region": "north"}}, {"terms": {"region": ["north"]}},
+                  {"bool": {"must": [{"match": {"text": "search"}}], "filter": [{"term": {"region": "north"}}]}}):
+        response = client.search({"query": query, "size": 100})
+        assert {hit["_id"] for hit in response["hits"]["hits"]} <= by_region["north"]
+        assert response["hits"]["total"]["value"] > 0
+    every = client.search({"query": {"term": {"region": "north"}}, "size": 100})
+    assert {hit["_id"] for hit in every["hits"]["hits"]} == by_region["north"]
+    both = client.ids({"query": {"terms": {"region": ["north", "south"]}}, "size": 100})
+    assert set(both) == by_region["north"] | by_region["south"]
+
+
+def test_must_not_region_and_exists_region_split_the_documents(regioned):
+    client, by_region = regioned
+    outside = client.ids({"query": {"bool": {"must_not": [{"term": {"region": "north"}}]}}, "size": 100})
+    assert set(outside) == by_region["south"] | by_region[None]
+    placed = client.ids({"query": {"exists": {"field": "region"}}, "size": 100})
+    assert set(placed) == by_region["north"] | by_region["south"]
+
+
+def test_an_unknown_region_matches_nothing_and_is_no_error(regioned):
+    client, _ = regioned
+    response = client.search({"query": {"term": {"region": "atlantis"}}})
+    assert response["hits"]["total"]["value"] == 0 and response["hits"]["hits"] == []
+
+
+def test_a_hit_carries_its_region_where_it_has_one(regioned):
+    client, by_region = regioned
+    hits = client.search({"query": {"match_all": {}}, "size": 100})["hits"]["hits"]
+    for hit in hits:
+        region = next(r for r, ids in by_region.items() if hit["_id"] in ids)
+        assert hit["_source"].get("region") == region and ("region" in hit["_source"]) == (region is not None)
+    only = sources(client.search({"query": {"term": {"region": "south"}}, "_source": ["region"]}))
+    assert only and all(s == {"region": "south"} for s in only)
+    assert client.client.indices.get_mapping(index=INDEX_NAME)[INDEX_NAME]["mappings"]["properties"]["region"] \
+        == {"type": "keyword"}
+
+
+def test_a_should_region_term_adds_no_score_the_lift_is_the_native_apis(regioned):
+    client, _ = regioned
+    plain = client.search({"query": {"bool": {"must": [{"match": {"text": "ranking documents"}}]}}})
+    should = client.search({"query": {"bool": {"must": [{"match": {"text": "ranking documents"}}],
+                                               "should": [{"term": {"region": "north"}}]}}})
+    assert [(h["_id"], h["_score"]) for h in should["hits"]["hits"]] == \
+        [(h["_id"], h["_score"]) for h in plain["hits"]["hits"]]

@@ -289,7 +289,8 @@ def test_training_from_clicks_records_its_source_and_the_guard_decides(tmp_path,
     searcher = Searcher.open(index, settings)
     ranker, verdict = training.train_from_clicks(searcher.reader, searcher.fusion_weights, "pbm")
     source = ranker.card.label_source
-    assert source["labels"] == "clicks-pbm" and source["click_model"] == "pbm" and source["sessions"] == 600
+    assert source["labels"] == "clicks-pbm" and source["click_model"] == "pbm"
+    assert (source["graph_sessions"], source["sessions"]) == (300, 300)  # the earlier half builds the click graph
     assert ranker.card.metrics["guard"]["publish"] == verdict.publish
     assert verdict.yardstick == "clicks:held-out" and verdict.current == "fusion"
     assert (ranker.card.model_id == (index / RANKERS_DIR / "CURRENT").read_text().strip()) == verdict.publish
@@ -302,6 +303,80 @@ def test_training_from_clicks_records_its_source_and_the_guard_decides(tmp_path,
     assert not verdict.publish and (index / RANKERS_DIR / loser.card.model_id / "ranker.json").exists()
     after = (index / RANKERS_DIR / "CURRENT").read_text() if (index / RANKERS_DIR / "CURRENT").exists() else None
     assert after == before
+
+
+def test_a_log_splits_in_time_keeping_a_later_session_to_learn_from():
+    rows = [(f"q{i}", ["a"], [], False) for i in range(5)]
+    earlier, later = ClickLog.from_rows(rows, 10).split_in_time(0.5)
+    assert ([earlier.queries[earlier.pair_query[p]] for p in earlier.pairs[:, 0]],
+            [later.queries[later.pair_query[p]] for p in later.pairs[:, 0]]) == (["q0", "q1"], ["q2", "q3", "q4"])
+    assert ClickLog.from_rows(rows[:1], 10).split_in_time(0.9)[1].n_sessions == 1
+
+
+def test_a_ranker_learning_from_clicks_sees_the_graph_of_the_earlier_sessions_only(sample_index, settings):
+    from pipeline.behaviour.graph import ClickGraph
+    from pipeline.rank.features import FEATURES
+    from pipeline.searcher import Searcher
+
+    searcher = Searcher.open(sample_index, settings)
+    reader = searcher.reader
+    query = "reciprocal rank fusion"
+    # Earlier users opened zh-011 (no word in common with the query); later ones en-001.
+    rows = [(query, ["zh-011", "en-001"], [1], False)] * 20 + [(query, ["en-001", "zh-011"], [1], False)] * 20
+    history, _ = ClickLog.from_rows(rows, 10).split_in_time(0.5)
+    graph = ClickGraph.from_click_log(history, reader.doc_ids, reader.analyzer.terms, settings.behaviour)
+    opened_earlier = reader.doc_ids.index("zh-011")
+    assert list(graph.query_docs[query]) == [opened_earlier]
+    planned = training.with_channels(reader, training.plan_queries(reader, {"q": query}), graph)
+    assert "behaviour" in planned["q"][1]
+    features, _, docs = training.query_rows(reader, *planned["q"], {}, searcher.fusion_weights)
+    graph_feature = dict(zip(docs.tolist(), features[:, FEATURES.index("click_graph")]))
+    assert graph_feature[opened_earlier] > 0
+    assert all(value == 0 for doc, value in graph_feature.items() if doc != opened_earlier)
+
+
+def test_a_ranker_learning_from_clicks_sees_its_searchers_profiles_as_they_were_before(tmp_path, sample_index,
+                                                                                     settings):
+    from datetime import UTC, datetime, timedelta
+
+    from pipeline.behaviour.graph import ClickGraph
+    from pipeline.rank.features import FEATURES
+    from pipeline.searcher import Searcher
+
+    index = tmp_path / "index"
+    shutil.copytree(sample_index, index)
+    log = QueryLog(index)
+    earlier, later = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC)
+    for text, doc, ts in (("倒排索引", "zh-011", earlier), ("reciprocal rank fusion", "en-001", later)):
+        query_id = log.log_query(text, "hybrid", None, 1.0, [doc], 1, ts=ts, user_id="fan")
+        log.log_click(query_id, doc, 1, ts=ts + timedelta(seconds=1), user_id="fan")
+    reader = Searcher.open(index, settings).reader
+    _, recent = ClickLog.from_querylog(log, 10).split_in_time(0.5)
+    audiences = training.askers_audiences(reader, recent)
+    assert list(audiences) == ["reciprocal rank fusion"]
+    assert audiences["reciprocal rank fusion"].profile.clicks == 1  # the earlier click, not the one labelled
+    planned = training.with_channels(reader, training.plan_queries(reader, {"q": "reciprocal rank fusion"}),
+                                     ClickGraph.none(), {"q": audiences["reciprocal rank fusion"]})
+    features, _, _ = training.query_rows(reader, *planned["q"], {}, Searcher.open(index, settings).fusion_weights)
+    assert features[:, FEATURES.index("personal")].max() > 0
+
+
+def test_a_reader_as_of_a_time_counts_only_the_searches_and_clicks_before_it(tmp_path, sample_index, settings):
+    from datetime import UTC, datetime
+
+    from pipeline.searcher import Searcher
+
+    index = tmp_path / "index"
+    shutil.copytree(sample_index, index)
+    log = QueryLog(index)
+    monday, tuesday = datetime(2026, 1, 5, tzinfo=UTC), datetime(2026, 1, 6, tzinfo=UTC)
+    for ts in (monday, tuesday):
+        log.log_click(log.log_query("hnsw", "hybrid", None, 1.0, ["en-015"], 1, ts=ts), "en-015", 1, ts=ts)
+    reader = Searcher.open(index, settings).reader
+    doc = reader.doc_ids.index("en-015")
+    past = reader.as_of(tuesday.timestamp())
+    assert (past.engagement[0][doc], past.engagement[1][doc]) == (1, 1)
+    assert (reader.engagement[0][doc], reader.engagement[1][doc]) == (2, 2)
 
 
 def test_eval_refuses_click_labels_where_they_cannot_apply():

@@ -86,6 +86,11 @@ def clicked_index(tmp_path, sample_index, clicks: dict[str, list[str]], user: st
     """A copy of the sample index whose log holds `times` searches of each query, each opening its documents."""
     index = tmp_path / "index"
     shutil.copytree(sample_index, index)
+    return log_clicks(index, clicks, user, times)
+
+
+def log_clicks(index, clicks: dict[str, list[str]], user: str | None = None, times: int = 3):
+    """`index` with `times` searches of each query logged, each opening its documents."""
     log = QueryLog(index)
     for query, docs in clicks.items():
         for n in range(times):
@@ -249,3 +254,23 @@ def test_the_click_graph_weighs_by_debiased_relevance_where_the_click_model_tabl
     assert list(found) == [1] and found[1].weight == pytest.approx(0.96 * 0.65)
     assert found[1].via == "Vector Search"
     assert ClickGraph.load(tmp_path / "nothing", ["a", "b"], terms).empty
+
+
+def test_a_long_running_searcher_reads_new_clicks_into_its_graph(tmp_path, sample_index, settings):
+    index = tmp_path / "index"
+    shutil.copytree(sample_index, index)
+    at_once = settings.model_copy(update={"behaviour": settings.behaviour.model_copy(update={"graph_refresh_s": 0})})
+    searcher = Searcher.open(index, at_once)
+    assert searcher.click_graph.empty
+    log_clicks(index, {"Reciprocal rank fusion": ["zh-011"]})
+    assert "zh-011" in [searcher.doc_ids[d] for d in searcher.click_graph.query_docs["reciprocal rank fusion"]]
+
+
+def test_a_searcher_looks_for_new_clicks_no_more_often_than_configured(tmp_path, sample_index, settings):
+    index = tmp_path / "index"
+    shutil.copytree(sample_index, index)
+    hourly = settings.model_copy(update={"behaviour": settings.behaviour.model_copy(update={"graph_refresh_s": 3600})})
+    searcher = Searcher.open(index, hourly)
+    assert searcher.click_graph.empty
+    log_clicks(index, {"Reciprocal rank fusion": ["zh-011"]})
+    assert searcher.click_graph.empty

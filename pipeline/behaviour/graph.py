@@ -16,8 +16,8 @@ import pyarrow.parquet as pq
 
 from ..config import BehaviourConfig
 from ..index.querylog import QueryLog
-from .clickmodels import BEHAVIOUR_DIR
-from .sessions import query_key
+from .clickmodels import BEHAVIOUR_DIR, PositionBased
+from .sessions import ClickLog, query_key
 
 MAX_SESSION_CLICKS = 20  # documents of one session paired for co-clicks: a crawler's session would be quadratic
 
@@ -63,6 +63,12 @@ class ClickGraph:
     def none(cls) -> ClickGraph:
         return cls({}, {}, {}, {}, "empty")
 
+    @staticmethod
+    def source_stamp(index_root: Path) -> tuple[float, float]:
+        """When what a graph is read from last changed: the log's clicks, and the click model's relevance table."""
+        table = Path(index_root) / BEHAVIOUR_DIR / "relevance.parquet"
+        return QueryLog(index_root).clicks_changed_at(), table.stat().st_mtime if table.is_file() else 0.0
+
     @classmethod
     def load(cls, index_root: Path, doc_ids: list[str], terms: Callable[[str], list[str]],
              config: BehaviourConfig | None = None) -> ClickGraph:
@@ -74,11 +80,6 @@ class ClickGraph:
             return cls.none()
         ordinals = {doc_id: i for i, doc_id in enumerate(doc_ids)}
         weights, texts, source = _query_weights(log, Path(index_root), config)
-        query_docs: dict[str, dict[int, float]] = {}
-        for (key, doc_id), weight in weights.items():
-            if doc_id in ordinals and weight > 0:
-                query_docs.setdefault(normalized_query(key), {})[ordinals[doc_id]] = weight
-        texts = {normalized_query(k): t for k, t in texts.items() if normalized_query(k) in query_docs}
         co_clicks: dict[int, Counter] = {}
         for row in log.sql(
             """
@@ -93,6 +94,32 @@ class ClickGraph:
                 for b in docs:
                     if a != b:
                         co_clicks.setdefault(a, Counter())[b] += 1
+        return cls.from_pair_weights(weights, texts, ordinals, terms, co_clicks, source, config)
+
+    @classmethod
+    def from_click_log(cls, log: ClickLog, doc_ids: list[str], terms: Callable[[str], list[str]],
+                       config: BehaviourConfig) -> ClickGraph:
+        """The query side of the graph of these sessions alone, weighted by the PBM's relevance fitted on them: the
+        history that a ranker trained on later sessions' clicks learns the graph's branch and feature from."""
+        if not log.n_sessions or not log.clicks.any():
+            return cls.none()
+        relevance = PositionBased(config).fit(log).relevance()
+        clicks = np.bincount(log.pairs[log.clicks], minlength=log.n_pairs)
+        weights = {(log.queries[log.pair_query[p]], log.doc_ids[log.pair_doc[p]]): relevance[p] - config.prior_mean
+                   for p in np.flatnonzero(clicks).tolist()}
+        return cls.from_pair_weights(weights, dict(zip(log.queries, log.texts)),
+                                     {doc_id: i for i, doc_id in enumerate(doc_ids)}, terms, {}, "pbm", config)
+
+    @classmethod
+    def from_pair_weights(cls, weights: dict[tuple[str, str], float], texts: dict[str, str], ordinals: dict[str, int],
+                          terms: Callable[[str], list[str]], co_clicks: dict[int, Counter], source: str,
+                          config: BehaviourConfig) -> ClickGraph:
+        """The graph of (query key, doc id) → weight, keeping the documents of the index with a positive weight."""
+        query_docs: dict[str, dict[int, float]] = {}
+        for (key, doc_id), weight in weights.items():
+            if doc_id in ordinals and weight > 0:
+                query_docs.setdefault(normalized_query(key), {})[ordinals[doc_id]] = float(weight)
+        texts = {normalized_query(k): t for k, t in texts.items() if normalized_query(k) in query_docs}
         query_terms = {key: frozenset(terms(texts[key])) for key in query_docs}
         return cls(query_docs, texts, query_terms, co_clicks, source, config)
 
@@ -154,7 +181,7 @@ def _query_weights(log: QueryLog, index_root: Path,
                    config: BehaviourConfig) -> tuple[dict[tuple[str, str], float], dict[str, str], str]:
     """(query key, doc id) → weight above the relevance prior's mean, for pairs clicked at least once; a text per
     key; and the source of the weights."""
-    floor = config.prior_clicks / (config.prior_clicks + config.prior_skips)
+    floor = config.prior_mean
     texts = {query_key(r["text"]): r["text"] for r in log.sql("SELECT any_value(text) AS text FROM queries "
                                                              "GROUP BY lower(trim(text))")}
     table = Path(index_root) / BEHAVIOUR_DIR / "relevance.parquet"

@@ -39,7 +39,7 @@ def pair_relevance(log: ClickLog, source: str, config: BehaviourConfig) -> np.nd
 
 
 def grades(relevance: np.ndarray, config: BehaviourConfig) -> np.ndarray:
-    floor = config.prior_clicks / (config.prior_clicks + config.prior_skips)
+    floor = config.prior_mean
     return np.rint(config.grades * np.clip((relevance - floor) / (1 - floor), 0, 1)).astype(np.int64)
 
 

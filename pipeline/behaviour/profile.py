@@ -53,8 +53,47 @@ def build_profile(reader: IndexReader, user_hash: str, half_life_days: float) ->
     if not log.clicks_dir.is_dir():
         return None
     rows = log.sql("SELECT doc_id, epoch(ts) AS t FROM clicks WHERE user_hash = ? ORDER BY ts", [user_hash])
+    return _profile_of(reader, user_hash, [(r["doc_id"], float(r["t"])) for r in rows], half_life_days)
+
+
+def profiles_before(reader: IndexReader, before: float, half_life_days: float) -> dict[str, UserProfile]:
+    """Every known user's profile from their clicks before `before` (seconds since the epoch) alone, read in one
+    pass: what each user's profile was at that time."""
+    log = QueryLog(reader.root)
+    if not log.clicks_dir.is_dir():
+        return {}
+    clicks: dict[str, list[tuple[str, float]]] = {}
+    for row in log.sql("SELECT user_hash, doc_id, epoch(ts) AS t FROM clicks WHERE user_hash IS NOT NULL "
+                       "AND epoch(ts) < ? ORDER BY ts", [before]):
+        clicks.setdefault(row["user_hash"], []).append((row["doc_id"], float(row["t"])))
+    profiles = {user: _profile_of(reader, user, rows, half_life_days) for user, rows in clicks.items()}
+    return {user: profile for user, profile in profiles.items() if profile is not None}
+
+
+def pooled_profile(profiles: list[UserProfile], weights: list[float]) -> UserProfile:
+    """The weighted mean of several users' profiles: the affinities of the people who searched a query, for a
+    ranker whose labels pool their clicks."""
+    total = float(sum(weights))
+
+    def mean(affinities: list[dict[str, float]]) -> dict[str, float]:
+        pooled: dict[str, float] = {}
+        for part, weight in zip(affinities, weights):
+            for key, value in part.items():
+                pooled[key] = pooled.get(key, 0.0) + value * weight / total
+        return _rounded(pooled)
+
+    vectors = [(np.asarray(p.vector), w) for p, w in zip(profiles, weights) if p.vector is not None]
+    return UserProfile("pooled", sum(p.clicks for p in profiles), mean([p.tags for p in profiles]),
+                       mean([p.sources for p in profiles]), mean([p.langs for p in profiles]),
+                       _unit_mean([v for v, _ in vectors], [w for _, w in vectors]), datetime.now(UTC).isoformat())
+
+
+def _profile_of(reader: IndexReader, user_hash: str, clicks: list[tuple[str, float]],
+                half_life_days: float) -> UserProfile | None:
+    """A profile from one user's (doc id, time) clicks in time order; None when none is a document of this
+    version."""
     ordinals = {doc_id: i for i, doc_id in enumerate(reader.doc_ids)}
-    rows = [(ordinals[r["doc_id"]], float(r["t"])) for r in rows if r["doc_id"] in ordinals]
+    rows = [(ordinals[doc_id], t) for doc_id, t in clicks if doc_id in ordinals]
     if not rows:
         return None
     newest = rows[-1][1]
@@ -75,12 +114,16 @@ def build_profile(reader: IndexReader, user_hash: str, half_life_days: float) ->
         if vector is not None:
             vectors.append(vector)
             vector_weights.append(w)
-    mean = None
-    if vectors:
-        combined = np.average(np.stack(vectors), axis=0, weights=vector_weights)
-        mean = (combined / max(float(np.linalg.norm(combined)), 1e-12)).round(6).tolist()
-    return UserProfile(user_hash, len(rows), _rounded(tags), _rounded(sources), _rounded(langs), mean,
-                       datetime.now(UTC).isoformat())
+    return UserProfile(user_hash, len(rows), _rounded(tags), _rounded(sources), _rounded(langs),
+                       _unit_mean(vectors, vector_weights), datetime.now(UTC).isoformat())
+
+
+def _unit_mean(vectors: list[np.ndarray], weights: list[float]) -> list[float] | None:
+    """The weighted mean of vectors scaled to unit length, as stored; None without vectors."""
+    if not vectors:
+        return None
+    combined = np.average(np.stack(vectors), axis=0, weights=weights)
+    return (combined / max(float(np.linalg.norm(combined)), 1e-12)).round(6).tolist()
 
 
 def _rounded(affinities: dict[str, float]) -> dict[str, float]:
@@ -95,8 +138,7 @@ def profile_for(reader: IndexReader, user_id: str, half_life_days: float) -> Use
     if user_hash is None:
         return None
     path = log.profile_path(user_hash)
-    clicks_changed = log.clicks_dir.stat().st_mtime if log.clicks_dir.is_dir() else 0.0
-    if path.is_file() and path.stat().st_mtime >= clicks_changed:
+    if path.is_file() and path.stat().st_mtime >= log.clicks_changed_at():
         return UserProfile(**json.loads(path.read_text(encoding="utf-8")))
     profile = build_profile(reader, user_hash, half_life_days)
     if profile is None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -33,6 +35,8 @@ class ClickLog:
     randomised: np.ndarray  # bool (sessions,): shown in random order (experiment arm EXPLORE_ARM)
     first_ts: object = None
     last_ts: object = None
+    users: np.ndarray | None = None  # object (sessions,): the searching user's hash, None where anonymous
+    times: np.ndarray | None = None  # float (sessions,): when, in seconds since the epoch
 
     @property
     def n_sessions(self) -> int:
@@ -47,7 +51,8 @@ class ClickLog:
         """Every logged search shown from the first result, with its distinct clicked positions up to `positions`."""
         rows = log.sql(
             """
-            SELECT q.text, q.result_ids, coalesce(c.positions, []) AS clicked, q.arm, q.ts
+            SELECT q.text, q.result_ids, coalesce(c.positions, []) AS clicked, q.arm, q.ts, q.user_hash,
+                   epoch(q.ts) AS t
             FROM queries q LEFT JOIN (
                 SELECT query_id, list(DISTINCT position) AS positions FROM clicks GROUP BY query_id
             ) c USING (query_id)
@@ -55,9 +60,11 @@ class ClickLog:
             ORDER BY q.ts, q.query_id
             """
         )
-        return cls.from_rows([(r["text"], r["result_ids"], r["clicked"], r["arm"] == EXPLORE_ARM) for r in rows],
-                             positions,
-                             rows[0]["ts"] if rows else None, rows[-1]["ts"] if rows else None)
+        log = cls.from_rows([(r["text"], r["result_ids"], r["clicked"], r["arm"] == EXPLORE_ARM) for r in rows],
+                            positions, rows[0]["ts"] if rows else None, rows[-1]["ts"] if rows else None)
+        log.users = np.array([r["user_hash"] for r in rows], dtype=object)
+        log.times = np.array([float(r["t"]) for r in rows], dtype=np.float64)
+        return log
 
     @classmethod
     def from_rows(cls, rows: list[tuple[str, list[str], list[int], bool]], positions: int, first_ts=None,
@@ -89,7 +96,35 @@ class ClickLog:
     def subset(self, sessions: np.ndarray) -> ClickLog:
         """The same pairs (so parameters stay aligned), fewer sessions."""
         return ClickLog(self.queries, self.texts, self.doc_ids, self.pair_query, self.pair_doc, self.pairs[sessions],
-                        self.clicks[sessions], self.randomised[sessions], self.first_ts, self.last_ts)
+                        self.clicks[sessions], self.randomised[sessions], *self._span(sessions),
+                        None if self.users is None else self.users[sessions],
+                        None if self.times is None else self.times[sessions])
+
+    def _span(self, sessions: np.ndarray) -> tuple[object, object]:
+        """(first, last) time of these sessions where times are known, else the whole log's."""
+        if self.times is None:
+            return self.first_ts, self.last_ts
+        times = self.times[sessions]
+        if not len(times):
+            return None, None
+        return datetime.fromtimestamp(times.min(), UTC), datetime.fromtimestamp(times.max(), UTC)
+
+    def askers(self) -> dict[str, Counter]:
+        """Query key → how many of its sessions each known user searched it in."""
+        found: dict[str, Counter] = {}
+        if self.users is None:
+            return found
+        for s, user in enumerate(self.users.tolist()):
+            first = self.pairs[s, 0]
+            if user is not None and first >= 0:
+                found.setdefault(self.queries[self.pair_query[first]], Counter())[user] += 1
+        return found
+
+    def split_in_time(self, history_share: float) -> tuple[ClickLog, ClickLog]:
+        """(earlier, later): the first `history_share` of sessions in log order (`from_querylog` reads them by
+        time), and the rest; the later part keeps at least one session."""
+        n_history = min(int(self.n_sessions * history_share), max(self.n_sessions - 1, 0))
+        return self.subset(np.arange(n_history)), self.subset(np.arange(n_history, self.n_sessions))
 
     def split(self, held_out: float, seed: int) -> tuple[ClickLog, ClickLog]:
         """(fit, held out): a seeded random share of sessions kept aside to compare click models."""

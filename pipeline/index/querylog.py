@@ -6,11 +6,17 @@ Layout under an index folder::
     querylog/clicks/<time>-<uuid>.parquet    one file per logged click (or per batch)
     querylog/salt                            the secret that user and session ids are hashed with
     querylog/profiles/<user_hash>.json       a user's profile, where one is kept
+    querylog/quarantine/<kind>/<part>        a part that cannot be read as the log's schema, moved aside, and
+    querylog/quarantine/<kind>/<part>.json   why (the ingest quarantine's row: reason, field, detail, where from)
 
 Each write goes to a hidden temporary name in the same folder and is then renamed into place with
 `os.replace`, which is atomic: readers (and concurrent writers in other Streamlit sessions or processes)
 see a complete part file or none, never a torn one. The log is append-only except for `forget_user`, which
 rewrites the part files holding a user's rows the same atomic way. Analytics read every part back through DuckDB.
+
+A part that is not the log's (garbage, a truncated or empty file, a Parquet file of other columns or types) is
+moved to the quarantine when a reader first meets it, so one foreign file never takes search down and every valid
+part is still read. Each part's footer is checked once per (path, mtime, size) in a process.
 
 Anonymous user and session ids are stored only as salted hashes (HMAC-SHA256 with this log's own random salt),
 so the log alone cannot be joined with another system's ids; `forget_user` hashes the id it is given the same way.
@@ -21,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import os
 import secrets
 import uuid
@@ -37,7 +44,8 @@ import pyarrow.parquet as pq
 
 from ..constants import MAX_QUERY_CHARS
 from ..errors import InputError
-from ..io import atomic_write
+from ..ingest.quarantine import MISSING_COLUMN, UNREADABLE_FILE, WRONG_TYPE, Rejection
+from ..io import atomic_write, atomic_write_text
 from ..schemas import CLICKS, QUERIES
 from ..text.analysis import replace_lone_surrogates
 
@@ -46,9 +54,14 @@ QUERIES_DIR = "queries"
 CLICKS_DIR = "clicks"
 PROFILES_DIR = "profiles"
 SALT_FILE = "salt"
+QUARANTINE_DIR = "quarantine"
+# The folder of each kind of part → the schema its parts are read as.
+LOG_SCHEMAS = {QUERIES_DIR: QUERIES, CLICKS_DIR: CLICKS}
 MAX_ID_CHARS = 200  # a client's anonymous id; longer ones are refused, not cut (two could collide)
 
 _BUCKETS = {"minute", "hour", "day", "week", "month"}
+
+logger = logging.getLogger(__name__)
 
 
 def filters_json(filters: Any) -> str:
@@ -94,6 +107,57 @@ def log_view_sql(files: Sequence[Path], schema: pa.Schema) -> str:
     return f"{typed} UNION ALL BY NAME SELECT * FROM read_parquet({parts}, union_by_name = true)"
 
 
+def type_fits(actual: pa.DataType, declared: pa.DataType) -> bool:
+    """Whether a column of type `actual` reads as `declared` without parsing or losing meaning: the same family at
+    any width or encoding (any integer for an integer, any integer or float for a float, any unit or zone for a
+    timestamp, any string encoding for a string, a list of fitting items for a list), or a column of nulls only.
+    A string never fits a number or a time (it would have to be parsed), nor a float an integer, nor a number a
+    string: those are another program's columns, not the log's."""
+    if pa.types.is_null(actual) or actual == declared:
+        return True
+    if pa.types.is_dictionary(actual):
+        return type_fits(actual.value_type, declared)
+    if pa.types.is_string(declared):
+        return pa.types.is_string(actual) or pa.types.is_large_string(actual) or pa.types.is_string_view(actual)
+    if pa.types.is_integer(declared):
+        return pa.types.is_integer(actual)
+    if pa.types.is_floating(declared):
+        return pa.types.is_integer(actual) or pa.types.is_floating(actual)
+    if pa.types.is_timestamp(declared):
+        return pa.types.is_timestamp(actual)
+    if pa.types.is_list(declared):
+        return ((pa.types.is_list(actual) or pa.types.is_large_list(actual))
+                and type_fits(actual.value_type, declared.value_type))
+    return False
+
+
+def part_rejection(path: Path, schema: pa.Schema) -> Rejection | None:
+    """Why a log part cannot be read as `schema`, from its footer alone; None where it can. Every column of the
+    schema a part has must fit its declared type (`type_fits`); columns it lacks read as nulls (older parts predate
+    them), except the non-nullable ones, which every part has had since the log's first version; columns the schema
+    does not declare (a newer writer's) are read as they are. FileNotFoundError where the part is gone."""
+    try:
+        found = pq.read_schema(path)
+    except FileNotFoundError:
+        raise
+    except (OSError, pa.ArrowException) as error:
+        return Rejection(UNREADABLE_FILE, " ".join(f"{type(error).__name__}: {error}".split()))
+    for declared in schema:
+        if declared.name not in found.names:
+            if not declared.nullable:
+                return Rejection(MISSING_COLUMN, f"no column {declared.name}, which every part of the log has",
+                                 declared.name)
+        elif not type_fits(found.field(declared.name).type, declared.type):
+            return Rejection(WRONG_TYPE, f"{declared.name} is {found.field(declared.name).type}, the log's "
+                                         f"schema declares {declared.type}", declared.name)
+    return None
+
+
+# Part path → (mtime_ns, size, why it cannot be read or None): a part's footer is read again only when the part
+# changed, so a search over a log of thousands of parts stats them rather than opening each.
+_checked: dict[str, tuple[int, int, Rejection | None]] = {}
+
+
 class QueryLog:
     """Append and read back the query log of one index folder; safe to share between threads and processes."""
 
@@ -108,6 +172,10 @@ class QueryLog:
     @property
     def clicks_dir(self) -> Path:
         return self.root / CLICKS_DIR
+
+    def clicks_changed_at(self) -> float:
+        """When a click part was last added or removed (the folder's mtime); 0 where nothing was logged."""
+        return self.clicks_dir.stat().st_mtime if self.clicks_dir.is_dir() else 0.0
 
     # -- writing ------------------------------------------------------------------------------------
 
@@ -240,14 +308,14 @@ class QueryLog:
                 part.unlink()
                 removed["files_removed"] += 1
 
-        for part in sorted(self.queries_dir.glob("*.parquet")):
+        for part in self.parts(QUERIES_DIR):
             if "user_hash" not in pq.read_schema(part).names:
                 continue  # written before users were logged: holds nobody's rows
             table = pq.read_table(part)
             mine = pc.fill_null(pc.equal(table["user_hash"], user_hash), False)
             forgotten_queries.update(table.filter(mine)["query_id"].to_pylist())
             drop(part, table, mine, "queries")
-        for part in sorted(self.clicks_dir.glob("*.parquet")):
+        for part in self.parts(CLICKS_DIR):
             table = pq.read_table(part)
             mine = pc.is_in(table["query_id"], pa.array(sorted(forgotten_queries), pa.string()))
             if "user_hash" in table.column_names:
@@ -266,16 +334,89 @@ class QueryLog:
 
     # -- reading ------------------------------------------------------------------------------------
 
+    def parts(self, kind: str) -> list[Path]:
+        """The part files of `kind` (queries or clicks) that read as the log's schema, sorted. Any other part is
+        quarantined (`quarantine`) and left out; every valid part is kept."""
+        good = []
+        for part in sorted((self.root / kind).glob("*.parquet")):
+            try:
+                stat = part.stat()
+                key = (stat.st_mtime_ns, stat.st_size)
+                seen = _checked.get(str(part))
+                if seen is not None and seen[:2] == key:
+                    rejection = seen[2]
+                else:
+                    rejection = part_rejection(part, LOG_SCHEMAS[kind])
+                    _checked[str(part)] = (*key, rejection)
+                    if rejection is not None:
+                        self.quarantine(part, kind, rejection)
+            except FileNotFoundError:
+                continue  # another reader quarantined it meanwhile
+            if rejection is None:
+                good.append(part)
+        return good
+
+    def quarantine(self, part: Path, kind: str, rejection: Rejection) -> None:
+        """Move a part aside to querylog/quarantine/<kind>/ with a JSON record of why, and log a one-line warning.
+
+        The move is one rename, so readers see the part in place or gone; a part that another process moved first
+        is left to it (it writes the record). A part that cannot be moved (a read-only index) stays where it is and
+        is skipped. Only unreadable parts move, and nothing writes an unreadable part over a readable one's name,
+        so a part checked bad is still bad when it is moved."""
+        folder = self.root / QUARANTINE_DIR / kind
+        moved = folder / part.name
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            os.replace(part, moved)
+        except FileNotFoundError:
+            return
+        except OSError as error:
+            logger.warning("query log part %s skipped: %s (%s); it cannot be moved aside: %s",
+                           part, rejection.reason, rejection.detail, error)
+            return
+        _checked.pop(str(part), None)
+        record = rejection.row(str(part), str(moved), None, _now())
+        record["quarantined_at"] = record["quarantined_at"].isoformat()
+        atomic_write_text(moved.with_name(moved.name + ".json"), json.dumps(record, ensure_ascii=False))
+        logger.warning("query log part %s moved to %s: %s (%s)", part, folder, rejection.reason, rejection.detail)
+
     def connect(self) -> duckdb.DuckDBPyConnection:
-        """An in-memory DuckDB connection with views `queries` and `clicks` (empty when nothing is logged)."""
+        """An in-memory DuckDB connection with views `queries` and `clicks` (empty when nothing is logged) over the
+        parts that read as the log's schema."""
         con = duckdb.connect()
         con.execute("SET TimeZone = 'UTC'")
-        for name, folder, schema in (("queries", self.queries_dir, QUERIES), ("clicks", self.clicks_dir, CLICKS)):
-            con.execute(f"CREATE VIEW {name} AS {log_view_sql(sorted(folder.glob('*.parquet')), schema)}")
+        for kind, schema in LOG_SCHEMAS.items():
+            con.execute(f"CREATE VIEW {kind} AS {log_view_sql(self.parts(kind), schema)}")
         return con
 
+    def read_through(self) -> None:
+        """Read every part whose footer passed all the way through, and quarantine those DuckDB cannot read (damaged
+        pages behind a valid footer): the slow check, run only after a read of the log failed."""
+        con = duckdb.connect()
+        try:
+            for kind in LOG_SCHEMAS:
+                for part in self.parts(kind):
+                    try:
+                        con.execute(f"SELECT * FROM read_parquet({_quote(part)})").fetchall()
+                    except duckdb.Error as error:
+                        if part.exists():  # not removed since it was listed
+                            self.quarantine(part, kind, Rejection(UNREADABLE_FILE, " ".join(str(error).split())))
+        finally:
+            con.close()
+
     def sql(self, query: str, params: Sequence | None = None) -> list[dict]:
-        """Rows of a query over the `queries` and `clicks` views, as dicts."""
+        """Rows of a query over the `queries` and `clicks` views, as dicts. Where DuckDB fails to read a part (damaged
+        pages, or a part removed by `forget_user` or another reader since it was listed), the parts are read through
+        (`read_through`) and the query runs once more over those that remain."""
+        try:
+            return self._rows(query, params)
+        except duckdb.Error as error:
+            if isinstance(error, duckdb.ProgrammingError):
+                raise  # the statement's own fault, not the files'
+            self.read_through()
+            return self._rows(query, params)
+
+    def _rows(self, query: str, params: Sequence | None) -> list[dict]:
         con = self.connect()
         try:
             result = con.execute(query, params or [])
@@ -376,16 +517,19 @@ class QueryLog:
             [int(max_position), int(max_position)],
         )
 
-    def engagement(self) -> dict[str, tuple[int, int]]:
-        """doc_id → (impressions, clicks) over the whole log: the data of the ranker's click features."""
+    def engagement(self, before: float | None = None) -> dict[str, tuple[int, int]]:
+        """doc_id → (impressions, clicks) over the whole log, or its searches and clicks before `before` (seconds
+        since the epoch): the data of the ranker's click features."""
         rows = self.sql(
             """
-            WITH shown AS (SELECT unnest(result_ids) AS doc_id FROM queries),
+            WITH shown AS (SELECT unnest(result_ids) AS doc_id FROM queries WHERE $1 IS NULL OR epoch(ts) < $1),
                  impressions AS (SELECT doc_id, count(*) AS n FROM shown GROUP BY doc_id),
-                 clicked AS (SELECT doc_id, count(*) AS n FROM clicks GROUP BY doc_id)
+                 clicked AS (SELECT doc_id, count(*) AS n FROM clicks WHERE $1 IS NULL OR epoch(ts) < $1
+                             GROUP BY doc_id)
             SELECT coalesce(i.doc_id, c.doc_id) AS doc_id, coalesce(i.n, 0) AS impressions, coalesce(c.n, 0) AS clicks
             FROM impressions i FULL OUTER JOIN clicked c ON i.doc_id = c.doc_id
-            """
+            """,
+            [before],
         )
         return {row["doc_id"]: (int(row["impressions"]), int(row["clicks"])) for row in rows}
 

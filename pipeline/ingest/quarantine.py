@@ -17,6 +17,7 @@ WRONG_TYPE = "wrong_type"  # a field whose type the documents schema cannot take
 INVALID_VALUE = "invalid_value"  # a field of the right type that does not parse (a date that is not a date)
 DUPLICATE_ID = "duplicate_id"  # an earlier record has this id and differs in text or metadata
 UNREADABLE_FILE = "unreadable_file"  # the whole file (or the rest of it) cannot be read: truncated, garbage, no access
+MISSING_COLUMN = "missing_column"  # a query log part lacks a column every part has (pipeline/index/querylog.py)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,8 @@ import numpy as np
 from tqdm import tqdm
 
 from ..behaviour.clickmodels import fit_and_compare, save_tables
+from ..behaviour.graph import ClickGraph
+from ..behaviour.profile import pooled_profile, profiles_before
 from ..behaviour.labels import click_labels
 from ..behaviour.sessions import ClickLog
 from ..dense.cache import EmbeddingCache, encode_queries_with_cache
@@ -28,6 +30,7 @@ from ..retrieval.adaptive import (
     served_adaptive,
 )
 from ..retrieval.branches import BranchResult, available_branches
+from ..retrieval.channels import Audience, channel_branches, channel_weights
 from ..retrieval.fusion import tune_weights
 from ..retrieval.hybrid import fuse_branches, recall
 from ..retrieval.weights import FusionWeights
@@ -57,6 +60,37 @@ def plan_queries(reader: IndexReader, queries: dict[str, str], show_progress: bo
         plan = plan_query(reader, queries[qid], syntax=False, vector=vector)
         out[qid] = (plan, recall(reader, plan))
     return out
+
+
+def with_channels(reader: IndexReader, planned: PlannedQueries, graph: ClickGraph,
+                  audiences: dict[str, Audience] | None = None) -> PlannedQueries:
+    """Each planned query's branches joined by the channels' (the click graph's, and the personal branch of its
+    audience where given), as the hybrid modes serve them: the ranker then learns from the candidates and the
+    `click_graph` and `personal` features it will be served."""
+    audiences = audiences or {}
+    if graph.empty and not audiences:
+        return planned
+    config = reader.settings.behaviour
+    joined = {}
+    for qid, (plan, branches) in planned.items():
+        channels = channel_branches(reader, plan, branches, graph, audiences.get(qid), config)
+        joined[qid] = (plan, {**branches, **channels.branches})
+    return joined
+
+
+def askers_audiences(reader: IndexReader, recent: ClickLog) -> dict[str, Audience]:
+    """Per query of these sessions, the pooled profile of the users who searched it, each as it stood before the
+    first of the sessions (so it holds none of the clicks the labels come from), weighted by their searches of it:
+    click labels pool users, so the personal feature they are learned beside pools the same users."""
+    if recent.times is None or not recent.n_sessions:
+        return {}
+    profiles = profiles_before(reader, float(recent.times.min()), reader.settings.behaviour.profile_half_life_days)
+    audiences = {}
+    for key, users in recent.askers().items():
+        known = [(profiles[user], n) for user, n in users.items() if user in profiles]
+        if known:
+            audiences[key] = Audience(pooled_profile([p for p, _ in known], [n for _, n in known]))
+    return audiences
 
 
 def _ndcg_per_query(reader: IndexReader, fused: dict[str, tuple[np.ndarray, np.ndarray]], qrels: Qrels) -> np.ndarray:
@@ -115,7 +149,8 @@ QueryRows = tuple[np.ndarray, np.ndarray, np.ndarray]  # one query's feature row
 def query_rows(reader: IndexReader, plan: QueryPlan, branches: dict[str, BranchResult], judged: dict[str, int],
                weights: FusionWeights, adaptive: AdaptiveFusion | None = None) -> QueryRows:
     """Feature rows of one query's ranker candidates, labelled by its judgments (0 where unjudged)."""
-    fused, docs = ranker_candidates(reader, plan, weights, adaptive, branches)
+    fused, docs = ranker_candidates(reader, plan, weights, adaptive, branches,
+                                    channel_weights(branches, reader.settings.behaviour))
     features = extract(reader, plan, docs, fused.branches, fused.scores[: len(docs)])
     return features, _labels(reader, docs, judged), docs
 
@@ -210,22 +245,36 @@ def train_from_clicks(reader: IndexReader, weights: FusionWeights, source: str =
     """Train the ranker from the index's query log alone, labels from click model `source`, and publish it only if
     it does not lose offline to what is served now.
 
-    The click models are fitted and their tables written first (INDEX/behaviour). The yardstick is `judged`
-    (name, queries, judgments) where given, used only to evaluate; otherwise the click labels of the queries held
-    out from training for early stopping."""
+    The click models are fitted on the whole log and their tables written first (INDEX/behaviour). The labels come
+    from the later sessions, and everything the ranker sees beside them from the earlier `behaviour.
+    graph_history_share` alone, as if it were trained at the moment the later ones began: their click graph, whose
+    branch joins the candidates and whose score is the `click_graph` feature, as the hybrid modes serve them; the
+    personal branch of each query's searchers, with their profiles of that time (`askers_audiences`); and the
+    click counts of the `clicks` and `ctr` features, which counting the labels' own clicks would turn into the
+    labels (a ranker that learns "clicked means relevant" and then promotes whatever other queries' users opened).
+    The yardstick is `judged` (name, queries, judgments) where given, used only to evaluate, with the whole log's graph
+    as served; otherwise the click labels of the queries held out from training for early stopping."""
     config = reader.settings.behaviour
     log = ClickLog.from_querylog(QueryLog(reader.root), config.positions)
-    labels = click_labels(log, source, config)
+    history, recent = log.split_in_time(config.graph_history_share)
+    labels = click_labels(recent, source, config)
     save_tables(fit_and_compare(log, config), reader.root)
-    planned = plan_queries(reader, labels.queries, show_progress, "features from clicks")
+    terms = reader.analyzer.terms
+    past = reader.as_of(float(recent.times.min()))
+    audiences = askers_audiences(past, recent)
+    planned = with_channels(past, plan_queries(past, labels.queries, show_progress, "features from clicks"),
+                            ClickGraph.from_click_log(history, reader.doc_ids, terms, config), audiences)
     adaptive = served_adaptive(reader.root, reader.settings.fusion)  # the candidates the hybrid mode serves
-    training = training_set(reader, planned, labels.qrels, weights, adaptive)
+    training = training_set(past, planned, labels.qrels, weights, adaptive)
     ranker = train_ranker(reader, training, f"querylog:clicks-{source}")
-    ranker.card.label_source = labels.source
+    ranker.card.label_source = {**labels.source, "graph_sessions": history.n_sessions,
+                                "profiled_queries": len(audiences)}
     if judged is not None:
         name, queries, qrels = judged
-        testing = training_set(reader, plan_queries(reader, queries, show_progress, "guard"), qrels, weights,
-                               adaptive)
+        served_graph = ClickGraph.load(reader.root, reader.doc_ids, terms, config)  # the whole log, as served
+        testing = training_set(reader, with_channels(reader, plan_queries(reader, queries, show_progress, "guard"),
+                                                     served_graph),
+                               qrels, weights, adaptive)
         yardstick = f"judgments:{name}"
     else:
         ranker_config = reader.settings.ranker

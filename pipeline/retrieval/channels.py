@@ -3,6 +3,7 @@ similar past queries), a user's personal branch (opt-in), and the region boost; 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -58,6 +59,12 @@ class Channels:
         return words
 
 
+def channel_weights(branches: Mapping[str, BranchResult], config: BehaviourConfig) -> dict[str, float]:
+    """The fusion weights of the channels' branches among `branches` (their own branches have none here)."""
+    configured = {CLICK_BRANCH: config.graph_weight, PERSONAL_BRANCH: config.personal_weight}
+    return {name: weight for name, weight in configured.items() if name in branches}
+
+
 def click_branch(reader: IndexReader, plan: QueryPlan, graph: ClickGraph, depth: int) -> tuple[BranchResult, dict]:
     """Documents clicked for this query and similar past ones, by Σ similarity × debiased relevance."""
     encode = None
@@ -88,14 +95,13 @@ def channel_branches(reader: IndexReader, plan: QueryPlan, recalled: dict[str, B
         branch, via = click_branch(reader, plan, graph, depth)
         if len(branch.doc_ords):
             channels.branches[CLICK_BRANCH], channels.via = branch, via
-            channels.weights[CLICK_BRANCH] = config.graph_weight
     if audience is not None and audience.profile is not None:
         found = [r.doc_ords for r in (*recalled.values(), *channels.branches.values()) if len(r.doc_ords)]
         candidates = np.unique(np.concatenate(found)) if found else np.zeros(0, np.int64)
         branch = personal_branch(reader, audience.profile, candidates, depth)
         if len(branch.doc_ords):
             channels.branches[PERSONAL_BRANCH] = branch
-            channels.weights[PERSONAL_BRANCH] = config.personal_weight
+    channels.weights = channel_weights(channels.branches, config)
     return channels
 
 

@@ -1,4 +1,4 @@
-"""Metadata filters (source, language, tags, dates) as boolean masks over the documents, and result rows."""
+"""Metadata filters (source, language, tags, dates, region) as boolean masks over the documents, and result rows."""
 
 from __future__ import annotations
 
@@ -26,9 +26,12 @@ class Filters:
     tags: tuple[str, ...] = ()
     since: datetime | None = None
     until: datetime | None = None
+    # Last, so the positional construction of the fields above stays as it was; the Elasticsearch-compatible API's
+    # term filters on `region` use it (the native API lifts a region rather than filtering by it).
+    regions: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        for name in ("sources", "langs", "tags"):
+        for name in ("sources", "langs", "tags", "regions"):
             for value in getattr(self, name):
                 if not isinstance(value, str):
                     raise InputError(f"filter {name} takes strings, got {value!r}")
@@ -45,7 +48,7 @@ class Filters:
                              "no date lies between them")
 
     def __bool__(self) -> bool:
-        return bool(self.sources or self.langs or self.tags or self.since or self.until)
+        return bool(self.sources or self.langs or self.tags or self.since or self.until or self.regions)
 
 
 class DocumentMetadata:
@@ -86,6 +89,9 @@ class DocumentMetadata:
             tagged = np.zeros(self.n_docs, dtype=bool)
             tagged[self.tag_parents[hit]] = True
             mask &= tagged
+        if filters.regions:  # an index built before regions has none: no document is in any region
+            mask &= (np.zeros(self.n_docs, dtype=bool) if self.region is None else
+                     pc.is_in(self.region, pa.array(filters.regions)).fill_null(False).to_numpy(zero_copy_only=False))
         for bound, keep in ((filters.since, np.greater_equal), (filters.until, np.less_equal)):
             if bound is not None:
                 micros = int(pa.scalar(bound, pa.timestamp("us", tz="UTC")).cast(pa.int64()).as_py())
@@ -93,14 +99,16 @@ class DocumentMetadata:
         return mask
 
     def present(self, field: str) -> np.ndarray:
-        """Documents with a value in `field` (source, lang, tags, published_at): Elasticsearch's `exists`."""
+        """Documents with a value in `field` (source, lang, tags, region, published_at): Elasticsearch's `exists`."""
         if field == "published_at":
             return self.has_date.copy()
         if field == "tags":
             tagged = np.zeros(self.n_docs, dtype=bool)
             tagged[self.tag_parents] = True
             return tagged
-        column = {"source": self.source, "lang": self.lang}[field]
+        if field == "region" and self.region is None:
+            return np.zeros(self.n_docs, dtype=bool)
+        column = {"source": self.source, "lang": self.lang, "region": self.region}[field]
         return column.is_valid().to_numpy(zero_copy_only=False)
 
     def age_days(self, docs: np.ndarray) -> np.ndarray:

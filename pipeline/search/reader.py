@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import threading
 from functools import cached_property
 from pathlib import Path
@@ -129,11 +130,21 @@ class IndexReader:
         """(impressions, clicks) per document from the index's query log; zeros where nothing was logged.
 
         Read once per reader: a reopened reader sees newer clicks."""
+        return self._engagement(None)
+
+    def as_of(self, before: float) -> IndexReader:
+        """This reader with the engagement of the log before `before` (seconds since the epoch) alone: a ranker
+        learning from later clicks must not see them counted in its click features."""
+        past = copy.copy(self)
+        past.__dict__["engagement"] = self._engagement(before)
+        return past
+
+    def _engagement(self, before: float | None) -> tuple[np.ndarray, np.ndarray]:
         impressions, clicks = np.zeros(self.n_docs), np.zeros(self.n_docs)
         ordinals = {doc_id: i for i, doc_id in enumerate(self.doc_ids)}
         log = QueryLog(self.root)
         if log.queries_dir.is_dir() or log.clicks_dir.is_dir():
-            for doc_id, (shown, clicked) in log.engagement().items():
+            for doc_id, (shown, clicked) in log.engagement(before).items():
                 if doc_id in ordinals:
                     impressions[ordinals[doc_id]], clicks[ordinals[doc_id]] = shown, clicked
         return impressions, clicks

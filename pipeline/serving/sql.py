@@ -15,9 +15,8 @@ from ..behaviour.experiments import (
     experiments_view_sql,
 )
 from ..errors import IndexDamaged, InputError
-from ..index.querylog import QueryLog, log_view_sql
+from ..index.querylog import LOG_SCHEMAS, QueryLog, log_view_sql
 from ..index.store import Manifest, check_sizes, resolve_version_dir
-from ..schemas import CLICKS, QUERIES
 
 # View name → path of its Parquet file, relative to the index version folder.
 INDEX_VIEWS = {
@@ -30,8 +29,6 @@ INDEX_VIEWS = {
     "passages": "dense/passages.parquet",
     "embeddings": "dense/embeddings.parquet",
 }
-# The query log's views read every part file with the current columns, older parts giving nulls where they lack one.
-LOG_SCHEMAS = {"queries": QUERIES, "clicks": CLICKS}
 # View name → glob under the cache folder.
 CACHE_VIEWS = {"runs": "runs/*.run.parquet", "metrics": "metrics/*.parquet"}
 
@@ -77,8 +74,8 @@ def view_files(index_dir: Path | None, cache_dir: Path | None) -> dict[str, list
             if (folder / relative).exists() or name == "documents":
                 files[name] = [folder / relative]
         log = QueryLog(Path(index_dir).absolute())
-        for name, parts in (("queries", log.queries_dir), ("clicks", log.clicks_dir)):
-            found = sorted(parts.glob("*.parquet"))
+        for name in LOG_SCHEMAS:  # the parts that read as the log's schema; any other is quarantined
+            found = log.parts(name)
             if found:
                 files[name] = found
         for name, (file, _) in TABLES.items():  # click models fitted on the log (sousuo click-models)

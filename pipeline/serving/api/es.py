@@ -24,6 +24,7 @@ from ...search.snippets import highlight_all, make_snippet, matched_spans
 from . import metrics
 from .common import VERSION_HEADER, reply, run, snapshot
 from .es_dsl import (
+    OPTIONAL_SOURCE_FIELDS,
     SOURCE_FIELDS,
     EsError,
     EsSearch,
@@ -51,6 +52,7 @@ MAPPING = {
     "lang": {"type": "keyword"},
     "tags": {"type": "keyword"},
     "published_at": {"type": "date"},
+    "region": {"type": "keyword"},  # optional: a term filter on it keeps the documents of that region
 }
 
 router = APIRouter(tags=["elasticsearch"])
@@ -239,6 +241,7 @@ def source_of(snap: Snapshot, doc_ord: int, fields: tuple[list[str], list[str]] 
         return None
     row = snap.searcher.reader.metadata.row(doc_ord)
     source = {key: row[key] for key in SOURCE_FIELDS}
+    source.update({key: row[key] for key in OPTIONAL_SOURCE_FIELDS if row.get(key) is not None})
     if source["published_at"] is not None:
         source["published_at"] = source["published_at"].isoformat()
     if fields is True:

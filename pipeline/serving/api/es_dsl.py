@@ -22,9 +22,12 @@ from ...text.analysis import maximal_spans
 
 TEXT_FIELDS = ("title", "body", "text")  # `text` is the catch-all field: title then body
 ANY_FIELD = ("*", "_all")  # the configured fields and boosts (bm25.field_boosts)
-KEYWORD_FIELDS = {"source": "sources", "lang": "langs", "tags": "tags"}  # field → Filters attribute
+# field → Filters attribute. `region` only filters: the native API's region lift has no Elasticsearch counterpart,
+# so a `should` term on it adds no score, as on the other keyword fields.
+KEYWORD_FIELDS = {"source": "sources", "lang": "langs", "tags": "tags", "region": "regions"}
 DATE_FIELD = "published_at"
 SOURCE_FIELDS = ("title", "body", "url", "source", "lang", "published_at", "tags")
+OPTIONAL_SOURCE_FIELDS = ("region",)  # in `_source` only where the document has one
 HIGHLIGHT_FIELDS = ("title", "body")
 DEFAULT_SIZE = 10
 DEFAULT_TRACK_TOTAL_HITS = 10_000
