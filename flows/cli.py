@@ -207,7 +207,7 @@ def cmd_simulate(args, settings: Settings) -> int:
     from pipeline.searcher import Searcher
 
     settings = _with_behaviour(settings, eta=args.eta, seed=args.seed, explore=args.explore, users=args.users,
-                               preferred_tags=args.preferred_tags)
+                               preferred_tags=args.preferred_tags, session_continue=args.session_continue)
     config = settings.behaviour
     searcher = Searcher.open(args.index, settings)
     reader = searcher.reader
@@ -595,6 +595,9 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--explore", type=float, help="share of sessions shown the results shuffled (default 0.1)")
     simulate.add_argument("--users", type=_positive, help="simulated users (default 1000)")
     simulate.add_argument("--preferred-tags", type=_non_negative, help="tags each user prefers (default 0: none)")
+    simulate.add_argument("--session-continue", type=float, metavar="P",
+                          help="after each search a session goes on with probability P with a query sharing a "
+                               "relevant document (default 0: one query a session)")
     simulate.add_argument("--experiment", help="an experiment's id: users in its share see its control and candidate "
                                                "interleaved, the others its control (replaces --mode)")
     simulate.set_defaults(func=cmd_simulate)

@@ -239,6 +239,9 @@ class BehaviourConfig(BaseModel):
     explore: float = Field(0.1, ge=0, le=1)  # share of sessions shown the top results shuffled
     users: int = Field(1000, gt=0)
     preferred_tags: int = Field(0, ge=0)  # tags each simulated user prefers (0: no preferences)
+    # After each search a simulated session goes on, with this probability, with a reformulation: a query sharing a
+    # relevant document with the current one (0: sessions of one query, the sessions recorded figures used).
+    session_continue: float = Field(0.0, ge=0, le=1)
     seed: int = 13
     # The recall channels from behaviour (issue 13 §6). Past queries count as similar to a new one when they share
     # this share of analyzed terms (Jaccard), or are among its nearest query vectors above this cosine.

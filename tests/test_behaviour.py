@@ -1,8 +1,10 @@
 """Learning from behaviour: hashed users and sessions in the query log, forgetting a user, the click simulator,
 click models, and training the ranker from clicks (docs/behaviour.md)."""
 
+import hashlib
 import json
 import shutil
+from collections import Counter
 
 import numpy as np
 import pyarrow as pa
@@ -12,9 +14,10 @@ from conftest import SAMPLE
 
 from flows.cli import main
 from pipeline.behaviour.clickmodels import TABLES, PositionBased, fit_and_compare
+from pipeline.behaviour.graph import ClickGraph
 from pipeline.behaviour.labels import click_labels
 from pipeline.behaviour.sessions import ClickLog
-from pipeline.behaviour.simulate import ClickSimulator, write_sessions
+from pipeline.behaviour.simulate import ClickSimulator, SimulatedSession, write_sessions
 from pipeline.config import BehaviourConfig
 from pipeline.errors import InputError
 from pipeline.experiment.runs import evaluate
@@ -89,6 +92,64 @@ def test_the_simulator_is_deterministic_for_a_seed(tmp_path):
                        log.sql("SELECT query_id, doc_id, position FROM clicks ORDER BY query_id, position")))
     assert logged[0] == logged[1]
     assert len(logged[0][0]) == 500
+
+
+def fingerprint(rows) -> str:
+    return hashlib.sha256(repr(rows).encode()).hexdigest()[:16]
+
+
+def test_default_sessions_are_those_recorded_before_multi_query_sessions(tmp_path):
+    """Recorded figures rest on the default sessions: they, and the rows logged for them, are pinned to what the
+    simulator produced before sessions could hold several queries (and an explicit 0 changes nothing)."""
+    queries, qrels, rank = synthetic(50)
+    for n, config in enumerate((BehaviourConfig(), BehaviourConfig(session_continue=0.0))):
+        sessions = list(ClickSimulator(queries, qrels, rank, config).sessions(300, 7))
+        assert fingerprint([(s.session, s.user, s.query_id, s.shown, s.clicked, s.arm) for s in sessions]) \
+            == "9f6979c894b327b9"
+        log = QueryLog(tmp_path / str(n))
+        write_sessions(log, iter(sessions), queries, "bm25", 7)
+        rows = [(r["query_id"], r["ts"].isoformat(), r["text"], r["result_ids"], r["arm"])
+                for r in log.sql("SELECT * FROM queries ORDER BY query_id")]
+        rows += [(r["query_id"], r["ts"].isoformat(), r["doc_id"], r["position"])
+                 for r in log.sql("SELECT * FROM clicks ORDER BY query_id, position")]
+        assert fingerprint(rows) == "922b5e0cbb448f49"
+
+
+def test_a_continuing_session_reformulates_its_need_under_one_session_and_user(tmp_path):
+    """With session_continue > 0 a session goes on with queries sharing a relevant document with the one before,
+    none repeated, all logged under the session's one user and session hash."""
+    queries, qrels, rank = synthetic(200)
+    config = BehaviourConfig(session_continue=0.5)
+    searches = list(ClickSimulator(queries, qrels, rank, config).sessions(2000, 7))
+    by_session: dict[int, list] = {}
+    for s in searches:
+        by_session.setdefault(s.session, []).append(s)
+    assert len(by_session) == 2000 and [s.search for s in searches] == list(range(len(searches)))
+    long = [ss for ss in by_session.values() if len(ss) > 1]
+    assert len(long) > 100
+    for ss in long:
+        assert len({s.user for s in ss}) == 1 and len({s.query_id for s in ss}) == len(ss)
+        for before, after in zip(ss, ss[1:]):
+            assert {d for d, g in qrels[before.query_id].items() if g} & set(qrels[after.query_id])
+    log = QueryLog(tmp_path / "log")
+    counts = write_sessions(log, iter(searches), queries, "bm25", 7)
+    assert counts["sessions"] == 2000 and counts["searches"] == len(searches)
+    logged = log.sql("SELECT session_hash, count(DISTINCT query_id) AS n, count(DISTINCT user_hash) AS users "
+                     "FROM queries GROUP BY session_hash")
+    assert len(logged) == 2000 and all(r["users"] == 1 for r in logged)
+    assert sorted(r["n"] for r in logged) == sorted(len(ss) for ss in by_session.values())
+
+
+def test_documents_clicked_for_two_queries_of_one_session_are_co_clicked(tmp_path):
+    queries = {"q1": "first words", "q2": "other words", "q3": "third words"}
+    shown = ["d1", "d2", "d3"]
+    searches = [SimulatedSession(0, 0, 5, "q1", shown, [1], "served"),
+                SimulatedSession(0, 1, 5, "q2", shown, [2], "served"),  # the same session, reformulated
+                SimulatedSession(1, 2, 5, "q3", shown, [3], "served")]  # the same user, another session
+    write_sessions(QueryLog(tmp_path), iter(searches), queries, "bm25", 7)
+    graph = ClickGraph.load(tmp_path, ["d1", "d2", "d3"], str.split)
+    assert graph.co_clicked(0) == Counter({1: 1}) and graph.co_clicked(1) == Counter({0: 1})
+    assert graph.co_clicked(2) == Counter()
 
 
 def test_user_and_session_ids_are_never_stored_in_the_clear(tmp_path):
@@ -204,6 +265,17 @@ def test_simulate_refuses_bad_input(tmp_path, sample_index):
     base = ["simulate", "--index", str(index), "--dataset", str(SAMPLE), "--sessions", "10"]
     assert main(base + ["--split", "nope"]) == 2
     assert main(base + ["--split", "test", "--eta", "-1"]) == 2
+    assert main(base + ["--split", "test", "--session-continue", "1.5"]) == 2
+
+
+def test_simulate_logs_reformulations_when_sessions_continue(tmp_path, sample_index, capsys):
+    index = tmp_path / "index"
+    shutil.copytree(sample_index, index)
+    assert main(["simulate", "--index", str(index), "--dataset", str(SAMPLE), "--split", "test", "--sessions", "200",
+                 "--mode", "bm25", "--seed", "3", "--session-continue", "0.9"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["sessions"] == 200 and summary["searches"] > 200
+    assert QueryLog(index).count()["queries"] == summary["searches"]
 
 
 def test_training_from_clicks_records_its_source_and_the_guard_decides(tmp_path, sample_index, settings,

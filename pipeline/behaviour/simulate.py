@@ -13,7 +13,14 @@ One session, drawn from a seeded generator (same seed, same sessions, same log r
    noise + (1 - 2 noise) (2^g - 1) / (2^G - 1), G the highest grade: irrelevant documents draw clicks at the
    noise rate, the most relevant ones are missed at the same rate;
 5. with `preferred_tags` > 0, each user prefers that many tags of the corpus, and a document carrying one counts
-   one grade higher for that user (G grows by one to make room).
+   one grade higher for that user (G grows by one to make room);
+6. with `session_continue` p > 0, after each search the session goes on with probability p with a reformulation of
+   the same information need: a query of the split that shares a relevant document (grade > 0) with the current
+   one and was not issued yet in the session, uniformly; where none exists the session ends. Every search of a
+   session has the session's user and session id. With p = 0 (the default) no draw is added, so the sessions are
+   exactly those of one query each, as before the option existed.
+
+Time runs one search a second (so one session a second where sessions are single queries).
 
 Against an interleaving experiment (`candidate` given), the sessions of users in the experiment's share are shown
 the team-draft merge of the served (control) ranking and the candidate's, with the coin flips drawn from the same
@@ -41,7 +48,10 @@ BATCH = 10_000  # sessions per pair of part files
 
 @dataclass
 class SimulatedSession:
+    """One search of a simulated session."""
+
     session: int
+    search: int  # the search's number over the whole run (equal to `session` while sessions are single queries)
     user: int
     query_id: str  # the judged query's id in the dataset
     shown: list[str]  # doc ids, best first
@@ -69,6 +79,7 @@ class ClickSimulator:
         self.candidate = candidate
         self.in_experiment = in_experiment
         self._rankings: dict[tuple[str, bool], list[str]] = {}
+        self._reformulations: dict[str, list[str]] | None = None
         self.max_grade = max([g for judged in qrels.values() for g in judged.values()] + [1])
 
     def ranking(self, qid: str, candidate: bool = False) -> list[str]:
@@ -94,7 +105,22 @@ class ClickSimulator:
         noise = self.config.noise
         return noise + (1 - 2 * noise) * (2.0 ** max(grade, 0) - 1) / (2.0 ** top - 1)
 
+    def reformulations(self, qid: str) -> list[str]:
+        """The other queries sharing a relevant document with `qid`: the same need in other words, by the judgments."""
+        if self._reformulations is None:
+            askers: dict[str, list[str]] = {}
+            for other in sorted(self.queries):
+                for doc, grade in self.qrels.get(other, {}).items():
+                    if grade > 0:
+                        askers.setdefault(doc, []).append(other)
+            self._reformulations = {
+                q: sorted({o for doc, grade in self.qrels.get(q, {}).items() if grade > 0
+                           for o in askers.get(doc, ())} - {q})
+                for q in self.queries}
+        return self._reformulations[qid]
+
     def sessions(self, n: int, seed: int | None = None) -> Iterator[SimulatedSession]:
+        """The searches of `n` sessions, in order."""
         config = self.config
         rng = np.random.default_rng(config.seed if seed is None else seed)
         preferences = self._preferences(rng)
@@ -103,21 +129,40 @@ class ClickSimulator:
         issued = rng.choice(len(qids), size=n, p=weights / weights.sum())
         users = rng.integers(config.users, size=n)
         examine = (1.0 / np.arange(1, config.positions + 1)) ** config.eta
+        search = 0
         for i in range(n):
-            qid = qids[issued[i]]
-            shown, teams = self.ranking(qid), None
-            if self.candidate is not None and self.in_experiment(int(users[i])):
-                merged = team_draft(shown, self.ranking(qid, candidate=True), config.positions, rng)
-                shown, teams, arm = merged.docs, merged.teams, INTERLEAVED_ARM
-            elif rng.random() < config.explore:
-                shown, arm = [shown[j] for j in rng.permutation(len(shown))], EXPLORE_ARM
-            else:
-                arm = "served"
-            looked = rng.random(config.positions) < examine
-            draws = rng.random(config.positions)
-            clicked = [r + 1 for r, doc in enumerate(shown)
-                       if looked[r] and draws[r] < self.click_probability(qid, doc, preferences[users[i]])]
-            yield SimulatedSession(i, int(users[i]), qid, shown, clicked, arm, teams)
+            user, qid, asked = int(users[i]), qids[issued[i]], set()
+            while qid is not None:
+                asked.add(qid)
+                yield self._search(i, search, user, qid, preferences[user], examine, rng)
+                search += 1
+                qid = self._next_query(qid, asked, rng)
+
+    def _next_query(self, qid: str, asked: set[str], rng: np.random.Generator) -> str | None:
+        """The session's next query, or None where it ends. Draws nothing at `session_continue` = 0, so that the
+        default sessions stay those of one query each, draw for draw."""
+        if not self.config.session_continue or rng.random() >= self.config.session_continue:
+            return None
+        options = [q for q in self.reformulations(qid) if q not in asked]
+        return options[rng.integers(len(options))] if options else None
+
+    def _search(self, session: int, search: int, user: int, qid: str, preferred: frozenset[str],
+                examine: np.ndarray, rng: np.random.Generator) -> SimulatedSession:
+        """One search: what the user is shown for `qid` and clicks."""
+        config = self.config
+        shown, teams = self.ranking(qid), None
+        if self.candidate is not None and self.in_experiment(user):
+            merged = team_draft(shown, self.ranking(qid, candidate=True), config.positions, rng)
+            shown, teams, arm = merged.docs, merged.teams, INTERLEAVED_ARM
+        elif rng.random() < config.explore:
+            shown, arm = [shown[j] for j in rng.permutation(len(shown))], EXPLORE_ARM
+        else:
+            arm = "served"
+        looked = rng.random(config.positions) < examine
+        draws = rng.random(config.positions)
+        clicked = [r + 1 for r, doc in enumerate(shown)
+                   if looked[r] and draws[r] < self.click_probability(qid, doc, preferred)]
+        return SimulatedSession(session, search, user, qid, shown, clicked, arm, teams)
 
 
 def user_id(user: int) -> str:
@@ -126,14 +171,16 @@ def user_id(user: int) -> str:
 
 def write_sessions(log: QueryLog, sessions: Iterator[SimulatedSession], queries: dict[str, str], mode: str,
                    seed: int, experiment: str | None = None, epoch: datetime = EPOCH) -> dict[str, int]:
-    """Log simulated sessions as searches and clicks (ids hashed like any client's), in batches of part files;
-    interleaved ones under `experiment`, with the arm of each result."""
-    counts = {"sessions": 0, "clicks": 0}
+    """Log simulated sessions as searches and clicks (ids hashed like any client's; every search of a session under
+    its user and session ids), in batches of part files; interleaved ones under `experiment`, with the arm of each
+    result."""
+    counts = {"sessions": 0, "searches": 0, "clicks": 0}
     query_rows, click_rows = [], []
+    last_session = None
     for s in sessions:
-        ts = epoch + timedelta(seconds=s.session)
-        # An experiment's sessions get ids of their own: two runs with one seed must not share query ids.
-        query_id = f"sim{seed}-{experiment}-{s.session}" if experiment else f"sim{seed}-{s.session}"
+        ts = epoch + timedelta(seconds=s.search)
+        # An experiment's searches get ids of their own: two runs with one seed must not share query ids.
+        query_id = f"sim{seed}-{experiment}-{s.search}" if experiment else f"sim{seed}-{s.search}"
         ids = {"user_id": user_id(s.user), "session_id": f"sim{seed}-session-{s.session}"}
         query_rows.append(log.query_row(queries[s.query_id], mode, None, 0.0, s.shown, len(s.shown), 0, ts, query_id,
                                         ranker=f"simulated:{mode}", arm=s.arm,
@@ -141,8 +188,10 @@ def write_sessions(log: QueryLog, sessions: Iterator[SimulatedSession], queries:
                                         result_arms=s.teams, **ids))
         click_rows.extend(log.click_row(query_id, s.shown[r - 1], r, ts + timedelta(milliseconds=100 * r), **ids)
                           for r in s.clicked)
-        counts["sessions"] += 1
+        counts["sessions"] += s.session != last_session
+        counts["searches"] += 1
         counts["clicks"] += len(s.clicked)
+        last_session = s.session
         if len(query_rows) >= BATCH:
             log.log_batch(query_rows, click_rows)
             query_rows, click_rows = [], []
