@@ -30,9 +30,8 @@ def ndcg(searcher: Searcher, queries: dict[str, str], qrels, mode: str, ranker: 
     return score_run(run, {q: qrels[q] for q in queries})[0]["ndcg@10"]
 
 
-def with_history_share(settings: Settings, share: float) -> Settings:
-    return settings.model_copy(update={"behaviour": settings.behaviour.model_copy(
-        update={"graph_history_share": share})})
+def with_behaviour(settings: Settings, **changes) -> Settings:
+    return settings.model_copy(update={"behaviour": settings.behaviour.model_copy(update=changes)})
 
 
 def main() -> None:
@@ -59,10 +58,12 @@ def main() -> None:
         save_tables(fit_and_compare(ClickLog.from_querylog(QueryLog(index), behaviour.positions), behaviour), index)
         graphed = Searcher.open(index, settings)
         rows["hybrid + click graph branch"] = (graphed, "hybrid", None)
-        for share, name in ((0.0, "ltr from clicks-pbm, no graph in training"),
-                            (behaviour.graph_history_share, "ltr from clicks-pbm, graph of the earlier "
-                                                            f"{behaviour.graph_history_share:.0%} (default)")):
-            reader = Searcher.open(index, with_history_share(settings, share)).reader
+        for name, changes in (("ltr from clicks-pbm, no past in training (`graph_history_share=0`)",
+                               {"graph_history_share": 0.0}),
+                              ("ltr from clicks-pbm, as trained now (defaults)", {}),
+                              ("ltr from clicks-pbm, past without the unseen half (`graph_unseen_share=0`)",
+                               {"graph_unseen_share": 0.0})):
+            reader = Searcher.open(index, with_behaviour(settings, **changes)).reader
             ranker, _ = train_from_clicks(reader, graphed.fusion_weights, "pbm")
             rows[name] = (graphed, "ltr", ranker)
         print(f"{dataset.name}: {counts['sessions']:,} simulated sessions of the {len(logged)} judged "
