@@ -73,7 +73,7 @@ def main() -> None:
     settings = settings.model_copy(update={"behaviour": behaviour})
     dataset = BeirDataset.load(args.dataset)
     searcher = Searcher.open(cached_index(dataset, settings), settings)
-    ordinals = {doc_id: i for i, doc_id in enumerate(searcher.doc_ids)}
+    ordinals = searcher.reader.ordinals
     graph = None
     if "train" in dataset.splits():
         qrels = dataset.qrels("train")

@@ -120,7 +120,7 @@ def cmd_similar(args, settings: Settings) -> int:
     from pipeline.searcher import Searcher
 
     searcher = Searcher.open(args.index, settings)
-    ordinals = {doc_id: i for i, doc_id in enumerate(searcher.doc_ids)}
+    ordinals = searcher.reader.ordinals
     missing = [doc_id for doc_id in args.doc_ids if doc_id not in ordinals]
     if missing:
         raise IndexNotFound(f"no document {missing[0]!r} in {args.index}")

@@ -251,15 +251,17 @@ class BehaviourConfig(BaseModel):
     graph_max_queries: int = Field(5000, gt=0)  # past queries encoded for neighbours, the most clicked first
     # Fusion weight of the click-graph branch where tuned or configured weights do not name it.
     graph_weight: float = Field(1.0, ge=0)
-    # Training from clicks: the earliest share of the log's sessions builds the click graph whose branch and feature
-    # the ranker learns from, and the later rest gives the labels, so the graph never holds the clicks its labels
-    # come from (that leak would teach the ranker to trust the graph blindly). 0: no split, and no graph in training.
+    # Training from clicks: the earliest share of the log's sessions is the past the ranker knows (the click graph
+    # whose branch and feature it learns, the click counts, the searchers' profiles), and the later rest gives the
+    # labels, so no feature holds the clicks its labels come from (that leak teaches "clicked means relevant").
+    # 0: no past in training.
     graph_history_share: float = Field(0.5, ge=0, lt=1)
-    # ... and this share of the labelled queries (seeded) have their own past searches left out of that graph, so
-    # the ranker also learns how far to trust it for a query never searched before (similar past queries only).
+    # ... and this share of the labelled queries (seeded) is learned as never searched before: none of their own past
+    # searches in that past, and no profile, so the ranker also learns the graph's worth for a new query.
     graph_unseen_share: float = Field(0.5, ge=0, le=1)
-    # A long-running searcher re-reads the click graph when the log has new clicks, at most this often.
-    graph_refresh_s: float = Field(300.0, ge=0)
+    # The API server looks this often, in the background, for new clicks or refitted click models, and reads the
+    # click graph again where they changed.
+    graph_refresh_s: float = Field(300.0, gt=0)
     # A user's profile (opt-in per request): clicks this many days older than their newest count half; the
     # personal branch's fusion weight.
     profile_half_life_days: float = Field(30.0, gt=0)

@@ -59,9 +59,7 @@ class Searcher:
         self.reader = reader
         self.settings = reader.settings
         self._graph: ClickGraph | None = None
-        self._graph_stamp: tuple[float, float] | None = None
-        self._graph_checked = 0.0  # monotonic time the graph's sources were last looked at
-        self._graph_reading = False
+        self._graph_stamp: tuple[float, float] | None = None  # what the graph was read from, when
         self._graph_lock = threading.Lock()
 
     @classmethod
@@ -85,28 +83,32 @@ class Searcher:
 
     @property
     def click_graph(self) -> ClickGraph:
-        """The index's query log as a click graph (empty where nothing was logged), read again when the log has new
-        clicks or the click models were refitted, looked at most every `behaviour.graph_refresh_s`: a long-running
-        server learns from the traffic it serves without waiting for a publish. One thread reads; the others keep
-        serving the graph they have meanwhile."""
+        """The index's query log as a click graph (empty where nothing was logged): read once, then again only by
+        `refresh_click_graph`."""
         with self._graph_lock:
-            now = time.monotonic()
-            due = self._graph is None or (not self._graph_reading
-                                          and now - self._graph_checked >= self.settings.behaviour.graph_refresh_s)
-            if not due:
-                return self._graph
-            self._graph_checked, self._graph_reading = now, True
-        try:
-            stamp = ClickGraph.source_stamp(self.reader.root)
-            graph = self._graph
-            if graph is None or stamp != self._graph_stamp:
-                reader = self.reader
-                graph = ClickGraph.load(reader.root, reader.doc_ids, reader.analyzer.terms, self.settings.behaviour)
-            with self._graph_lock:
-                self._graph, self._graph_stamp = graph, stamp
-            return graph
-        finally:
-            self._graph_reading = False
+            if self._graph is None:
+                self._graph_stamp = ClickGraph.source_stamp(self.reader.root)
+                self._graph = self._read_click_graph()
+            return self._graph
+
+    def refresh_click_graph(self) -> bool:
+        """Read the click graph again, with its past queries' vectors, if the log's clicks or the click models
+        changed since it was read; searches meanwhile keep the graph they have. The API server calls it off any
+        request's time, so a long-running server learns from the traffic it serves. True when it swapped."""
+        stamp = ClickGraph.source_stamp(self.reader.root)
+        if stamp == self._graph_stamp:
+            return False
+        graph = self._read_click_graph()
+        reader = self.reader
+        if reader.has_dense and self.settings.behaviour.graph_neighbours:
+            graph.prepare(reader.query_encoder().encode_queries)
+        with self._graph_lock:
+            self._graph, self._graph_stamp = graph, stamp
+        return True
+
+    def _read_click_graph(self) -> ClickGraph:
+        reader = self.reader
+        return ClickGraph.load(reader.root, reader.doc_ids, reader.analyzer.terms, self.settings.behaviour)
 
     def similar(self, doc_ord: int, k: int = 10, allowed: np.ndarray | None = None) -> SimilarDocs:
         """Documents like `doc_ord`: dense neighbours, its top terms and its co-clicks (`retrieval/similar.py`)."""

@@ -4,6 +4,7 @@ click models, and training the ranker from clicks (docs/behaviour.md)."""
 import hashlib
 import json
 import shutil
+from datetime import UTC, datetime, timedelta
 from collections import Counter
 
 import numpy as np
@@ -342,24 +343,27 @@ def test_a_ranker_learning_from_clicks_sees_the_graph_of_the_earlier_sessions_on
     assert all(value == 0 for doc, value in graph_feature.items() if doc != opened_earlier)
 
 
+def copied_log(tmp_path, sample_index) -> tuple:
+    """A copy of the sample index, and its (empty) query log."""
+    index = tmp_path / "index"
+    shutil.copytree(sample_index, index)
+    return index, QueryLog(index)
+
+
 def test_a_ranker_learning_from_clicks_sees_its_searchers_profiles_as_they_were_before(tmp_path, sample_index,
                                                                                      settings):
-    from datetime import UTC, datetime, timedelta
-
     from pipeline.behaviour.graph import ClickGraph
     from pipeline.rank.features import FEATURES
     from pipeline.searcher import Searcher
 
-    index = tmp_path / "index"
-    shutil.copytree(sample_index, index)
-    log = QueryLog(index)
+    index, log = copied_log(tmp_path, sample_index)
     earlier, later = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC)
     for text, doc, ts in (("倒排索引", "zh-011", earlier), ("reciprocal rank fusion", "en-001", later)):
         query_id = log.log_query(text, "hybrid", None, 1.0, [doc], 1, ts=ts, user_id="fan")
         log.log_click(query_id, doc, 1, ts=ts + timedelta(seconds=1), user_id="fan")
     reader = Searcher.open(index, settings).reader
     _, recent = ClickLog.from_querylog(log, 10).split_in_time(0.5)
-    audiences = training.askers_audiences(reader, recent)
+    audiences = training.askers_audiences(reader, recent, later.timestamp(), set())
     assert list(audiences) == ["reciprocal rank fusion"]
     assert audiences["reciprocal rank fusion"].profile.clicks == 1  # the earlier click, not the one labelled
     planned = training.with_channels(reader, training.plan_queries(reader, {"q": "reciprocal rank fusion"}),
@@ -368,18 +372,52 @@ def test_a_ranker_learning_from_clicks_sees_its_searchers_profiles_as_they_were_
     assert features[:, FEATURES.index("personal")].max() > 0
 
 
-def test_click_features_of_chosen_sessions_count_their_first_pages_alone(sample_index, settings):
+def test_click_features_of_the_past_count_its_earlier_searches_less_the_queries_left_out(tmp_path, sample_index,
+                                                                                         settings):
     from pipeline.searcher import Searcher
 
-    reader = Searcher.open(sample_index, settings).reader
-    log = ClickLog.from_rows([("hnsw", ["en-015", "en-001"], [1], False), ("bm25", ["en-001"], [1], False),
-                              ("hnsw", ["en-015"], [], False)], 10)
-    impressions, clicks = log.subset(np.array([0, 1])).engagement(reader.doc_ids)
-    hnsw, rrf = reader.doc_ids.index("en-015"), reader.doc_ids.index("en-001")
-    assert (impressions[hnsw], clicks[hnsw], impressions[rrf], clicks[rrf]) == (1, 1, 2, 1)
-    assert impressions.sum() == 3 and clicks.sum() == 2
-    assert reader.with_engagement(impressions, clicks).engagement[1][hnsw] == 1
-    assert reader.engagement[1][hnsw] == 0  # the reader itself keeps its own log's counts
+    index, log = copied_log(tmp_path, sample_index)
+    monday, tuesday = datetime(2026, 1, 5, tzinfo=UTC), datetime(2026, 1, 6, tzinfo=UTC)
+    for text, ts in (("hnsw", monday), ("HNSW graphs", monday), ("hnsw", tuesday)):
+        log.log_click(log.log_query(text, "hybrid", None, 1.0, ["en-015"], 1, ts=ts), "en-015", 1, ts=ts)
+    reader = Searcher.open(index, settings).reader
+    doc = reader.ordinals["en-015"]
+    assert [counts[doc] for counts in reader.engagement] == [3, 3]
+    assert [counts[doc] for counts in reader.engagement_of(tuesday.timestamp())] == [2, 2]
+    past = reader.with_engagement(reader.engagement_of(tuesday.timestamp(), ["hnsw graphs"]))
+    assert [counts[doc] for counts in past.engagement] == [1, 1]
+    assert past.doc_ids is reader.doc_ids  # everything else is the reader's own, loaded once
+
+
+def test_a_ranker_learning_from_clicks_counts_no_label_click_in_its_features(tmp_path, sample_index, settings,
+                                                                             monkeypatch):
+    from pipeline.rank.features import FEATURES
+    from pipeline.searcher import Searcher
+
+    index, log = copied_log(tmp_path, sample_index)
+    query, start = "reciprocal rank fusion", datetime(2026, 1, 1, tzinfo=UTC)
+    # Earlier users opened zh-011; later ones en-001, which nobody had opened before.
+    for n in range(40):
+        shown = ["zh-011", "en-001"] if n < 20 else ["en-001", "zh-011"]
+        ts = start + timedelta(minutes=n)
+        log.log_click(log.log_query(query, "hybrid", None, 1.0, shown, 2, ts=ts), shown[0], 1, ts=ts)
+    seen = settings.behaviour.model_copy(update={"graph_unseen_share": 0.0})
+    searcher = Searcher.open(index, settings.model_copy(update={"behaviour": seen}))
+    captured = {}
+    real_train = training.train_ranker
+
+    def capture(reader, rows, trained_on):
+        captured["rows"] = rows
+        return real_train(reader, rows, trained_on)
+
+    monkeypatch.setattr(training, "train_ranker", capture)
+    training.train_from_clicks(searcher.reader, searcher.fusion_weights, "raw")
+    rows = captured["rows"]
+    features = dict(zip(rows.doc_ords[0].tolist(), rows.features[rows.rows_of(0)]))
+    labelled, past = features[searcher.reader.ordinals["en-001"]], features[searcher.reader.ordinals["zh-011"]]
+    for name in ("clicks", "ctr", "click_graph"):
+        assert labelled[FEATURES.index(name)] == 0, name
+        assert past[FEATURES.index(name)] > 0, name
 
 
 def test_eval_refuses_click_labels_where_they_cannot_apply():

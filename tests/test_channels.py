@@ -256,23 +256,13 @@ def test_the_click_graph_weighs_by_debiased_relevance_where_the_click_model_tabl
     assert ClickGraph.load(tmp_path / "nothing", ["a", "b"], terms).empty
 
 
-def searcher_refreshing_every(tmp_path, sample_index, settings, seconds: float) -> tuple[Searcher, object]:
-    """A searcher over a copy of the sample index (with an empty log) that looks for new clicks every `seconds`."""
+def test_a_searcher_reads_new_clicks_into_its_graph_when_refreshed(tmp_path, sample_index, settings):
     index = tmp_path / "index"
     shutil.copytree(sample_index, index)
-    behaviour = settings.behaviour.model_copy(update={"graph_refresh_s": seconds})
-    return Searcher.open(index, settings.model_copy(update={"behaviour": behaviour})), index
-
-
-def test_a_long_running_searcher_reads_new_clicks_into_its_graph(tmp_path, sample_index, settings):
-    searcher, index = searcher_refreshing_every(tmp_path, sample_index, settings, 0)
+    searcher = Searcher.open(index, settings)
     assert searcher.click_graph.empty
     log_clicks(index, {"Reciprocal rank fusion": ["zh-011"]})
+    assert searcher.click_graph.empty  # a searcher alone never re-reads: runs over it stay reproducible
+    assert searcher.refresh_click_graph()
     assert "zh-011" in [searcher.doc_ids[d] for d in searcher.click_graph.query_docs["reciprocal rank fusion"]]
-
-
-def test_a_searcher_looks_for_new_clicks_no_more_often_than_configured(tmp_path, sample_index, settings):
-    searcher, index = searcher_refreshing_every(tmp_path, sample_index, settings, 3600)
-    assert searcher.click_graph.empty
-    log_clicks(index, {"Reciprocal rank fusion": ["zh-011"]})
-    assert searcher.click_graph.empty
+    assert not searcher.refresh_click_graph()  # nothing new since

@@ -147,6 +147,11 @@ class ClickGraph:
                     found[keys[i]] = max(found.get(keys[i], 0.0), float(cosines[i]))
         return found
 
+    def prepare(self, encode: Callable[[list[str]], np.ndarray]) -> None:
+        """Encode the past queries now, so that no search pays for it."""
+        if self.query_docs:
+            self._past_vectors(encode)
+
     def _past_vectors(self, encode: Callable[[list[str]], np.ndarray]) -> tuple[np.ndarray, list[str]]:
         """The past queries' vectors, encoded once per graph (the most-clicked `graph_max_queries` of them)."""
         with self._lock:

@@ -50,9 +50,12 @@ def click_labels(log: ClickLog, source: str, config: BehaviourConfig) -> ClickLa
     qrels: Qrels = {}
     for pair in np.nonzero(graded)[0]:
         qrels.setdefault(log.queries[log.pair_query[pair]], {})[log.doc_ids[log.pair_doc[pair]]] = int(graded[pair])
+    # A part of a log (`ClickLog.subset`) keeps every query of the whole: only those its sessions searched count.
+    asked = np.unique(log.pair_query[log.pairs[:, 0][log.pairs[:, 0] >= 0]])
+    queries = {log.queries[q]: log.texts[q] for q in asked.tolist()}
     summary = {"labels": f"clicks-{source}", "click_model": "ctr" if source == "raw" else "pbm",
-               "sessions": log.n_sessions, "clicks": int(log.clicks.sum()), "queries": len(log.queries),
+               "sessions": log.n_sessions, "clicks": int(log.clicks.sum()), "queries": len(queries),
                "labelled_pairs": int(np.count_nonzero(graded)),
                "log_from": str(log.first_ts) if log.first_ts else None,
                "log_to": str(log.last_ts) if log.last_ts else None}
-    return ClickLabels(dict(zip(log.queries, log.texts)), qrels, summary)
+    return ClickLabels(queries, qrels, summary)

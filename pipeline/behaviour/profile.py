@@ -4,6 +4,7 @@ documents they opened, kept at INDEX/querylog/profiles/<user_hash>.json (which `
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
@@ -53,20 +54,25 @@ def build_profile(reader: IndexReader, user_hash: str, half_life_days: float) ->
     if not log.clicks_dir.is_dir():
         return None
     rows = log.sql("SELECT doc_id, epoch(ts) AS t FROM clicks WHERE user_hash = ? ORDER BY ts", [user_hash])
-    return _profile_of(reader, user_hash, [(r["doc_id"], float(r["t"])) for r in rows], half_life_days)
+    return _profile_of(reader, reader.ordinals, user_hash, [(r["doc_id"], float(r["t"])) for r in rows],
+                       half_life_days)
 
 
-def profiles_before(reader: IndexReader, before: float, half_life_days: float) -> dict[str, UserProfile]:
-    """Every known user's profile from their clicks before `before` (seconds since the epoch) alone, read in one
-    pass: what each user's profile was at that time."""
+def profiles_before(reader: IndexReader, before: float, half_life_days: float, users: Iterable[str],
+                    without_queries: Sequence[str] = ()) -> dict[str, UserProfile]:
+    """The profiles of `users` from their clicks before `before` (seconds since the epoch) alone, less those on
+    searches of the query keys `without_queries`, read in one pass: what each profile was at that time."""
     log = QueryLog(reader.root)
     if not log.clicks_dir.is_dir():
         return {}
     clicks: dict[str, list[tuple[str, float]]] = {}
-    for row in log.sql("SELECT user_hash, doc_id, epoch(ts) AS t FROM clicks WHERE user_hash IS NOT NULL "
-                       "AND epoch(ts) < ? ORDER BY ts", [before]):
+    for row in log.sql("SELECT c.user_hash, c.doc_id, epoch(c.ts) AS t FROM clicks c LEFT JOIN queries q "
+                       "USING (query_id) WHERE list_contains($1, c.user_hash) AND epoch(c.ts) < $2 "
+                       "AND NOT list_contains($3, coalesce(lower(trim(q.text)), '')) ORDER BY c.ts",
+                       [sorted(users), before, list(without_queries)]):
         clicks.setdefault(row["user_hash"], []).append((row["doc_id"], float(row["t"])))
-    profiles = {user: _profile_of(reader, user, rows, half_life_days) for user, rows in clicks.items()}
+    ordinals = reader.ordinals
+    profiles = {user: _profile_of(reader, ordinals, user, rows, half_life_days) for user, rows in clicks.items()}
     return {user: profile for user, profile in profiles.items() if profile is not None}
 
 
@@ -88,11 +94,10 @@ def pooled_profile(profiles: list[UserProfile], weights: list[float]) -> UserPro
                        _unit_mean([v for v, _ in vectors], [w for _, w in vectors]), datetime.now(UTC).isoformat())
 
 
-def _profile_of(reader: IndexReader, user_hash: str, clicks: list[tuple[str, float]],
+def _profile_of(reader: IndexReader, ordinals: dict[str, int], user_hash: str, clicks: list[tuple[str, float]],
                 half_life_days: float) -> UserProfile | None:
     """A profile from one user's (doc id, time) clicks in time order; None when none is a document of this
     version."""
-    ordinals = {doc_id: i for i, doc_id in enumerate(reader.doc_ids)}
     rows = [(ordinals[doc_id], t) for doc_id, t in clicks if doc_id in ordinals]
     if not rows:
         return None

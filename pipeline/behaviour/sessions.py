@@ -116,18 +116,6 @@ class ClickLog:
                 if pair < 0 or self.queries[self.pair_query[pair]] not in keys]
         return self.subset(np.array(keep, dtype=np.int64))
 
-    def engagement(self, doc_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(impressions, clicks) on these sessions' first pages, per document of `doc_ids` (an index's order)."""
-        ordinals = {doc_id: i for i, doc_id in enumerate(doc_ids)}
-        index_of = np.array([ordinals.get(doc_id, -1) for doc_id in self.doc_ids], dtype=np.int64)
-        shown = self.pairs[self.pairs >= 0]
-        clicked = self.pairs[self.clicks & (self.pairs >= 0)]
-        impressions, clicks = np.zeros(len(doc_ids)), np.zeros(len(doc_ids))
-        for counts, pairs in ((impressions, shown), (clicks, clicked)):
-            docs = index_of[self.pair_doc[pairs]] if len(pairs) else np.zeros(0, np.int64)
-            np.add.at(counts, docs[docs >= 0], 1)
-        return impressions, clicks
-
     def askers(self) -> dict[str, Counter]:
         """Query key → how many of its sessions each known user searched it in."""
         found: dict[str, Counter] = {}

@@ -517,16 +517,24 @@ class QueryLog:
             [int(max_position), int(max_position)],
         )
 
-    def engagement(self) -> dict[str, tuple[int, int]]:
-        """doc_id → (impressions, clicks) over the whole log: the data of the ranker's click features."""
+    def engagement(self, before: float | None = None,
+                   without_queries: Sequence[str] = ()) -> dict[str, tuple[int, int]]:
+        """doc_id → (impressions, clicks): the data of the ranker's click features. Over the whole log, or over its
+        searches before `before` (seconds since the epoch) less those of the query keys `without_queries` (a
+        ranker learning from later clicks sees the click features of that past alone)."""
         rows = self.sql(
             """
-            WITH shown AS (SELECT unnest(result_ids) AS doc_id FROM queries),
+            WITH known AS (SELECT query_id, result_ids FROM queries
+                           WHERE ($1 IS NULL OR epoch(ts) < $1) AND NOT list_contains($2, lower(trim(text)))),
+                 shown AS (SELECT unnest(result_ids) AS doc_id FROM known),
                  impressions AS (SELECT doc_id, count(*) AS n FROM shown GROUP BY doc_id),
-                 clicked AS (SELECT doc_id, count(*) AS n FROM clicks GROUP BY doc_id)
+                 clicked AS (SELECT c.doc_id, count(*) AS n FROM clicks c
+                             WHERE ($1 IS NULL AND len($2) = 0) OR c.query_id IN (SELECT query_id FROM known)
+                             GROUP BY c.doc_id)
             SELECT coalesce(i.doc_id, c.doc_id) AS doc_id, coalesce(i.n, 0) AS impressions, coalesce(c.n, 0) AS clicks
             FROM impressions i FULL OUTER JOIN clicked c ON i.doc_id = c.doc_id
-            """
+            """,
+            [before, list(without_queries)],
         )
         return {row["doc_id"]: (int(row["impressions"]), int(row["clicks"])) for row in rows}
 

@@ -47,7 +47,7 @@ def query_triples(reader: IndexReader, queries: dict[str, str], qrels: Qrels, so
     BM25's top documents for the query that are not judged relevant (a random document when BM25 finds none)."""
     config = reader.settings.dense
     rng = np.random.default_rng(config.tune_seed)
-    ordinal = {doc_id: i for i, doc_id in enumerate(reader.doc_ids)}
+    ordinal = reader.ordinals
     text = PassageText(reader)
     triples = Triples([], [], [], source)
     for qid, query in tqdm(queries.items(), desc="hard negatives", unit="q", disable=not show_progress):

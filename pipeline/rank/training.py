@@ -11,8 +11,8 @@ from tqdm import tqdm
 
 from ..behaviour.clickmodels import fit_and_compare, save_tables
 from ..behaviour.graph import ClickGraph
-from ..behaviour.profile import pooled_profile, profiles_before
 from ..behaviour.labels import click_labels
+from ..behaviour.profile import pooled_profile, profiles_before
 from ..behaviour.sessions import ClickLog
 from ..dense.cache import EmbeddingCache, encode_queries_with_cache
 from ..errors import RankerMismatch
@@ -80,19 +80,20 @@ def with_channels(reader: IndexReader, planned: PlannedQueries, graph: ClickGrap
 
 def _unseen_queries(keys: list[str], share: float, seed: int) -> set[str]:
     """A seeded `share` of the queries, to be learned as if never searched before."""
-    chosen = np.random.default_rng(seed).permutation(len(keys))[: round(len(keys) * share)]
+    chosen = np.random.default_rng(seed).permutation(len(keys))[: int(len(keys) * share + 0.5)]
     return {keys[i] for i in chosen.tolist()}
 
 
-def askers_audiences(reader: IndexReader, recent: ClickLog) -> dict[str, Audience]:
-    """Per query of these sessions, the pooled profile of the users who searched it, each as it stood before the
-    first of the sessions (so it holds none of the clicks the labels come from), weighted by their searches of it:
-    click labels pool users, so the personal feature they are learned beside pools the same users."""
-    if recent.times is None or not recent.n_sessions:
-        return {}
-    profiles = profiles_before(reader, float(recent.times.min()), reader.settings.behaviour.profile_half_life_days)
+def askers_audiences(reader: IndexReader, recent: ClickLog, start: float, unseen: set[str]) -> dict[str, Audience]:
+    """Per query of these sessions, the pooled profile of the users who searched it, each as it stood at `start`
+    (so it holds none of the clicks the labels come from), weighted by their searches of it: click labels pool
+    users, so the personal feature they are learned beside pools the same users. The `unseen` queries are learned
+    as a first request is served: no past of their own, and no profile (most requests do not opt in)."""
+    askers = {key: users for key, users in recent.askers().items() if key not in unseen}
+    profiles = profiles_before(reader, start, reader.settings.behaviour.profile_half_life_days,
+                               {user for users in askers.values() for user in users}, sorted(unseen))
     audiences = {}
-    for key, users in recent.askers().items():
+    for key, users in askers.items():
         known = [(profiles[user], n) for user, n in users.items() if user in profiles]
         if known:
             audiences[key] = Audience(pooled_profile([p for p, _ in known], [n for _, n in known]))
@@ -258,8 +259,11 @@ def train_from_clicks(reader: IndexReader, weights: FusionWeights, source: str =
     personal branch of each query's searchers, with their profiles of that time (`askers_audiences`); and the
     click counts of the `clicks` and `ctr` features, which counting the labels' own clicks would turn into the
     labels (a ranker that learns "clicked means relevant" and then promotes whatever other queries' users opened).
-    The yardstick is `judged` (name, queries, judgments) where given, used only to evaluate, with the whole log's graph
-    as served; otherwise the click labels of the queries held out from training for early stopping."""
+    A seeded `behaviour.graph_unseen_share` of the queries are learned as never searched before: none of their own
+    past searches in the graph, the counts or the profiles, and no personal branch.
+
+    The yardstick is `judged` (name, queries, judgments) where given, used only to evaluate, with the whole log's
+    graph as served; otherwise the click labels of the queries held out from training for early stopping."""
     config = reader.settings.behaviour
     log = ClickLog.from_querylog(QueryLog(reader.root), config.positions)
     history, recent = log.split_in_time(config.graph_history_share)
@@ -267,11 +271,12 @@ def train_from_clicks(reader: IndexReader, weights: FusionWeights, source: str =
     save_tables(fit_and_compare(log, config), reader.root)
     terms = reader.analyzer.terms
     unseen = _unseen_queries(list(labels.queries), config.graph_unseen_share, reader.settings.ranker.seed)
-    known = history.without_queries(unseen)  # what the ranker may know of the past beside the labels
-    past = reader.with_engagement(*known.engagement(reader.doc_ids))
-    audiences = askers_audiences(past, recent)
+    start = float(recent.times.min())  # the past the ranker may know beside its labels ends here
+    past = reader.with_engagement(reader.engagement_of(start, sorted(unseen)))
+    audiences = askers_audiences(past, recent, start, unseen)
     planned = with_channels(past, plan_queries(past, labels.queries, show_progress, "features from clicks"),
-                            ClickGraph.from_click_log(known, reader.doc_ids, terms, config), audiences)
+                            ClickGraph.from_click_log(history.without_queries(unseen), reader.doc_ids, terms, config),
+                            audiences)
     adaptive = served_adaptive(reader.root, reader.settings.fusion)  # the candidates the hybrid mode serves
     training = training_set(past, planned, labels.qrels, weights, adaptive)
     ranker = train_ranker(reader, training, f"querylog:clicks-{source}")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import copy
 import threading
+from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
 
@@ -130,18 +130,39 @@ class IndexReader:
         """(impressions, clicks) per document from the index's query log; zeros where nothing was logged.
 
         Read once per reader: a reopened reader sees newer clicks."""
+        return self.engagement_of()
+
+    @cached_property
+    def ordinals(self) -> dict[str, int]:
+        """Doc id → ordinal in this version."""
+        return {doc_id: i for i, doc_id in enumerate(self.doc_ids)}
+
+    def engagement_of(self, before: float | None = None,
+                      without_queries: Sequence[str] = ()) -> tuple[np.ndarray, np.ndarray]:
+        """(impressions, clicks) per document of the log's searches before `before` less the queries
+        `without_queries` (`QueryLog.engagement`)."""
         impressions, clicks = np.zeros(self.n_docs), np.zeros(self.n_docs)
-        ordinals = {doc_id: i for i, doc_id in enumerate(self.doc_ids)}
+        ordinals = self.ordinals
         log = QueryLog(self.root)
         if log.queries_dir.is_dir() or log.clicks_dir.is_dir():
-            for doc_id, (shown, clicked) in log.engagement().items():
+            for doc_id, (shown, clicked) in log.engagement(before, without_queries).items():
                 if doc_id in ordinals:
                     impressions[ordinals[doc_id]], clicks[ordinals[doc_id]] = shown, clicked
         return impressions, clicks
 
-    def with_engagement(self, impressions: np.ndarray, clicks: np.ndarray) -> IndexReader:
-        """This reader with other per-document (impressions, clicks): a ranker learning from some sessions' clicks
-        must see the click features of the others alone, or it learns "clicked means relevant"."""
-        other = copy.copy(self)
-        other.__dict__["engagement"] = (impressions, clicks)
-        return other
+    def with_engagement(self, engagement: tuple[np.ndarray, np.ndarray]) -> IndexReader:
+        """This reader seen with other per-document (impressions, clicks), everything else shared with it (nothing
+        loaded twice): a ranker learning from some sessions' clicks must see the click features of the others
+        alone, or it learns "clicked means relevant"."""
+        return _WithEngagement(self, engagement)  # type: ignore[return-value]
+
+
+class _WithEngagement:
+    """A reader with the engagement given, every other attribute read from the reader it wraps."""
+
+    def __init__(self, reader: IndexReader, engagement: tuple[np.ndarray, np.ndarray]):
+        self._reader = reader
+        self.engagement = engagement
+
+    def __getattr__(self, name: str):
+        return getattr(self._reader, name)

@@ -43,7 +43,7 @@ class Snapshot:
 
     @cached_property
     def ordinals(self) -> dict[str, int]:
-        return {doc_id: i for i, doc_id in enumerate(self.searcher.doc_ids)}
+        return self.searcher.reader.ordinals
 
     def doc_ordinal(self, doc_id: str) -> int | None:
         return self.ordinals.get(doc_id)
@@ -118,7 +118,7 @@ class ServedIndex:
         if ranker_id is not None:
             searcher.ranker  # noqa: B018 (loads and checks the model)
         searcher.fusion_weights  # noqa: B018
-        searcher.click_graph  # noqa: B018 (reads the query log: never on a request's time)
+        searcher.refresh_click_graph()  # reads the query log and encodes its past queries: never on a request's time
         snap = Snapshot(searcher, version, ranker_id)
         snap.ordinals  # noqa: B018 (built before the swap, not by the first request)
         return snap
@@ -140,6 +140,7 @@ class ServedIndex:
         return True
 
     def _watch(self) -> None:
+        graph_checked = time.monotonic()
         while not self._stop.wait(self.settings.api.reload_interval_s):
             try:
                 self.refresh()
@@ -147,6 +148,14 @@ class ServedIndex:
                 metrics.ERRORS.labels("version_swap_failed").inc()
                 log.exception("could not open the published version of %s; still serving %s", self.root,
                               self._current.version)
+            if time.monotonic() - graph_checked >= self.settings.behaviour.graph_refresh_s:
+                graph_checked = time.monotonic()
+                try:
+                    self._current.searcher.refresh_click_graph()
+                except Exception:  # an unreadable log must not stop serving the graph already read
+                    metrics.ERRORS.labels("click_graph_refresh_failed").inc()
+                    log.exception("could not read the click graph of %s again; serving the one read before",
+                                  self.root)
 
     def popular_queries(self) -> list[tuple[str, int]]:
         """Past queries that found something, for autocomplete; read at most every POPULAR_QUERIES_TTL_S."""
