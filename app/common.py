@@ -7,9 +7,11 @@ variable SOUSUO_INDEX (set by `sousuo ui --index DIR`), or from `--index DIR` af
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
+import time
 from pathlib import Path
 
 import streamlit as st
@@ -95,11 +97,14 @@ def _open_searcher(root: str, version: str | None, _mtime: float):
 
 
 def searcher():
-    """The Searcher of the published version; raises IndexUnavailable with a clear message on any failure."""
+    """The Searcher of the published version, its click graph read again where due (`refresh_click_graph_every`);
+    raises IndexUnavailable with a clear message on any failure."""
     root = index_dir()
     try:
         resolve_version_dir(root)
-        return _open_searcher(*version_key(root))
+        found = _open_searcher(*version_key(root))
+        refresh_click_graph_every(found, found.settings.behaviour.graph_refresh_s)
+        return found
     except SousuoError as error:
         raise IndexUnavailable(f"The index at {root} cannot be opened: {error}") from None
     except (OSError, ValueError, KeyError, TypeError) as error:
@@ -112,6 +117,24 @@ def searcher():
             f"The index at {root} could not be read ({type(error).__name__}: {error}). "
             f"Rebuild it with `sousuo build --corpus PATH --index {root}`."
         ) from None
+
+
+_GRAPH_CHECKED: dict[int, float] = {}  # id of a cached Searcher → when its click graph was last looked at
+
+
+def refresh_click_graph_every(found, seconds: float) -> None:
+    """Read new clicks into the Searcher's click graph at most every `seconds`, as the API server does in the
+    background: the UI has no thread of its own, so the page run that comes due pays for it. A log that cannot be
+    read keeps the graph already read."""
+    now = time.monotonic()
+    last = _GRAPH_CHECKED.setdefault(id(found), now)
+    if now - last < seconds:
+        return
+    _GRAPH_CHECKED[id(found)] = now
+    try:
+        found.refresh_click_graph()
+    except Exception:  # the page must still search with the graph it has
+        logging.getLogger(__name__).exception("could not read the click graph again")
 
 
 @st.cache_resource(show_spinner="Preparing autocomplete…", max_entries=4)

@@ -561,3 +561,20 @@ def test_bad_sql_is_a_message_not_a_traceback(use_index, ui_index):
     at.button(key="run").click()
     at = rerun(at)
     assert at.error[0].value.startswith("DuckDB:")
+
+
+def test_the_ui_reads_new_clicks_into_its_click_graph_once_due(tmp_path, sample_index, settings):
+    from app.common import refresh_click_graph_every
+    from pipeline.index.querylog import QueryLog
+    from pipeline.searcher import Searcher
+
+    index = tmp_path / "index"
+    shutil.copytree(sample_index, index)
+    searcher = Searcher.open(index, settings)
+    assert searcher.click_graph.empty
+    log = QueryLog(index)
+    log.log_click(log.log_query("hnsw", "hybrid", None, 1.0, ["en-015"], 1), "en-015", 1)
+    refresh_click_graph_every(searcher, 3600)
+    assert searcher.click_graph.empty  # not due yet
+    refresh_click_graph_every(searcher, 0)
+    assert not searcher.click_graph.empty
