@@ -611,3 +611,21 @@ def test_a_should_region_term_adds_no_score_the_lift_is_the_native_apis(regioned
                                                "should": [{"term": {"region": "north"}}]}}})
     assert [(h["_id"], h["_score"]) for h in should["hits"]["hits"]] == \
         [(h["_id"], h["_score"]) for h in plain["hits"]["hits"]]
+
+
+@pytest.mark.parametrize("query", [{"term": {"region": None}}, {"term": {"region": {"value": None}}},
+                                   {"terms": {"region": ["north", None]}}, {"terms": {"region": [["north"]]}},
+                                   {"terms": {"region": [{"name": "north"}]}}])
+def test_a_null_list_or_object_region_value_is_refused_not_read_as_text(regioned, query):
+    client, _ = regioned
+    assert client.error(lambda: client.search({"query": query})) == (400, "parsing_exception")
+
+
+def test_numbers_and_booleans_in_term_are_the_keywords_json_writes():
+    from pipeline.serving.api.es_dsl import EsError, keyword_value
+
+    assert [keyword_value(v, "term") for v in ("north", 7, 2.5, True, False)] == ["north", "7", "2.5", "true",
+                                                                                  "false"]
+    for value in (None, float("nan"), float("inf"), ["north"], {"value": "north"}):
+        with pytest.raises(EsError):
+            keyword_value(value, "term")

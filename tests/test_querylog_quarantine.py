@@ -225,3 +225,26 @@ def test_hybrid_search_similar_and_profiles_work_over_a_log_with_bad_parts(tmp_p
     with SqlSession(index, settings.cache_dir) as session:
         assert session.fetch("SELECT count(*) FROM clicks")[1] == [(6,)]
     assert (index / "querylog" / "quarantine" / "clicks" / "99999999T000000-late.parquet.json").is_file()
+
+
+def test_a_link_that_loops_is_quarantined_and_the_valid_rows_are_still_read(log):
+    loop = log.clicks_dir / "99999999T000000-loop.parquet"
+    loop.symlink_to(loop)
+    assert [row["doc_id"] for row in log.clicks()] == ["en-002"]
+    record = json.loads((log.root / "quarantine" / "clicks" / (loop.name + ".json")).read_text(encoding="utf-8"))
+    assert record["reason"] == "unreadable_file" and "symbolic links" in record["detail"]
+
+
+def test_a_link_to_a_foreign_file_is_moved_aside_and_the_file_it_points_to_is_left_alone(log, tmp_path):
+    foreign = tmp_path / "notes.txt"
+    foreign.write_text("not the log's", encoding="utf-8")
+    (log.clicks_dir / "99999999T000000-link.parquet").symlink_to(foreign)
+    assert [row["doc_id"] for row in log.clicks()] == ["en-002"]
+    assert (log.root / "quarantine" / "clicks" / "99999999T000000-link.parquet").is_symlink()
+    assert foreign.read_text(encoding="utf-8") == "not the log's"
+
+
+def test_a_folder_named_like_a_part_is_quarantined(log):
+    (log.queries_dir / "99999999T000000-folder.parquet").mkdir()
+    assert [row["text"] for row in log.queries()] == ["bm25"]
+    assert (log.root / "quarantine" / "queries" / "99999999T000000-folder.parquet").is_dir()

@@ -4,6 +4,7 @@ in one session."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
@@ -18,6 +20,8 @@ from ..config import BehaviourConfig
 from ..index.querylog import QueryLog
 from .clickmodels import BEHAVIOUR_DIR, PositionBased
 from .sessions import ClickLog, query_key
+
+logger = logging.getLogger(__name__)
 
 MAX_SESSION_CLICKS = 20  # documents of one session paired for co-clicks: a crawler's session would be quadratic
 
@@ -182,6 +186,21 @@ class ClickGraph:
         return self.co_clicks.get(doc_ord, Counter())
 
 
+def _pbm_relevance(table: Path) -> pa.Table | None:
+    """The PBM's rows of the click models' relevance table with at least one click; None where there is no table,
+    or one that cannot be read (it is derived from the log, and `sousuo click-models` writes it again): the graph
+    then weighs pairs by their click-through rate, and search goes on."""
+    if not table.is_file():
+        return None
+    try:
+        rows = pq.read_table(table, columns=["model", "query", "doc_id", "relevance", "clicks"])
+        return rows.filter(pc.and_(pc.equal(rows["model"], "pbm"), pc.greater(rows["clicks"], 0)))
+    except (OSError, pa.ArrowException) as error:
+        logger.warning("click model table %s skipped, the click graph weighs clicks by their rate: %s; "
+                       "`sousuo click-models` writes it again", table, " ".join(str(error).split()))
+        return None
+
+
 def _query_weights(log: QueryLog, index_root: Path,
                    config: BehaviourConfig) -> tuple[dict[tuple[str, str], float], dict[str, str], str]:
     """(query key, doc id) → weight above the relevance prior's mean, for pairs clicked at least once; a text per
@@ -189,13 +208,10 @@ def _query_weights(log: QueryLog, index_root: Path,
     floor = config.prior_mean
     texts = {query_key(r["text"]): r["text"] for r in log.sql("SELECT any_value(text) AS text FROM queries "
                                                              "GROUP BY lower(trim(text))")}
-    table = Path(index_root) / BEHAVIOUR_DIR / "relevance.parquet"
-    if table.is_file():
-        rows = pq.read_table(table)
-        rows = rows.filter(pc.and_(pc.equal(rows["model"], "pbm"), pc.greater(rows["clicks"], 0)))
-        if rows.num_rows:
-            return ({(q, d): r - floor for q, d, r in zip(rows["query"].to_pylist(), rows["doc_id"].to_pylist(),
-                                                          rows["relevance"].to_pylist())}, texts, "pbm")
+    rows = _pbm_relevance(Path(index_root) / BEHAVIOUR_DIR / "relevance.parquet")
+    if rows is not None and rows.num_rows:
+        return ({(q, d): r - floor for q, d, r in zip(rows["query"].to_pylist(), rows["doc_id"].to_pylist(),
+                                                      rows["relevance"].to_pylist())}, texts, "pbm")
     weights = {}
     for row in log.sql(
         """

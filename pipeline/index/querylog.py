@@ -341,17 +341,23 @@ class QueryLog:
         for part in sorted((self.root / kind).glob("*.parquet")):
             try:
                 stat = part.stat()
-                key = (stat.st_mtime_ns, stat.st_size)
-                seen = _checked.get(str(part))
-                if seen is not None and seen[:2] == key:
-                    rejection = seen[2]
-                else:
-                    rejection = part_rejection(part, LOG_SCHEMAS[kind])
-                    _checked[str(part)] = (*key, rejection)
-                    if rejection is not None:
-                        self.quarantine(part, kind, rejection)
             except FileNotFoundError:
-                continue  # another reader quarantined it meanwhile
+                continue  # another reader quarantined it meanwhile, or a link to nothing
+            except OSError as error:  # a link that loops, or a part this process may not look at
+                self.quarantine(part, kind, Rejection(UNREADABLE_FILE, f"{type(error).__name__}: {error}"))
+                continue
+            key = (stat.st_mtime_ns, stat.st_size)
+            seen = _checked.get(str(part))
+            if seen is not None and seen[:2] == key:
+                rejection = seen[2]
+            else:
+                try:
+                    rejection = part_rejection(part, LOG_SCHEMAS[kind])
+                except FileNotFoundError:
+                    continue  # another reader quarantined it meanwhile
+                _checked[str(part)] = (*key, rejection)
+                if rejection is not None:
+                    self.quarantine(part, kind, rejection)
             if rejection is None:
                 good.append(part)
         return good

@@ -15,7 +15,7 @@ from ..behaviour.labels import click_labels
 from ..behaviour.profile import pooled_profile, profiles_before
 from ..behaviour.sessions import ClickLog
 from ..dense.cache import EmbeddingCache, encode_queries_with_cache
-from ..errors import RankerMismatch
+from ..errors import InputError, RankerMismatch
 from ..eval.beir import BeirDataset, Qrels
 from ..eval.metrics import run_of, score_run
 from ..index.querylog import QueryLog
@@ -268,6 +268,10 @@ def train_from_clicks(reader: IndexReader, weights: FusionWeights, source: str =
     log = ClickLog.from_querylog(QueryLog(reader.root), config.positions)
     history, recent = log.split_in_time(config.graph_history_share)
     labels = click_labels(recent, source, config)
+    if not labels.qrels:
+        # Every label would be 0: a ranker fitted to that learns nothing, and the guard could not tell it apart.
+        raise InputError(f"the later {recent.n_sessions} of the log's {log.n_sessions} first-page searches hold no "
+                         "click that grades a document: nothing to learn from")
     save_tables(fit_and_compare(log, config), reader.root)
     terms = reader.analyzer.terms
     unseen = _unseen_queries(list(labels.queries), config.graph_unseen_share, reader.settings.ranker.seed)
@@ -298,7 +302,9 @@ def train_from_clicks(reader: IndexReader, weights: FusionWeights, source: str =
     verdict = GuardVerdict(yardstick, len(testing.groups), ranking_ndcg(reader, ranker, testing, qrels),
                            ranking_ndcg(reader, current, testing, qrels),
                            current.card.model_id if current else "fusion", False)
-    verdict.publish = verdict.candidate_ndcg >= verdict.current_ndcg
+    # With no query to compare on (a log of fewer than `ranker.small_below_queries` queries holds none out) the
+    # guard has no evidence that the candidate does not lose, so what is served stays.
+    verdict.publish = verdict.queries > 0 and verdict.candidate_ndcg >= verdict.current_ndcg
     ranker.card.metrics["guard"] = vars(verdict)
     ranker.save(reader.root / RANKERS_DIR, publish=verdict.publish)
     return ranker, verdict

@@ -146,6 +146,19 @@ def _single(body, where: str) -> tuple[str, object]:
     return next(iter(body.items()))
 
 
+def keyword_value(value, where: str) -> str:
+    """A term's value as the keyword it is compared with, as Elasticsearch reads it: a string as it is, a number or a
+    boolean as JSON writes it. A null, an object, a list or a non-finite number is refused: `str` would make them
+    "None", "{...}" or "nan", which a document's keyword could equal."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) or (isinstance(value, float) and math.isfinite(value)):
+        return str(value)
+    raise parsing(f"[{where}] values are strings, numbers or booleans, got {value!r}")
+
+
 def integer_value(value, where: str, low: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).lstrip("-").isdigit():
         raise parsing(f"[{where}] expects an integer, got {value!r}")
@@ -396,7 +409,8 @@ class QueryCompiler:
                           f"and match for text, not [{name}]")
         if not values:
             return np.zeros(self.reader.n_docs, dtype=bool)
-        return self.reader.metadata.mask(Filters(**{KEYWORD_FIELDS[name]: tuple(str(v) for v in values)}))
+        return self.reader.metadata.mask(Filters(**{KEYWORD_FIELDS[name]: tuple(keyword_value(v, where)
+                                                                               for v in values)}))
 
     def _range(self, body) -> Compiled:
         name, spec = _single(body, "range")
