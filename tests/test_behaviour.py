@@ -294,7 +294,8 @@ def test_training_from_clicks_records_its_source_and_the_guard_decides(tmp_path,
     assert (source["graph_sessions"], source["sessions"]) == (300, 300)  # the earlier half builds the click graph
     assert ranker.card.metrics["guard"]["publish"] == verdict.publish
     assert verdict.yardstick == "clicks:held-out" and verdict.current == "fusion"
-    assert (ranker.card.model_id == (index / RANKERS_DIR / "CURRENT").read_text().strip()) == verdict.publish
+    pointer = index / RANKERS_DIR / "CURRENT"
+    assert (pointer.exists() and ranker.card.model_id == pointer.read_text().strip()) == verdict.publish
 
     # A candidate that loses offline is saved but not published: CURRENT keeps pointing where it did.
     before = (index / RANKERS_DIR / "CURRENT").read_text() if (index / RANKERS_DIR / "CURRENT").exists() else None

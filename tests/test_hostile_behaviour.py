@@ -6,6 +6,7 @@ import shutil
 import threading
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 from conftest import SAMPLE
 
@@ -177,3 +178,17 @@ def test_searches_go_on_while_other_threads_refresh_the_graph_with_new_clicks(in
     assert errors == []
     searcher.refresh_click_graph()
     assert {f"fresh {i}" for i in range(5)} <= set(searcher.click_graph.query_docs)
+
+
+def test_click_models_fit_a_log_of_short_result_lists_without_warnings():
+    import warnings
+
+    from pipeline.behaviour.clickmodels import SimplifiedDBN
+    from pipeline.behaviour.sessions import ClickLog
+    from pipeline.config import BehaviourConfig
+
+    log = ClickLog.from_rows([("hnsw", ["a", "b"], [1], False), ("hnsw", ["b", "a"], [], False)], 10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = SimplifiedDBN(BehaviourConfig()).fit(log)
+    assert model.examination[0] == 1.0 and np.isnan(model.examination[2:]).all()

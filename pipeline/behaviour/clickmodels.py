@@ -158,7 +158,11 @@ class SimplifiedDBN(ClickModel):
 
         self.attractiveness = (self.prior[0] + count(examined & log.clicks)) / (self.prior[1] + count(examined))
         self.satisfaction = (self.prior[0] + count(is_last)) / (self.prior[1] + count(log.clicks & shown))
-        self.examination = np.nanmean(np.where(shown, self._marginal_examination(log), np.nan), axis=0)
+        # Per position, the mean over the sessions that showed one; NaN where none did (a log of short result lists),
+        # without nanmean's warning on every such position.
+        n_shown = shown.sum(axis=0)
+        summed = np.where(shown, self._marginal_examination(log), 0.0).sum(axis=0)
+        self.examination = np.where(n_shown > 0, summed / np.maximum(n_shown, 1), np.nan)
         return self
 
     def _marginal_examination(self, log: ClickLog) -> np.ndarray:
