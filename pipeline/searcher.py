@@ -59,8 +59,9 @@ class Searcher:
         self.reader = reader
         self.settings = reader.settings
         self._graph: ClickGraph | None = None
-        self._graph_stamp: tuple[float, float] | None = None  # what the graph was read from, when
+        self._graph_stamp: tuple[float, int, float] | None = None  # what the graph was read from, when
         self._graph_lock = threading.Lock()
+        self._refresh_lock = threading.Lock()
 
     @classmethod
     def open(cls, index_dir: Path | str, settings: Settings | None = None, version: str | None = None) -> Searcher:
@@ -95,16 +96,17 @@ class Searcher:
         """Read the click graph again, with its past queries' vectors, if the log's clicks or the click models
         changed since it was read; searches meanwhile keep the graph they have. The API server calls it off any
         request's time, so a long-running server learns from the traffic it serves. True when it swapped."""
-        stamp = ClickGraph.source_stamp(self.reader.root)
-        if stamp == self._graph_stamp:
-            return False
-        graph = self._read_click_graph()
-        reader = self.reader
-        if reader.has_dense and self.settings.behaviour.graph_neighbours:
-            graph.prepare(reader.query_encoder().encode_queries)
-        with self._graph_lock:
-            self._graph, self._graph_stamp = graph, stamp
-        return True
+        with self._refresh_lock:  # one read at a time, so an older read never replaces a newer one
+            stamp = ClickGraph.source_stamp(self.reader.root)
+            if stamp == self._graph_stamp:
+                return False
+            graph = self._read_click_graph()
+            reader = self.reader
+            if reader.has_dense and self.settings.behaviour.graph_neighbours:
+                graph.prepare(reader.query_encoder().encode_queries)
+            with self._graph_lock:
+                self._graph, self._graph_stamp = graph, stamp
+            return True
 
     def _read_click_graph(self) -> ClickGraph:
         reader = self.reader

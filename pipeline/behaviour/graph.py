@@ -68,10 +68,14 @@ class ClickGraph:
         return cls({}, {}, {}, {}, "empty")
 
     @staticmethod
-    def source_stamp(index_root: Path) -> tuple[float, float]:
-        """When what a graph is read from last changed: the log's clicks, and the click model's relevance table."""
+    def source_stamp(index_root: Path) -> tuple[float, int, float]:
+        """What a graph is read from, as it stands: when the log's clicks last changed and how many parts they are
+        (a folder's time ticks coarsely, so two parts added within one tick would show as one change), and when the
+        click model's relevance table was written."""
+        log = QueryLog(index_root)
+        parts = sum(1 for _ in log.clicks_dir.iterdir()) if log.clicks_dir.is_dir() else 0
         table = Path(index_root) / BEHAVIOUR_DIR / "relevance.parquet"
-        return QueryLog(index_root).clicks_changed_at(), table.stat().st_mtime if table.is_file() else 0.0
+        return log.clicks_changed_at(), parts, table.stat().st_mtime if table.is_file() else 0.0
 
     @classmethod
     def load(cls, index_root: Path, doc_ids: list[str], terms: Callable[[str], list[str]],
