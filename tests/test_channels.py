@@ -266,3 +266,16 @@ def test_a_searcher_reads_new_clicks_into_its_graph_when_refreshed(tmp_path, sam
     assert searcher.refresh_click_graph()
     assert "zh-011" in [searcher.doc_ids[d] for d in searcher.click_graph.query_docs["reciprocal rank fusion"]]
     assert not searcher.refresh_click_graph()  # nothing new since
+
+
+def test_clicks_newer_than_the_click_model_fit_join_the_graph_at_once(tmp_path, sample_index, settings):
+    index = clicked_index(tmp_path, sample_index, {"Reciprocal rank fusion": ["zh-011"]})
+    assert main(["click-models", "--index", str(index)]) == 0
+    searcher = Searcher.open(index, settings)
+    assert searcher.click_graph.source == "pbm"
+    log_clicks(index, {"vector search": ["en-015"]})  # after the fit, which knows nothing of it
+    assert searcher.refresh_click_graph()
+    graph = searcher.click_graph
+    assert set(graph.query_docs) == {"reciprocal rank fusion", "vector search"}
+    assert graph.query_docs["vector search"] == {searcher.reader.ordinals["en-015"]: pytest.approx(
+        (3 + 1) / (3 + 1 + 3) - settings.behaviour.prior_mean)}  # 3 clicks on 3 impressions, smoothed

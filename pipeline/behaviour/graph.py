@@ -207,15 +207,13 @@ def _pbm_relevance(table: Path) -> pa.Table | None:
 
 def _query_weights(log: QueryLog, index_root: Path,
                    config: BehaviourConfig) -> tuple[dict[tuple[str, str], float], dict[str, str], str]:
-    """(query key, doc id) → weight above the relevance prior's mean, for pairs clicked at least once; a text per
-    key; and the source of the weights."""
+    """(query key, doc id) → weight above the relevance prior's mean, for pairs clicked at least once: the PBM's
+    debiased relevance where `sousuo click-models` fitted the pair, the smoothed click-through rate for the rest
+    (all of them before any fit, and pairs first clicked since the last one, so new traffic counts at once); a text
+    per key; and the source of the weights ("pbm" where a fit was read)."""
     floor = config.prior_mean
     texts = {query_key(r["text"]): r["text"] for r in log.sql("SELECT any_value(text) AS text FROM queries "
                                                              "GROUP BY lower(trim(text))")}
-    rows = _pbm_relevance(Path(index_root) / BEHAVIOUR_DIR / "relevance.parquet")
-    if rows is not None and rows.num_rows:
-        return ({(q, d): r - floor for q, d, r in zip(rows["query"].to_pylist(), rows["doc_id"].to_pylist(),
-                                                      rows["relevance"].to_pylist())}, texts, "pbm")
     weights = {}
     for row in log.sql(
         """
@@ -230,4 +228,9 @@ def _query_weights(log: QueryLog, index_root: Path,
         ctr = (row["clicks"] + config.prior_clicks) / (max(row["impressions"], row["clicks"]) + config.prior_clicks
                                                       + config.prior_skips)
         weights[(row["query"], row["doc_id"])] = ctr - floor
-    return weights, texts, "ctr"
+    rows = _pbm_relevance(Path(index_root) / BEHAVIOUR_DIR / "relevance.parquet")
+    if rows is None or not rows.num_rows:
+        return weights, texts, "ctr"
+    weights.update({(q, d): r - floor for q, d, r in zip(rows["query"].to_pylist(), rows["doc_id"].to_pylist(),
+                                                         rows["relevance"].to_pylist())})
+    return weights, texts, "pbm"
