@@ -146,9 +146,14 @@ def cmd_train(args, settings: Settings) -> int:
         result = retrain_from_clicks_flow(str(args.index), args.from_clicks,
                                           str(args.dataset) if args.dataset else None, args.split)
         guard = result["guard"]
-        print(f"{'published' if result['published'] else 'NOT published'}: nDCG@10 {guard['candidate_ndcg']:.4f} vs "
-              f"{guard['current_ndcg']:.4f} ({guard['current']}) on {guard['queries']} queries of "
-              f"{guard['yardstick']}; {result['sessions']} sessions, {result['clicks']} clicks", file=sys.stderr)
+        if guard["queries"]:
+            verdict = (f"nDCG@10 {guard['candidate_ndcg']:.4f} vs {guard['current_ndcg']:.4f} ({guard['current']}) on "
+                       f"{guard['queries']} queries of {guard['yardstick']}")
+        else:
+            verdict = (f"no query to compare on ({result['queries']} logged queries are too few to hold any out; "
+                       "pass --dataset BEIR_FOLDER to compare on its judgments)")
+        print(f"{'published' if result['published'] else 'NOT published'}: {verdict}; {result['sessions']} sessions, "
+              f"{result['clicks']} clicks", file=sys.stderr)
         print(json.dumps(result, ensure_ascii=False, default=str))
         return 0
     from flows.retrain import retrain_flow

@@ -82,6 +82,13 @@ def test_a_ranker_the_guard_has_no_query_to_compare_on_is_saved_but_not_publishe
     assert (index / RANKERS_DIR / ranker.card.model_id / "ranker.json").exists() and current(index) is None
 
 
+def test_the_command_says_why_a_ranker_with_no_query_to_compare_on_is_not_published(index, capsys):
+    searched(QueryLog(index), 2)
+    assert main(["train", "--index", str(index), "--from-clicks", "pbm"]) == 0
+    said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("NOT published")]
+    assert len(said) == 1 and "no query to compare on" in said[0] and "--dataset" in said[0]
+
+
 # name → an odd but valid log: training goes through and the guard decides
 ODD_LOGS = {
     "every search at one instant": lambda log: searched(log, 30, text=lambda i: ["hnsw", "rank fusion"][i % 2],
