@@ -85,7 +85,8 @@ def main() -> None:
             if args.unlink_searches:
                 searches = (replace(s, session=s.search) for s in searches)
             counts = write_sessions(QueryLog(scratch), searches, queries, "bm25", settings.behaviour.seed)
-            graph = ClickGraph.load(Path(scratch), searcher.doc_ids, searcher.reader.analyzer.terms, settings.behaviour)
+            graph = ClickGraph.load(Path(scratch), searcher.reader.ordinals, searcher.reader.analyzer.terms,
+                                    settings.behaviour)
     variants = [("dense", ("dense",)), ("more-like-this (BM25 of top terms)", ("bm25",)),
                 ("dense + more-like-this", ("dense", "bm25"))]
     if graph is not None:

@@ -89,7 +89,7 @@ class Searcher:
         with self._graph_lock:
             if self._graph is None:
                 self._graph_stamp = ClickGraph.source_stamp(self.reader.root)
-                self._graph = self._read_click_graph()
+                self._graph = ClickGraph.served(self.reader)
             return self._graph
 
     def refresh_click_graph(self) -> bool:
@@ -100,17 +100,13 @@ class Searcher:
             stamp = ClickGraph.source_stamp(self.reader.root)
             if stamp == self._graph_stamp:
                 return False
-            graph = self._read_click_graph()
+            graph = ClickGraph.served(self.reader)
             reader = self.reader
             if reader.has_dense and self.settings.behaviour.graph_neighbours:
                 graph.prepare(reader.query_encoder().encode_queries)
             with self._graph_lock:
                 self._graph, self._graph_stamp = graph, stamp
             return True
-
-    def _read_click_graph(self) -> ClickGraph:
-        reader = self.reader
-        return ClickGraph.load(reader.root, reader.doc_ids, reader.analyzer.terms, self.settings.behaviour)
 
     def similar(self, doc_ord: int, k: int = 10, allowed: np.ndarray | None = None) -> SimilarDocs:
         """Documents like `doc_ord`: dense neighbours, its top terms and its co-clicks (`retrieval/similar.py`)."""

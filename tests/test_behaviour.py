@@ -148,7 +148,7 @@ def test_documents_clicked_for_two_queries_of_one_session_are_co_clicked(tmp_pat
                 SimulatedSession(0, 1, 5, "q2", shown, [2], "served"),  # the same session, reformulated
                 SimulatedSession(1, 2, 5, "q3", shown, [3], "served")]  # the same user, another session
     write_sessions(QueryLog(tmp_path), iter(searches), queries, "bm25", 7)
-    graph = ClickGraph.load(tmp_path, ["d1", "d2", "d3"], str.split)
+    graph = ClickGraph.load(tmp_path, {"d1": 0, "d2": 1, "d3": 2}, str.split)
     assert graph.co_clicked(0) == Counter({1: 1}) and graph.co_clicked(1) == Counter({0: 1})
     assert graph.co_clicked(2) == Counter()
 
@@ -333,7 +333,7 @@ def test_a_ranker_learning_from_clicks_sees_the_graph_of_the_earlier_sessions_on
     # Earlier users opened zh-011 (no word in common with the query); later ones en-001.
     rows = [(query, ["zh-011", "en-001"], [1], False)] * 20 + [(query, ["en-001", "zh-011"], [1], False)] * 20
     history, _ = ClickLog.from_rows(rows, 10).split_in_time(0.5)
-    graph = ClickGraph.from_click_log(history, reader.doc_ids, reader.analyzer.terms, settings.behaviour)
+    graph = ClickGraph.from_click_log(history, reader.ordinals, reader.analyzer.terms, settings.behaviour)
     opened_earlier = reader.doc_ids.index("zh-011")
     assert list(graph.query_docs[query]) == [opened_earlier]
     planned = training.with_channels(reader, training.plan_queries(reader, {"q": query}), graph)

@@ -239,13 +239,13 @@ def test_the_click_graph_weighs_by_debiased_relevance_where_the_click_model_tabl
         query_id = log.log_query("Vector Search", "hybrid", None, 1.0, ["a", "b"], 2)
         log.log_click(query_id, "b", 2)
     terms = str.split
-    raw = ClickGraph.load(tmp_path, ["a", "b"], terms)
+    raw = ClickGraph.load(tmp_path, {"a": 0, "b": 1}, terms)
     assert raw.source == "ctr" and raw.query_docs == {"vector search": {1: pytest.approx(5 / 8 - 0.25)}}
     (tmp_path / BEHAVIOUR_DIR).mkdir()
     pq.write_table(pa.table({"model": ["pbm", "pbm", "ctr"], "query": ["vector search"] * 3, "doc_id": ["a", "b", "b"],
                              "relevance": [0.1, 0.9, 0.6], "impressions": [4, 4, 4], "clicks": [0, 4, 4]},
                             schema=CLICK_RELEVANCE), tmp_path / BEHAVIOUR_DIR / "relevance.parquet")
-    debiased = ClickGraph.load(tmp_path, ["a", "b"], terms)
+    debiased = ClickGraph.load(tmp_path, {"a": 0, "b": 1}, terms)
     assert debiased.source == "pbm" and debiased.query_docs == {"vector search": {1: pytest.approx(0.65)}}
     # A past query is also reached through its vector: an encoder that maps it next to the new query's vector.
     encode = lambda texts: np.array([[1.0, 0.0]] * len(texts), dtype=np.float32)
@@ -253,7 +253,7 @@ def test_the_click_graph_weighs_by_debiased_relevance_where_the_click_model_tabl
     found = debiased.recall("nearest neighbours", ["nearest", "neighbours"], np.array([0.96, 0.28]), encode)
     assert list(found) == [1] and found[1].weight == pytest.approx(0.96 * 0.65)
     assert found[1].via == "Vector Search"
-    assert ClickGraph.load(tmp_path / "nothing", ["a", "b"], terms).empty
+    assert ClickGraph.load(tmp_path / "nothing", {"a": 0, "b": 1}, terms).empty
 
 
 def test_a_searcher_reads_new_clicks_into_its_graph_when_refreshed(tmp_path, sample_index, settings):

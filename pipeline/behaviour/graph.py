@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from ..config import BehaviourConfig
 from ..index.querylog import QueryLog
+from ..search.reader import IndexReader
 from .clickmodels import BEHAVIOUR_DIR, PositionBased
 from .sessions import ClickLog, query_key
 
@@ -78,7 +79,12 @@ class ClickGraph:
         return log.clicks_changed_at(), parts, table.stat().st_mtime if table.is_file() else 0.0
 
     @classmethod
-    def load(cls, index_root: Path, doc_ids: list[str], terms: Callable[[str], list[str]],
+    def served(cls, reader: IndexReader) -> ClickGraph:
+        """The graph the hybrid modes serve over this reader's version: its index's whole log."""
+        return cls.load(reader.root, reader.ordinals, reader.analyzer.terms, reader.settings.behaviour)
+
+    @classmethod
+    def load(cls, index_root: Path, ordinals: Mapping[str, int], terms: Callable[[str], list[str]],
              config: BehaviourConfig | None = None) -> ClickGraph:
         """The graph of INDEX's query log; an empty graph where nothing was logged."""
         config = config or BehaviourConfig()
@@ -86,7 +92,6 @@ class ClickGraph:
         if not (log.queries_dir.is_dir() and any(log.queries_dir.glob("*.parquet"))
                 and log.clicks_dir.is_dir() and any(log.clicks_dir.glob("*.parquet"))):
             return cls.none()
-        ordinals = {doc_id: i for i, doc_id in enumerate(doc_ids)}
         weights, texts, source = _query_weights(log, Path(index_root), config)
         co_clicks: dict[int, Counter] = {}
         for row in log.sql(
@@ -105,7 +110,7 @@ class ClickGraph:
         return cls.from_pair_weights(weights, texts, ordinals, terms, co_clicks, source, config)
 
     @classmethod
-    def from_click_log(cls, log: ClickLog, doc_ids: list[str], terms: Callable[[str], list[str]],
+    def from_click_log(cls, log: ClickLog, ordinals: Mapping[str, int], terms: Callable[[str], list[str]],
                        config: BehaviourConfig) -> ClickGraph:
         """The query side of the graph of these sessions alone, weighted by the PBM's relevance fitted on them: the
         history that a ranker trained on later sessions' clicks learns the graph's branch and feature from."""
@@ -115,13 +120,12 @@ class ClickGraph:
         clicks = np.bincount(log.pairs[log.clicks], minlength=log.n_pairs)
         weights = {(log.queries[log.pair_query[p]], log.doc_ids[log.pair_doc[p]]): relevance[p] - config.prior_mean
                    for p in np.flatnonzero(clicks).tolist()}
-        return cls.from_pair_weights(weights, dict(zip(log.queries, log.texts)),
-                                     {doc_id: i for i, doc_id in enumerate(doc_ids)}, terms, {}, "pbm", config)
+        return cls.from_pair_weights(weights, dict(zip(log.queries, log.texts)), ordinals, terms, {}, "pbm", config)
 
     @classmethod
-    def from_pair_weights(cls, weights: dict[tuple[str, str], float], texts: dict[str, str], ordinals: dict[str, int],
-                          terms: Callable[[str], list[str]], co_clicks: dict[int, Counter], source: str,
-                          config: BehaviourConfig) -> ClickGraph:
+    def from_pair_weights(cls, weights: dict[tuple[str, str], float], texts: dict[str, str],
+                          ordinals: Mapping[str, int], terms: Callable[[str], list[str]],
+                          co_clicks: dict[int, Counter], source: str, config: BehaviourConfig) -> ClickGraph:
         """The graph of (query key, doc id) → weight, keeping the documents of the index with a positive weight."""
         query_docs: dict[str, dict[int, float]] = {}
         for (key, doc_id), weight in weights.items():

@@ -273,14 +273,13 @@ def train_from_clicks(reader: IndexReader, weights: FusionWeights, source: str =
         raise InputError(f"the later {recent.n_sessions} of the log's {log.n_sessions} first-page searches hold no "
                          "click that grades a document: nothing to learn from")
     save_tables(fit_and_compare(log, config), reader.root)
-    terms = reader.analyzer.terms
     unseen = _unseen_queries(list(labels.queries), config.graph_unseen_share, reader.settings.ranker.seed)
     start = float(recent.times.min())  # the past the ranker may know beside its labels ends here
     past = reader.with_engagement(reader.engagement_of(start, sorted(unseen)))
     audiences = askers_audiences(past, recent, start, unseen)
     planned = with_channels(past, plan_queries(past, labels.queries, show_progress, "features from clicks"),
-                            ClickGraph.from_click_log(history.without_queries(unseen), reader.doc_ids, terms, config),
-                            audiences)
+                            ClickGraph.from_click_log(history.without_queries(unseen), reader.ordinals,
+                                                      reader.analyzer.terms, config), audiences)
     adaptive = served_adaptive(reader.root, reader.settings.fusion)  # the candidates the hybrid mode serves
     training = training_set(past, planned, labels.qrels, weights, adaptive)
     ranker = train_ranker(reader, training, f"querylog:clicks-{source}")
@@ -288,9 +287,8 @@ def train_from_clicks(reader: IndexReader, weights: FusionWeights, source: str =
                                 "profiled_queries": len(audiences)}
     if judged is not None:
         name, queries, qrels = judged
-        served_graph = ClickGraph.load(reader.root, reader.doc_ids, terms, config)  # the whole log, as served
         testing = training_set(reader, with_channels(reader, plan_queries(reader, queries, show_progress, "guard"),
-                                                     served_graph),
+                                                     ClickGraph.served(reader)),
                                qrels, weights, adaptive)
         yardstick = f"judgments:{name}"
     else:
